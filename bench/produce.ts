@@ -1,0 +1,28 @@
+/**
+ * Producer throughput: `produce()` at `--rate 0` into a fresh topic on the
+ * local broker. Prints events/s; asserts nothing.
+ *
+ * @module
+ */
+import { createKafka } from "../kafka/client.ts";
+import { ensureTopic } from "../kafka/admin.ts";
+import { createPurchaseProducer, produce } from "../kafka/producer.ts";
+import { type BenchContext, uniqueTopic } from "./context.ts";
+
+/** Produces `events` purchases as fast as the broker takes them and reports the rate. */
+export async function benchProduce(context: BenchContext, events = 300_000): Promise<void> {
+  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = uniqueTopic("bench-produce");
+  await ensureTopic(admin, topic, 128);
+  await admin.disconnect();
+  const producer = createPurchaseProducer(kafka);
+  await producer.connect();
+  const summary = await produce(producer, { topic, users: 200, rate: 0, count: events }, new AbortController().signal);
+  await producer.disconnect();
+  context.report("produce --rate 0 (128 partitions)", `${Math.round(summary.sent / summary.seconds)} events/s`, {
+    events: summary.sent,
+    seconds: summary.seconds.toFixed(2),
+  });
+}

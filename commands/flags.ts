@@ -1,0 +1,180 @@
+/**
+ * Declares a subcommand's flags once and derives from that declaration the
+ * parsing (with environment-variable fallbacks and defaults) and the `--help`
+ * text, so the two cannot drift apart.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+/** One flag: how it is typed, documented and defaulted. */
+export interface FlagSpec {
+  readonly type: "string" | "boolean";
+  readonly description: string;
+  /** Placeholder shown in help, e.g. `PORT`. */
+  readonly value?: string;
+  /** Default used when neither the flag nor its environment variable is set. */
+  readonly default?: string;
+  /** Environment variable read when the flag is absent. */
+  readonly env?: string;
+}
+
+/** A subcommand's name, one-line summary, usage line and flags. */
+export interface CommandSpec {
+  readonly name: string;
+  readonly summary: string;
+  readonly usage: string;
+  readonly flags: Readonly<Record<string, FlagSpec>>;
+  /** Extra help text after the flag list (examples, notes). */
+  readonly details?: string;
+}
+
+/** Parsed flag values: strings for string flags, booleans for boolean flags. */
+export type FlagValues<F extends Readonly<Record<string, FlagSpec>>> = {
+  [K in keyof F]: F[K]["type"] extends "boolean" ? boolean
+    : F[K]["default"] extends string ? string
+    : string | undefined;
+};
+
+/** A mistake in how the command was called: printed as one line, exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** The result of {@linkcode parseFlags}. */
+export interface Parsed<F extends Readonly<Record<string, FlagSpec>>> {
+  readonly flags: FlagValues<F>;
+  readonly positionals: string[];
+  readonly help: boolean;
+}
+
+/**
+ * Parses `args` against `spec`; a flag left out falls back to its environment
+ * variable, then to its default.
+ *
+ * @example
+ * ```ts
+ * const spec = { name: "x", summary: "", usage: "", flags: {
+ *   rate: { type: "string", default: "1", description: "events/s" } } } as const;
+ * parseFlags(spec, ["--rate", "5"]).flags.rate; // "5"
+ * ```
+ */
+export function parseFlags<F extends Readonly<Record<string, FlagSpec>>>(
+  spec: CommandSpec & { flags: F },
+  args: readonly string[],
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): Parsed<F> {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const [name, flag] of Object.entries(spec.flags)) options[name] = { type: flag.type };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
+  } catch (error) {
+    // node:util's messages run to several lines of hints; the first sentence is the point.
+    const first = (error instanceof Error ? error.message : String(error)).split("\n")[0].split(". ")[0];
+    const option = /Option '(--[^']+)' argument is ambiguous/.exec(first)?.[1];
+    throw new UsageError(
+      option ? `${option} needs a value; write ${option}=VALUE for one starting with '-'` : first.replace(/\.$/, ""),
+    );
+  }
+  const flags: Record<string, string | boolean | undefined> = {};
+  for (const [name, flag] of Object.entries(spec.flags)) {
+    const given = parsed.values[name];
+    if (flag.type === "boolean") {
+      flags[name] = given === true || (given === undefined && isTrue(flag.env && env(flag.env)));
+      continue;
+    }
+    const fromEnv = flag.env ? env(flag.env) : undefined;
+    flags[name] = typeof given === "string"
+      ? given
+      : (fromEnv !== undefined && fromEnv !== "" ? fromEnv : flag.default);
+  }
+  return {
+    flags: flags as FlagValues<F>,
+    positionals: parsed.positionals,
+    help: parsed.values.help === true,
+  };
+}
+
+function isTrue(value: string | undefined | false): boolean {
+  return value !== undefined && value !== false && ["1", "true", "yes"].includes(value.toLowerCase());
+}
+
+/** Renders the `--help` text of a subcommand from its spec. */
+export function helpText(spec: CommandSpec): string {
+  const rows = Object.entries(spec.flags).map(([name, flag]) => {
+    const left = `--${name}${flag.value ? ` ${flag.value}` : ""}`;
+    const notes = [
+      flag.env ? `env ${flag.env}` : "",
+      flag.default !== undefined ? `default ${flag.default === "" ? '""' : flag.default}` : "",
+    ].filter(Boolean);
+    return [left, flag.description + (notes.length ? ` (${notes.join("; ")})` : "")];
+  });
+  rows.push(["-h, --help", "show this help"]);
+  const width = Math.max(...rows.map(([left]) => left.length)) + 2;
+  const lines = [
+    `usershard ${spec.name}: ${spec.summary}`,
+    "",
+    `Usage: ${spec.usage}`,
+    "",
+    "Flags:",
+    ...rows.map(([left, right]) => `  ${left.padEnd(width)}${right}`),
+  ];
+  if (spec.details) lines.push("", spec.details.trimEnd());
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Reads an integer flag within bounds.
+ *
+ * @example
+ * ```ts
+ * intFlag("users", "200", { min: 1 }); // 200
+ * ```
+ */
+export function intFlag(name: string, value: string, bounds: { min?: number; max?: number } = {}): number {
+  const n = /^-?\d+$/.test(value.trim()) ? Number(value) : NaN;
+  const { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER } = bounds;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range = bounds.max !== undefined ? `an integer from ${min} to ${max}` : `an integer of at least ${min}`;
+    throw new UsageError(`--${name} must be ${range}, got '${value}'`);
+  }
+  return n;
+}
+
+/** Reads a non-negative number flag (fractions allowed, e.g. a rate of 0.5/s). */
+export function numberFlag(name: string, value: string, min = 0): number {
+  const n = value.trim() === "" ? NaN : Number(value);
+  if (!Number.isFinite(n) || n < min) {
+    throw new UsageError(`--${name} must be a number of at least ${min}, got '${value}'`);
+  }
+  return n;
+}
+
+/** Reads a TCP port flag (1..65535). */
+export function portFlag(name: string, value: string): number {
+  return intFlag(name, value, { min: 1, max: 65535 });
+}
+
+/**
+ * Reads a comma-separated list of `host:port` addresses.
+ *
+ * @example
+ * ```ts
+ * hostPortList("brokers", "localhost:9092,kafka:9092"); // ["localhost:9092", "kafka:9092"]
+ * ```
+ */
+export function hostPortList(name: string, value: string): string[] {
+  const items = value.split(",").map((item) => item.trim()).filter((item) => item !== "");
+  if (items.length === 0) throw new UsageError(`--${name} must list at least one host:port, got '${value}'`);
+  for (const item of items) {
+    const match = /^(.+):(\d+)$/.exec(item);
+    const port = match ? Number(match[2]) : 0;
+    if (!match || port < 1 || port > 65535 || /[\s/]/.test(match[1])) {
+      throw new UsageError(`--${name} expects host:port entries, got '${item}'`);
+    }
+  }
+  return items;
+}

@@ -1,0 +1,117 @@
+/**
+ * `usershard produce`: writes random user purchase events to Kafka.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from "./flags.ts";
+import { CliError, defineCommand } from "./command.ts";
+import { logLevelFlag, setUpLogging } from "./logging.ts";
+import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
+import { ensureTopic, isValidTopicName } from "../kafka/admin.ts";
+import { createPurchaseProducer, PER_EVENT_LOG_MAX_RATE, produce } from "../kafka/producer.ts";
+
+/** Flags of `usershard produce`. */
+export const produceSpec = {
+  name: "produce",
+  summary: "writes user purchase events to Kafka, keyed by user id",
+  usage: "usershard produce [--rate N] [--count N] [--users N] [--topic T] [--brokers HOST:PORT,...]",
+  flags: {
+    brokers: {
+      type: "string",
+      value: "HOST:PORT,...",
+      env: "KAFKA_BROKERS",
+      default: "localhost:9092",
+      description: "Kafka bootstrap brokers",
+    },
+    topic: {
+      type: "string",
+      value: "NAME",
+      env: "USERSHARD_TOPIC",
+      default: "user-events",
+      description: "topic to write to",
+    },
+    partitions: {
+      type: "string",
+      value: "N",
+      env: "USERSHARD_PARTITIONS",
+      default: "128",
+      description: "partitions when the topic has to be created (an existing topic keeps its count)",
+    },
+    users: { type: "string", value: "N", default: "200", description: "user ids are 0..N-1" },
+    rate: {
+      type: "string",
+      value: "N",
+      default: "1",
+      description: "events per second; 0 sends as fast as the broker takes them",
+    },
+    count: { type: "string", value: "N", description: "stop after N events (default: until interrupted)" },
+    "log-level": {
+      type: "string",
+      value: "LEVEL",
+      env: "USERSHARD_LOG_LEVEL",
+      default: "info",
+      description: "trace, debug, info, warning or error",
+    },
+  },
+  details: `Up to ${PER_EVENT_LOG_MAX_RATE} events/s each event is logged ("Sending message to user N");
+faster rates log a progress line every 5 s. Ctrl-C stops after the events already
+handed to Kafka are acknowledged, prints a summary and exits 0.
+
+Example: usershard produce --rate 0 --count 100000`,
+} as const satisfies CommandSpec;
+
+/** `usershard produce`. */
+export const produceCommand = defineCommand(produceSpec, async (flags, positionals) => {
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const brokers = hostPortList("brokers", flags.brokers);
+  if (!isValidTopicName(flags.topic)) {
+    throw new UsageError(`--topic must be a Kafka topic name ([a-zA-Z0-9._-], at most 249), got '${flags.topic}'`);
+  }
+  const partitions = intFlag("partitions", flags.partitions, { min: 1, max: 10_000 });
+  const users = intFlag("users", flags.users, { min: 1 });
+  const rate = numberFlag("rate", flags.rate);
+  const count = flags.count === undefined ? undefined : intFlag("count", flags.count, { min: 0 });
+  await setUpLogging(logLevelFlag(flags["log-level"]));
+  const log = getLogger(["usershard", "producer"]);
+
+  const kafka = createKafka({ brokers, clientId: "usershard-producer" });
+  const admin = kafka.admin();
+  const producer = createPurchaseProducer(kafka);
+  const stop = new AbortController();
+  const onSignal = () => {
+    if (stop.signal.aborted) Deno.exit(130);
+    log.info("interrupted; waiting for Kafka to acknowledge what was sent (Ctrl-C again to quit at once)");
+    stop.abort();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    await admin.connect();
+    const topic = await ensureTopic(admin, flags.topic, partitions);
+    await admin.disconnect();
+    await producer.connect();
+    log.info("producing to {topic} ({partitions} partitions) at {brokers}, users 0..{last}, {pace}", {
+      topic: topic.topic,
+      partitions: topic.partitions,
+      brokers: brokers.join(","),
+      last: users - 1,
+      pace: rate > 0 ? `${rate} events/s` : "as fast as possible",
+    });
+    const summary = await produce(producer, { topic: topic.topic, users, rate, count }, stop.signal);
+    const perSecond = summary.seconds > 0 ? Math.round(summary.sent / summary.seconds) : summary.sent;
+    log.info("sent {sent} events to {topic} in {seconds} s ({perSecond} events/s)", {
+      sent: summary.sent,
+      topic: topic.topic,
+      seconds: summary.seconds.toFixed(1),
+      perSecond,
+    });
+    return 0;
+  } catch (error) {
+    throw new CliError(kafkaErrorLine(error, brokers));
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    await Promise.allSettled([producer.disconnect(), admin.disconnect()]);
+  }
+});

@@ -1,0 +1,158 @@
+/**
+ * The load generator behind `usershard produce`: random purchases by users
+ * `0..users-1`, sent at a steady rate (or as fast as the broker takes them),
+ * partitioned by {@linkcode partitionFor} so each user's events share a
+ * partition.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import type { ICustomPartitioner, Kafka, Message, Producer } from "kafkajs";
+import { getLogger } from "@logtape/logtape";
+import { partitionFor } from "./partitioner.ts";
+import { encodePurchase, type Purchase } from "./purchase.ts";
+
+const log = getLogger(["usershard", "producer"]);
+
+/** The products of the Akka sample's producer. */
+export const PRODUCTS: readonly string[] = ["cat t-shirt", "akka t-shirt", "skis", "climbing shoes", "rope"];
+
+/** Prices are drawn from `0..MAX_PRICE - 1` pence, as in the sample. */
+export const MAX_PRICE = 10_000;
+
+/** Rates up to this many events/s log one line per event; faster ones log progress. */
+export const PER_EVENT_LOG_MAX_RATE = 10;
+
+/** What to produce. */
+export interface ProduceOptions {
+  readonly topic: string;
+  /** Users are `"0"` .. `String(users - 1)`. */
+  readonly users: number;
+  /** Events per second; 0 means as fast as possible. */
+  readonly rate: number;
+  /** Stop after this many events; unbounded when absent. */
+  readonly count?: number;
+  /** Seconds between progress lines at high rates. */
+  readonly progressEverySeconds?: number;
+}
+
+/** What {@linkcode produce} sent (acknowledged by the broker) and how fast. */
+export interface ProduceSummary {
+  readonly sent: number;
+  readonly seconds: number;
+}
+
+/**
+ * Kafka's Java default partitioning for keyed records, as a kafkajs partitioner.
+ * kafkajs's own default computes the same; this one is the project's function,
+ * so producer and shards cannot disagree.
+ */
+export const keyPartitioner: ICustomPartitioner = () => ({ partitionMetadata, message }) => {
+  if (message.key === null || message.key === undefined) {
+    throw new Error("usershard records are keyed by user id; this one has no key");
+  }
+  return partitionFor(String(message.key), partitionMetadata.length);
+};
+
+/** A producer that partitions by {@linkcode keyPartitioner} and never creates topics. */
+export function createPurchaseProducer(kafka: Kafka): Producer {
+  return kafka.producer({ createPartitioner: keyPartitioner, allowAutoTopicCreation: false });
+}
+
+/**
+ * A random purchase in the sample's ranges.
+ *
+ * @example
+ * ```ts
+ * randomPurchase(200); // { userId: "42", product: "skis", quantity: 3, price: 2080 }
+ * ```
+ */
+export function randomPurchase(users: number, random: () => number = Math.random): Purchase {
+  return {
+    userId: String(Math.floor(random() * users)),
+    product: PRODUCTS[Math.floor(random() * PRODUCTS.length)],
+    quantity: 1 + Math.floor(random() * 5),
+    price: Math.floor(random() * MAX_PRICE),
+  };
+}
+
+/** The record for a purchase: keyed by user id. */
+export function purchaseMessage(purchase: Purchase): Message {
+  // kafkajs sizes records with Buffer methods; a bare Uint8Array is mis-encoded.
+  const bytes = encodePurchase(purchase);
+  return { key: purchase.userId, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+}
+
+const MAX_BATCH = 2000;
+const MAX_IN_FLIGHT = 4;
+
+/**
+ * Sends random purchases until `count` is reached or `signal` aborts; on abort
+ * it still waits for what was already handed to the broker, so every event
+ * counted in the summary is in the topic.
+ */
+export async function produce(
+  producer: Producer,
+  options: ProduceOptions,
+  signal: AbortSignal,
+): Promise<ProduceSummary> {
+  const { topic, users, rate, count = Infinity } = options;
+  const perEvent = rate > 0 && rate <= PER_EVENT_LOG_MAX_RATE;
+  const progressEvery = (options.progressEverySeconds ?? 5) * 1000;
+  const started = performance.now();
+  let queued = 0;
+  let sent = 0;
+  let failure: unknown = undefined;
+  let lastProgress = started;
+  let sentAtLastProgress = 0;
+  const inFlight = new Set<Promise<void>>();
+
+  const reportProgress = () => {
+    const now = performance.now();
+    if (perEvent || now - lastProgress < progressEvery) return;
+    const recentRate = (sent - sentAtLastProgress) / ((now - lastProgress) / 1000);
+    log.info("sent {sent} events ({rate} events/s)", { sent, rate: Math.round(recentRate) });
+    lastProgress = now;
+    sentAtLastProgress = sent;
+  };
+
+  while (!signal.aborted && failure === undefined && queued < count) {
+    const due = rate > 0 ? Math.floor(((performance.now() - started) * rate) / 1000) + 1 : Infinity;
+    const size = Math.min(due - queued, MAX_BATCH, count - queued);
+    if (size <= 0) {
+      await sleep(started + (queued * 1000) / rate - performance.now(), signal);
+      continue;
+    }
+    const purchases = Array.from({ length: size }, () => randomPurchase(users));
+    if (perEvent) { for (const p of purchases) log.info("Sending message to user {userId}", { userId: p.userId }); }
+    queued += size;
+    const send = producer.send({ topic, messages: purchases.map(purchaseMessage) }).then(
+      () => {
+        sent += size;
+        reportProgress();
+      },
+      (error) => {
+        failure ??= error;
+      },
+    );
+    const tracked = send.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+    if (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  if (failure !== undefined) throw failure;
+  return { sent, seconds: (performance.now() - started) / 1000 };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

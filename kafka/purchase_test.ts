@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { UserPurchaseProtoSchema } from "../proto/gen/user_events_pb.ts";
+import { decodePurchase, encodePurchase, MAX_AMOUNT } from "./purchase.ts";
+
+const utf8 = (text: string) => new TextEncoder().encode(text);
+const proto = (fields: { userId?: string; product?: string; quantity?: bigint; price?: bigint }) =>
+  toBinary(UserPurchaseProtoSchema, create(UserPurchaseProtoSchema, fields));
+
+Deno.test("decodePurchase() reads back what encodePurchase() wrote", () => {
+  const purchase = { userId: "7", product: "skis", quantity: 2, price: 1548 };
+  assert.deepEqual(decodePurchase(utf8("7"), encodePurchase(purchase)), { ok: true, purchase });
+});
+
+Deno.test("encodePurchase() writes the sample's wire format (field numbers 1-4)", () => {
+  const bytes = encodePurchase({ userId: "7", product: "rope", quantity: 3, price: 200 });
+  // 0a 01 '7' | 12 04 'rope' | 18 03 | 20 c8 01
+  assert.deepEqual([...bytes], [0x0a, 1, 0x37, 0x12, 4, 0x72, 0x6f, 0x70, 0x65, 0x18, 3, 0x20, 0xc8, 0x01]);
+});
+
+Deno.test("decodePurchase() refuses malformed records with a reason", () => {
+  const cases: [Uint8Array | null, Uint8Array | null, RegExp][] = [
+    [utf8("7"), null, /empty value/],
+    [utf8("7"), utf8("not protobuf at all \u00ff"), /not a UserPurchaseProto/],
+    [utf8(""), proto({ product: "skis", quantity: 1n, price: 1n }), /empty user id/],
+    [utf8("8"), proto({ userId: "7", quantity: 1n, price: 1n }), /key '8' differs from the value's user id '7'/],
+    [null, proto({ userId: "7", quantity: 1n, price: 1n }), /key '' differs/],
+    [utf8("7"), proto({ userId: "7", quantity: -1n, price: 1n }), /quantity -1 is outside/],
+    [utf8("7"), proto({ userId: "7", quantity: 1n, price: -5n }), /price -5 is outside/],
+    [utf8("7"), proto({ userId: "7", quantity: BigInt(MAX_AMOUNT) + 1n, price: 1n }), /quantity .* is outside/],
+    [new Uint8Array([0xff]), proto({ userId: "7" }), /key is not UTF-8/],
+  ];
+  for (const [key, value, reason] of cases) {
+    const decoded = decodePurchase(key, value);
+    assert.equal(decoded.ok, false);
+    if (!decoded.ok) assert.match(decoded.reason, reason);
+  }
+});

@@ -1,0 +1,78 @@
+/**
+ * `usershard`: processes a Kafka stream of user purchases on a cluster of
+ * nodes, with each user's shard on the node that consumes its partition.
+ * This file only picks the subcommand and turns errors into exit codes.
+ *
+ * @module
+ */
+import { CliError, type Command, writeStdout } from "./commands/command.ts";
+import { UsageError } from "./commands/flags.ts";
+import { produceCommand } from "./commands/produce.ts";
+
+/** The program's version, printed by `usershard --version`. */
+export const VERSION = "0.1.0";
+
+/** Subcommands of the design that this version does not have yet. */
+function unbuilt(name: string, summary: string): Command {
+  return {
+    spec: { name, summary: `${summary} (not in this version yet)`, usage: `usershard ${name}`, flags: {} },
+    execute: () => Promise.reject(new CliError(`'${name}' is not in this version of usershard yet`)),
+  };
+}
+
+const commands: readonly Command[] = [
+  produceCommand,
+  unbuilt("process", "runs one processor node of the cluster"),
+  unbuilt("query", "asks a node for users' running totals"),
+  unbuilt("shards", "shows the shards a node hosts"),
+];
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.spec.name.length)) + 2;
+  return [
+    "usershard: Kafka partitions aligned with cluster shards, per-user totals over gRPC",
+    "",
+    "Usage: usershard <command> [flags]",
+    "",
+    "Commands:",
+    ...commands.map((c) => `  ${c.spec.name.padEnd(width)}${c.spec.summary}`),
+    "",
+    "Run `usershard <command> --help` for a command's flags.",
+    "",
+  ].join("\n");
+}
+
+/** Runs the program with `args`; resolves to the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    await writeStdout(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    await writeStdout(`usershard ${VERSION}\n`);
+    return 0;
+  }
+  const command = commands.find((c) => c.spec.name === name);
+  if (!command) {
+    console.error(`usershard: unknown command '${name}' (commands: ${commands.map((c) => c.spec.name).join(", ")})`);
+    return 2;
+  }
+  try {
+    return await command.execute(rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`usershard ${name}: ${error.message} (see usershard ${name} --help)`);
+      return 2;
+    }
+    if (error instanceof CliError) {
+      console.error(`usershard ${name}: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

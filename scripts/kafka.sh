@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka broker (KRaft, broker + controller in one JVM) for
+# development and tests, without Docker: the jars come from Maven Central.
+#
+#   scripts/kafka.sh start   make sure a broker answers at KAFKA_BROKERS (default localhost:9092)
+#   scripts/kafka.sh stop    stop the broker this script started there
+#   scripts/kafka.sh status  say whether a broker answers there
+#   scripts/kafka.sh libs    fetch the jars if needed and print their folder
+#
+# Environment: KAFKA_BROKERS (first address is used), KAFKA_CONTROLLER_PORT (default
+# broker port + 1), USERSHARD_CACHE (default ~/.cache/usershard), JAVA_HOME.
+set -euo pipefail
+
+kafka_version=4.1.2
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka"
+cache="${USERSHARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/usershard}"
+home="$cache/kafka-$kafka_version"
+libs="$home/libs"
+
+say() { echo "kafka: $*" >&2; }
+fail() { echo "kafka: error: $*" >&2; exit 1; }
+
+first="${KAFKA_BROKERS:-localhost:9092}"
+first="${first%%,*}"
+host="${first%:*}"
+port="${first##*:}"
+[ "$host" != "$first" ] && [[ "$port" =~ ^[0-9]+$ ]] || fail "KAFKA_BROKERS must be host:port, got '$first'"
+controller_port="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
+run="$cache/kafka-run-$port"
+# The broker binds one address; "localhost" could resolve to ::1 for some clients.
+bind_host="$host"
+[ "$host" = localhost ] && bind_host=127.0.0.1
+
+java_bin() {
+  local java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+  command -v "$java" >/dev/null || fail "no Java found (install a JDK 17+, e.g. apt install openjdk-17-jdk-headless, or set JAVA_HOME)"
+  local major
+  major="$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  [ "${major:-0}" -ge 17 ] 2>/dev/null || fail "Kafka $kafka_version needs Java 17 or newer; $java is Java ${major:-unknown}"
+  echo "$java"
+}
+
+fetch_libs() {
+  [ -f "$libs/.complete" ] && return 0
+  command -v mvn >/dev/null || fail "no mvn found: Maven fetches the Kafka jars (apt install maven)"
+  say "fetching Apache Kafka $kafka_version from Maven Central into $libs"
+  rm -rf "$libs"
+  mkdir -p "$libs"
+  if ! mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$libs" >"$home/mvn.log" 2>&1; then
+    fail "mvn could not fetch the Kafka jars (see $home/mvn.log): $(grep -m1 -E 'ERROR' "$home/mvn.log" || tail -n1 "$home/mvn.log")"
+  fi
+  touch "$libs/.complete"
+}
+
+probe_class() {
+  local java="$1" out="$home/probe"
+  if [ ! -f "$out/KafkaProbe.class" ] || [ "$here/KafkaProbe.java" -nt "$out/KafkaProbe.class" ]; then
+    mkdir -p "$out"
+    "${java%java}javac" -d "$out" -cp "$libs/*" "$here/KafkaProbe.java" >&2 || fail "could not compile the broker probe (is a full JDK installed, with javac?)"
+  fi
+  echo "$out"
+}
+
+# Asks for cluster metadata: the only proof that a Kafka broker, not just something, listens.
+probe() {
+  local java="$1" timeout_ms="$2"
+  "$java" -Dusershard.log.level=ERROR -Dlog4j2.configurationFile="$here/log4j2.yaml" \
+    -cp "$(probe_class "$java"):$libs/*" KafkaProbe "$host:$port" "$timeout_ms"
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+running_pid() {
+  local pid
+  pid="$(cat "$run/pid" 2>/dev/null)" || return 1
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+start() {
+  local java
+  java="$(java_bin)"
+  fetch_libs
+  if port_open "$host" "$port"; then
+    if info="$(probe "$java" 5000 2>/dev/null)"; then
+      say "a broker already answers at $host:$port ($info)"
+      echo "$host:$port"
+      return 0
+    fi
+    fail "port $port on $host is taken by something that is not a Kafka broker"
+  fi
+  if pid="$(running_pid)"; then
+    say "broker (pid $pid) is starting; waiting for it"
+  else
+    port_open "$bind_host" "$controller_port" && fail "controller port $controller_port is taken (set KAFKA_CONTROLLER_PORT to a free port)"
+    mkdir -p "$run/data"
+    sed -e "s|@HOST@|$bind_host|g" -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" \
+      -e "s|@DATA@|$run/data|g" "$here/server.properties" >"$run/server.properties"
+    if [ ! -f "$run/data/meta.properties" ]; then
+      "$java" -Dusershard.log.level=WARN -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" \
+        kafka.tools.StorageTool format --cluster-id "$(cluster_id "$java")" --config "$run/server.properties" \
+        >"$run/format.log" 2>&1 || fail "could not format KRaft storage in $run/data (see $run/format.log)"
+    fi
+    say "starting Apache Kafka $kafka_version at $host:$port (controller $controller_port, log $run/broker.log)"
+    # setsid: the broker outlives this script and the terminal it came from.
+    setsid "$java" -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+      -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" \
+      kafka.Kafka "$run/server.properties" >"$run/broker.log" 2>&1 </dev/null &
+    echo $! >"$run/pid"
+  fi
+  local info
+  if ! info="$(probe "$java" 60000 2>&1)"; then
+    running_pid >/dev/null || fail "the broker exited during start-up: $(grep -m1 -E 'ERROR|Exception' "$run/broker.log" || tail -n1 "$run/broker.log")"
+    fail "the broker did not answer at $host:$port within 60 s ($info; see $run/broker.log)"
+  fi
+  say "broker ready at $host:$port ($info)"
+  echo "$host:$port"
+}
+
+cluster_id() {
+  "$1" -Dusershard.log.level=ERROR -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" kafka.tools.StorageTool random-uuid
+}
+
+stop() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    say "no broker started by this script runs at port $port"
+    return 0
+  fi
+  say "stopping the broker at $host:$port (pid $pid)"
+  kill "$pid"
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$run/pid"; say "stopped"; return 0; }
+    sleep 0.5
+  done
+  say "the broker did not stop within 30 s; killing it"
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$run/pid"
+}
+
+status() {
+  local java info
+  java="$(java_bin)"
+  port_open "$host" "$port" || { say "nothing listens at $host:$port"; return 1; }
+  fetch_libs
+  info="$(probe "$java" 5000 2>&1)" || { say "$host:$port does not answer as a Kafka broker: $info"; return 1; }
+  say "a broker answers at $host:$port ($info)"
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  libs) java_bin >/dev/null; fetch_libs; echo "$libs" ;;
+  *) fail "unknown command '$1' (expected start, stop, status or libs)" ;;
+esac

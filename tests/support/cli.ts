@@ -1,0 +1,56 @@
+/**
+ * Runs the real `usershard` program as a child process, the way a user does.
+ *
+ * @module
+ */
+
+const decoder = new TextDecoder();
+
+/** What a finished CLI run printed and returned. */
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** The command line that runs `usershard` with `args`. */
+export function usershardCommand(args: readonly string[], options: Deno.CommandOptions = {}): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...options,
+    env: { NO_COLOR: "1", ...options.env },
+  });
+}
+
+/**
+ * Runs `usershard` to completion; fails the test if it takes longer than
+ * `timeoutMs` (the process is killed first).
+ */
+export async function runUsershard(
+  args: readonly string[],
+  options: { env?: Record<string, string>; timeoutMs?: number; stdin?: string } = {},
+): Promise<CliResult> {
+  const child = usershardCommand(args, { env: options.env, stdin: options.stdin === undefined ? "null" : "piped" })
+    .spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, timeoutMs);
+  const output = await child.output();
+  clearTimeout(timer);
+  const result = { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+  if (timedOut) throw new Error(`usershard ${args.join(" ")} did not finish in ${timeoutMs} ms:\n${result.stderr}`);
+  return result;
+}

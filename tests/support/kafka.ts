@@ -1,0 +1,66 @@
+/**
+ * Test access to the real broker that `deno task kafka` started: its address,
+ * fresh topic names per test, and reading a topic back.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import type { Kafka } from "kafkajs";
+import { createKafka } from "../../kafka/client.ts";
+
+/** The brokers the test run uses (`KAFKA_BROKERS`, default `localhost:9092`). */
+export const BROKERS: readonly string[] = (Deno.env.get("KAFKA_BROKERS") ?? "localhost:9092").split(",");
+
+/** A Kafka client for test code. */
+export function testKafka(clientId = "usershard-test"): Kafka {
+  return createKafka({ brokers: BROKERS, clientId });
+}
+
+/** A topic or group name no other test (or earlier run) uses. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** One record as read back from the topic. */
+export interface ReadRecord {
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+}
+
+/**
+ * Reads every record of `topic` up to its current end offsets, from all
+ * partitions, without joining a consumer group (so it is quick).
+ */
+export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 30_000): Promise<ReadRecord[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(topic);
+  await admin.disconnect();
+  const expected = ends.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
+  const records: ReadRecord[] = [];
+  if (expected === 0) return records;
+  const consumer = kafka.consumer({ groupId: `reader-${crypto.randomUUID()}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const done = Promise.withResolvers<void>();
+  const timer = setTimeout(
+    () => done.reject(new Error(`read ${records.length} of ${expected} records of ${topic} in ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  await consumer.run({
+    eachMessage: ({ partition, message }) => {
+      records.push({ partition, offset: message.offset, key: message.key, value: message.value });
+      if (records.length >= expected) done.resolve();
+      return Promise.resolve();
+    },
+  });
+  try {
+    await done.promise;
+  } finally {
+    clearTimeout(timer);
+    await consumer.disconnect();
+  }
+  return records;
+}

@@ -46,7 +46,5 @@ export type UserPurchaseProto = Message<"UserPurchaseProto"> & {
  * Describes the message UserPurchaseProto.
  * Use `create(UserPurchaseProtoSchema)` to create a new message.
  */
-export const UserPurchaseProtoSchema: GenMessage<
-  UserPurchaseProto
-> = /*@__PURE__*/
+export const UserPurchaseProtoSchema: GenMessage<UserPurchaseProto> = /*@__PURE__*/
   messageDesc(file_user_events, 0);

@@ -31,9 +31,7 @@ export type UserStatsRequest = Message<"UserStatsRequest"> & {
  * Describes the message UserStatsRequest.
  * Use `create(UserStatsRequestSchema)` to create a new message.
  */
-export const UserStatsRequestSchema: GenMessage<
-  UserStatsRequest
-> = /*@__PURE__*/
+export const UserStatsRequestSchema: GenMessage<UserStatsRequest> = /*@__PURE__*/
   messageDesc(file_users, 0);
 
 /**
@@ -60,9 +58,7 @@ export type UserStatsResponse = Message<"UserStatsResponse"> & {
  * Describes the message UserStatsResponse.
  * Use `create(UserStatsResponseSchema)` to create a new message.
  */
-export const UserStatsResponseSchema: GenMessage<
-  UserStatsResponse
-> = /*@__PURE__*/
+export const UserStatsResponseSchema: GenMessage<UserStatsResponse> = /*@__PURE__*/
   messageDesc(file_users, 1);
 
 /**

@@ -31,7 +31,8 @@ export interface ReadRecord {
 
 /**
  * Reads every record of `topic` up to its current end offsets, from all
- * partitions, without joining a consumer group (so it is quick).
+ * partitions. A record delivered twice (a consumer-group rejoin while the
+ * broker's offsets topic is still being created, say) is kept once.
  */
 export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 30_000): Promise<ReadRecord[]> {
   const admin = kafka.admin();
@@ -39,28 +40,34 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 30_000)
   const ends = await admin.fetchTopicOffsets(topic);
   await admin.disconnect();
   const expected = ends.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
-  const records: ReadRecord[] = [];
-  if (expected === 0) return records;
-  const consumer = kafka.consumer({ groupId: `reader-${crypto.randomUUID()}` });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  const done = Promise.withResolvers<void>();
-  const timer = setTimeout(
-    () => done.reject(new Error(`read ${records.length} of ${expected} records of ${topic} in ${timeoutMs} ms`)),
-    timeoutMs,
-  );
-  await consumer.run({
-    eachMessage: ({ partition, message }) => {
-      records.push({ partition, offset: message.offset, key: message.key, value: message.value });
-      if (records.length >= expected) done.resolve();
-      return Promise.resolve();
-    },
-  });
-  try {
-    await done.promise;
-  } finally {
-    clearTimeout(timer);
-    await consumer.disconnect();
+  const records = new Map<string, ReadRecord>();
+  if (expected > 0) {
+    const consumer = kafka.consumer({ groupId: `reader-${crypto.randomUUID()}` });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    const done = Promise.withResolvers<void>();
+    const timer = setTimeout(
+      () => done.reject(new Error(`read ${records.size} of ${expected} records of ${topic} in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    await consumer.run({
+      eachMessage: ({ partition, message }) => {
+        records.set(`${partition}:${message.offset}`, {
+          partition,
+          offset: message.offset,
+          key: message.key,
+          value: message.value,
+        });
+        if (records.size >= expected) done.resolve();
+        return Promise.resolve();
+      },
+    });
+    try {
+      await done.promise;
+    } finally {
+      clearTimeout(timer);
+      await consumer.disconnect();
+    }
   }
-  return records;
+  return [...records.values()].sort((a, b) => a.partition - b.partition || Number(a.offset) - Number(b.offset));
 }

@@ -7,6 +7,7 @@
  */
 import { CliError, type Command, writeStdout } from "./commands/command.ts";
 import { UsageError } from "./commands/flags.ts";
+import { processCommand } from "./commands/process.ts";
 import { produceCommand } from "./commands/produce.ts";
 
 /** The program's version, printed by `usershard --version`. */
@@ -22,7 +23,7 @@ function unbuilt(name: string, summary: string): Command {
 
 const commands: readonly Command[] = [
   produceCommand,
-  unbuilt("process", "runs one processor node of the cluster"),
+  processCommand,
   unbuilt("query", "asks a node for users' running totals"),
   unbuilt("shards", "shows the shards a node hosts"),
 ];

@@ -6,10 +6,12 @@
  */
 import { setUpLogging } from "../commands/logging.ts";
 import { benchContext } from "./context.ts";
+import { benchMembership } from "./membership.ts";
 import { benchProduce } from "./produce.ts";
 
 const benchmarks: Record<string, (context: ReturnType<typeof benchContext>) => Promise<void>> = {
   produce: benchProduce,
+  membership: benchMembership,
 };
 
 const chosen = Deno.args.length > 0 ? Deno.args : Object.keys(benchmarks);

@@ -178,3 +178,17 @@ export function hostPortList(name: string, value: string): string[] {
   }
   return items;
 }
+
+/**
+ * Reads a duration flag: a number with a unit, `ms`, `s` or `m`.
+ *
+ * @example
+ * ```ts
+ * durationFlag("down-after", "5s"); // 5000
+ * ```
+ */
+export function durationFlag(name: string, value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m)$/.exec(value.trim());
+  if (!match) throw new UsageError(`--${name} must be a duration like 500ms, 5s or 1m, got '${value}'`);
+  return Math.round(Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as "ms" | "s" | "m"]);
+}

@@ -1,0 +1,483 @@
+/**
+ * Cluster membership as a pure state machine, in the manner of etcd's raft:
+ * {@linkcode Membership.step} takes one input (a tick, a message from a peer,
+ * a request to leave) with the current time, and returns what to do (messages
+ * to send, events to report). It never touches a socket, a timer or the clock,
+ * so tests drive whole clusters of it in memory.
+ *
+ * The rules:
+ * - Joining: a node asks every other seed "are you in a cluster?" and joins
+ *   through the first that says yes. Only the first seed in the list may form
+ *   a new cluster, and only when no other seed said yes in time.
+ * - The view is gossiped and merged (see `gossip.ts`); the leader (lowest
+ *   reachable Up address) moves Joining members Up, downs members that stayed
+ *   unreachable too long (only while it reaches at least half of the members,
+ *   so a node cut off alone does not down everyone else), and removes Down and
+ *   Exiting ones. A downed member learns it when it is heard from again.
+ * - Failure detection: heartbeats to every active member; one unanswered for
+ *   `unreachableAfterMs` makes the observer report it unreachable.
+ * - Leaving: Up → Leaving (the caller hands work off) → Exiting (the caller is
+ *   done) → Removed by the leader, and only then does the node stop.
+ *
+ * @module
+ */
+import type { ClusterTimings } from "./config.ts";
+import {
+  EMPTY_GOSSIP,
+  type GossipState,
+  isMember,
+  leaderOf,
+  liveMembers,
+  memberOf,
+  mergeGossip,
+  oldestOf,
+  sameGossip,
+  unreachableMembers,
+  withMember,
+  withObservation,
+} from "./gossip.ts";
+import { isActive, type Member, type MemberStatus, type NodeId, nodeKey, sameNode, statusRank } from "./members.ts";
+
+/** What members say to each other about membership. */
+export type MembershipMessage =
+  | { readonly type: "initJoin" }
+  | { readonly type: "initJoinAck" }
+  | { readonly type: "initJoinNack" }
+  | { readonly type: "join" }
+  | { readonly type: "welcome"; readonly state: GossipState }
+  | { readonly type: "gossip"; readonly state: GossipState }
+  | { readonly type: "heartbeat"; readonly sequence: number }
+  | { readonly type: "heartbeatAck"; readonly sequence: number };
+
+/** What happened, for logs and for the parts that follow membership (sharding). */
+export type MembershipEvent =
+  | { readonly type: "memberStatus"; readonly member: Member; readonly previous?: MemberStatus }
+  | { readonly type: "unreachable"; readonly node: NodeId; readonly observers: readonly NodeId[] }
+  | { readonly type: "reachable"; readonly node: NodeId }
+  | { readonly type: "leaderChanged"; readonly leader?: NodeId }
+  | { readonly type: "oldestChanged"; readonly oldest?: NodeId }
+  | { readonly type: "seedsWaiting"; readonly silent: readonly string[]; readonly notInCluster: readonly string[] }
+  | { readonly type: "joiningVia"; readonly seed: string }
+  | { readonly type: "joinTimedOut"; readonly seed: string }
+  | { readonly type: "formedCluster" }
+  | { readonly type: "selfRemoved"; readonly reason: "left" | "downed" | "replaced" | "exitTimeout" };
+
+/** What the caller must carry out after a step. */
+export type MembershipAction =
+  | { readonly type: "send"; readonly to: string; readonly message: MembershipMessage }
+  | { readonly type: "event"; readonly event: MembershipEvent };
+
+/** One input to the state machine; `now` is milliseconds on any monotonic clock. */
+export type MembershipInput =
+  | { readonly type: "tick"; readonly now: number }
+  | { readonly type: "message"; readonly from: NodeId; readonly message: MembershipMessage; readonly now: number }
+  | { readonly type: "leave"; readonly now: number }
+  | { readonly type: "exit"; readonly now: number };
+
+/** What a {@linkcode Membership} needs to know about itself. */
+export interface MembershipConfig {
+  readonly self: NodeId;
+  /** Seed addresses in order; the first may form a new cluster. */
+  readonly seeds: readonly string[];
+  readonly timings: ClusterTimings;
+}
+
+type Phase =
+  | { readonly name: "discovering"; readonly since: number; lastRound: number; lastNotice: number; nacked: Set<string> }
+  | { readonly name: "joining"; readonly via: string; readonly since: number }
+  | { readonly name: "member" }
+  | { readonly name: "gone" };
+
+/** The membership state machine of one node. */
+export class Membership {
+  readonly #self: NodeId;
+  readonly #seeds: readonly string[];
+  readonly #t: ClusterTimings;
+  #state: GossipState = EMPTY_GOSSIP;
+  #phase: Phase;
+  #actions: MembershipAction[] = [];
+  // Failure detection: when each monitored incarnation was last heard from.
+  readonly #heard = new Map<string, number>();
+  #myUnreachable: NodeId[] = [];
+  #observationVersion = 0;
+  #heartbeatSequence = 0;
+  #lastHeartbeat = -Infinity;
+  // Gossip: whether the view changed since it was last sent to everyone.
+  #changed = false;
+  #lastGossip = -Infinity;
+  #gossipCursor = 0;
+  // Leader bookkeeping, on this node's clock.
+  readonly #unreachableSince = new Map<string, number>();
+  readonly #downSince = new Map<string, number>();
+  readonly #removedAt = new Map<string, number>();
+  #exitingSince: number | undefined;
+
+  constructor(config: MembershipConfig, now: number) {
+    this.#self = config.self;
+    this.#seeds = config.seeds;
+    this.#t = config.timings;
+    this.#phase = { name: "discovering", since: now, lastRound: -Infinity, lastNotice: now, nacked: new Set() };
+  }
+
+  /** The current view. */
+  get state(): GossipState {
+    return this.#state;
+  }
+
+  /** This node's id. */
+  get self(): NodeId {
+    return this.#self;
+  }
+
+  /** This node's own entry in the view, once it has joined. */
+  get selfMember(): Member | undefined {
+    return memberOf(this.#state, this.#self);
+  }
+
+  /** Whether the node is in a cluster (joined and not yet gone). */
+  get isMember(): boolean {
+    return this.#phase.name === "member";
+  }
+
+  /** Whether the node has left, or was removed from, the cluster. */
+  get isGone(): boolean {
+    return this.#phase.name === "gone";
+  }
+
+  /** Applies one input and returns what to do about it. */
+  step(input: MembershipInput): MembershipAction[] {
+    this.#actions = [];
+    const before = this.#state;
+    if (this.#phase.name !== "gone") {
+      switch (input.type) {
+        case "tick":
+          this.#tick(input.now);
+          break;
+        case "message":
+          this.#receive(input.from, input.message, input.now);
+          break;
+        case "leave":
+          this.#leave();
+          break;
+        case "exit":
+          this.#exit(input.now);
+          break;
+      }
+    }
+    if (!sameGossip(before, this.#state)) {
+      this.#changed = true;
+      this.#reportChanges(before, this.#state);
+      this.#checkSelf();
+    }
+    return this.#actions;
+  }
+
+  #send(to: string, message: MembershipMessage): void {
+    this.#actions.push({ type: "send", to, message });
+  }
+
+  #emit(event: MembershipEvent): void {
+    this.#actions.push({ type: "event", event });
+  }
+
+  #tick(now: number): void {
+    const phase = this.#phase;
+    if (phase.name === "discovering") return this.#discover(phase, now);
+    if (phase.name === "joining") {
+      if (now - phase.since >= this.#t.joinTimeoutMs) {
+        this.#emit({ type: "joinTimedOut", seed: phase.via });
+        this.#phase = { name: "discovering", since: now, lastRound: -Infinity, lastNotice: now, nacked: new Set() };
+      }
+      return;
+    }
+    this.#detectFailures(now);
+    if (this.#isLeader()) this.#leaderActions(now);
+    this.#forgetRemoved(now);
+    this.#gossip(now);
+    this.#awaitRemoval(now);
+  }
+
+  #otherSeeds(): string[] {
+    return this.#seeds.filter((seed) => seed !== this.#self.address);
+  }
+
+  #discover(phase: Phase & { name: "discovering" }, now: number): void {
+    const others = this.#otherSeeds();
+    const isFirstSeed = this.#seeds[0] === this.#self.address;
+    const everyoneSaidNo = others.every((seed) => phase.nacked.has(seed));
+    if (isFirstSeed && (everyoneSaidNo || now - phase.since >= this.#t.seedTimeoutMs)) {
+      this.#state = withMember(EMPTY_GOSSIP, { node: this.#self, status: "Up", upNumber: 1 });
+      this.#phase = { name: "member" };
+      this.#emit({ type: "formedCluster" });
+      return;
+    }
+    if (now - phase.lastRound >= this.#t.joinRetryIntervalMs) {
+      phase.lastRound = now;
+      for (const seed of others) this.#send(seed, { type: "initJoin" });
+    }
+    if (now - phase.lastNotice >= this.#t.noticeIntervalMs) {
+      phase.lastNotice = now;
+      this.#emit({
+        type: "seedsWaiting",
+        silent: others.filter((seed) => !phase.nacked.has(seed)),
+        notInCluster: others.filter((seed) => phase.nacked.has(seed)),
+      });
+    }
+  }
+
+  #receive(from: NodeId, message: MembershipMessage, now: number): void {
+    const phase = this.#phase;
+    this.#markHeard(from, now);
+    switch (message.type) {
+      case "initJoin": {
+        const status = this.selfMember?.status;
+        const canTakeJoins = phase.name === "member" && (status === "Up" || status === "Joining");
+        this.#send(from.address, { type: canTakeJoins ? "initJoinAck" : "initJoinNack" });
+        return;
+      }
+      case "initJoinAck":
+        if (phase.name !== "discovering") return;
+        this.#phase = { name: "joining", via: from.address, since: now };
+        this.#send(from.address, { type: "join" });
+        this.#emit({ type: "joiningVia", seed: from.address });
+        return;
+      case "initJoinNack":
+        if (phase.name === "discovering") phase.nacked.add(from.address);
+        return;
+      case "join":
+        return this.#admit(from, now);
+      case "welcome":
+      case "gossip":
+        return this.#adopt(from, message.state);
+      case "heartbeat":
+        if (phase.name === "member") this.#send(from.address, { type: "heartbeatAck", sequence: message.sequence });
+        return;
+      case "heartbeatAck":
+        return;
+    }
+  }
+
+  #markHeard(from: NodeId, now: number): void {
+    if (this.#heard.has(nodeKey(from))) this.#heard.set(nodeKey(from), now);
+  }
+
+  #admit(joiner: NodeId, now: number): void {
+    const status = this.selfMember?.status;
+    if (this.#phase.name !== "member" || (status !== "Up" && status !== "Joining")) return;
+    const existing = this.#state.members.get(joiner.address);
+    if (existing && existing.node.uid > joiner.uid) return; // a stale request from an older incarnation
+    if (existing && existing.node.uid === joiner.uid && !isMember(this.#state, joiner)) return;
+    if (!existing || existing.node.uid !== joiner.uid) {
+      this.#state = withMember(this.#state, { node: joiner, status: "Joining", upNumber: 0 });
+      this.#heard.set(nodeKey(joiner), now);
+    }
+    this.#send(joiner.address, { type: "welcome", state: this.#state });
+  }
+
+  #adopt(from: NodeId, incoming: GossipState): void {
+    const phase = this.#phase.name;
+    const known = memberOf(this.#state, from);
+    if (known && !isMember(this.#state, from)) {
+      // A member that was downed while cut off (or frozen) learns it from the reply.
+      if (phase === "member") this.#send(from.address, { type: "gossip", state: this.#state });
+      return;
+    }
+    const older = this.#state.members.get(from.address);
+    if (older && older.node.uid > from.uid) return;
+    if (!isMember(incoming, from)) return;
+    if (phase === "member") {
+      this.#state = mergeGossip(this.#state, incoming);
+    } else if (phase !== "gone" && memberOf(incoming, this.#self)) {
+      // A welcome, or gossip that shows this node was let in even if the welcome was lost.
+      this.#state = mergeGossip(EMPTY_GOSSIP, incoming);
+      this.#phase = { name: "member" };
+    }
+  }
+
+  #checkSelf(): void {
+    if (this.#phase.name !== "member") return;
+    const entry = this.#state.members.get(this.#self.address);
+    if (!entry) return;
+    if (entry.node.uid !== this.#self.uid) return this.#gone("replaced");
+    if (entry.status === "Removed") return this.#gone(this.#exitingSince === undefined ? "downed" : "left");
+    if (entry.status === "Down") return this.#gone("downed");
+  }
+
+  #gone(reason: "left" | "downed" | "replaced" | "exitTimeout"): void {
+    this.#phase = { name: "gone" };
+    this.#emit({ type: "selfRemoved", reason });
+  }
+
+  #isLeader(): boolean {
+    const leader = leaderOf(this.#state);
+    return leader !== undefined && sameNode(leader.node, this.#self);
+  }
+
+  #detectFailures(now: number): void {
+    const monitored = liveMembers(this.#state).filter(
+      (m) => !sameNode(m.node, this.#self) && (m.status === "Joining" || isActive(m.status)),
+    );
+    if (now - this.#lastHeartbeat >= this.#t.heartbeatIntervalMs) {
+      this.#lastHeartbeat = now;
+      this.#heartbeatSequence = (this.#heartbeatSequence + 1) >>> 0;
+      for (const m of monitored) this.#send(m.node.address, { type: "heartbeat", sequence: this.#heartbeatSequence });
+    }
+    const monitoredKeys = new Set(monitored.map((m) => nodeKey(m.node)));
+    for (const key of this.#heard.keys()) if (!monitoredKeys.has(key)) this.#heard.delete(key);
+    const unreachable: NodeId[] = [];
+    for (const m of monitored) {
+      const key = nodeKey(m.node);
+      if (!this.#heard.has(key)) this.#heard.set(key, now);
+      if (now - this.#heard.get(key)! > this.#t.unreachableAfterMs) unreachable.push(m.node);
+    }
+    const same = unreachable.length === this.#myUnreachable.length &&
+      unreachable.every((n, i) => sameNode(n, this.#myUnreachable[i]));
+    if (same) return;
+    this.#myUnreachable = unreachable;
+    this.#observationVersion++;
+    this.#state = withObservation(this.#state, {
+      observer: this.#self,
+      version: this.#observationVersion,
+      unreachable,
+    });
+  }
+
+  #leaderActions(now: number): void {
+    const members = liveMembers(this.#state);
+    const unreachable = unreachableMembers(this.#state);
+    let highestUp = Math.max(0, ...[...this.#state.members.values()].map((m) => m.upNumber));
+    for (const m of members) {
+      const address = m.node.address;
+      if (m.status === "Joining" && !unreachable.has(address)) {
+        this.#state = withMember(this.#state, { node: m.node, status: "Up", upNumber: ++highestUp });
+      } else if (m.status === "Exiting" && !sameNode(m.node, this.#self)) {
+        this.#state = withMember(this.#state, { ...m, status: "Removed" });
+        // It no longer gets gossip as a member; tell it directly that it may go.
+        this.#send(address, { type: "gossip", state: this.#state });
+      } else if (m.status === "Down") {
+        const since = this.#downSince.get(address) ?? now;
+        this.#downSince.set(address, since);
+        // Down is gossiped for a moment first, so members see why it is going.
+        if (now - since >= 2 * this.#t.gossipIntervalMs) {
+          this.#state = withMember(this.#state, { ...m, status: "Removed" });
+          this.#downSince.delete(address);
+        }
+      }
+    }
+    for (const address of this.#unreachableSince.keys()) {
+      if (!unreachable.has(address)) this.#unreachableSince.delete(address);
+    }
+    // A side that sees fewer than half of the members may be the one cut off:
+    // it must not down the rest. Half is enough, so a 2-node cluster survives a crash.
+    const candidates = members.filter((m) => m.status === "Joining" || isActive(m.status));
+    const reachable = candidates.filter((m) => !unreachable.has(m.node.address)).length;
+    if (reachable * 2 < candidates.length) return;
+    for (const [address, { node }] of unreachable) {
+      const member = memberOf(this.#state, node);
+      if (!member || member.status === "Down" || member.status === "Exiting" || member.status === "Removed") continue;
+      const since = this.#unreachableSince.get(address) ?? now;
+      this.#unreachableSince.set(address, since);
+      if (now - since >= this.#t.downAfterMs) {
+        this.#state = withMember(this.#state, { ...member, status: "Down" });
+        this.#unreachableSince.delete(address);
+      }
+    }
+  }
+
+  #forgetRemoved(now: number): void {
+    for (const m of this.#state.members.values()) {
+      if (m.status !== "Removed") {
+        this.#removedAt.delete(m.node.address);
+        continue;
+      }
+      const at = this.#removedAt.get(m.node.address) ?? now;
+      this.#removedAt.set(m.node.address, at);
+      if (now - at >= this.#t.removedTtlMs) {
+        const members = new Map(this.#state.members);
+        members.delete(m.node.address);
+        this.#state = { members, observations: this.#state.observations };
+        this.#removedAt.delete(m.node.address);
+      }
+    }
+  }
+
+  #gossipTargets(): string[] {
+    return liveMembers(this.#state)
+      .filter((m) => !sameNode(m.node, this.#self) && m.status !== "Down")
+      .map((m) => m.node.address);
+  }
+
+  #gossip(now: number): void {
+    if (now - this.#lastGossip < this.#t.gossipIntervalMs) return;
+    this.#lastGossip = now;
+    const targets = this.#gossipTargets();
+    if (targets.length === 0) return;
+    const chosen = this.#changed ? targets : [targets[this.#gossipCursor++ % targets.length]];
+    this.#changed = false;
+    for (const to of chosen) this.#send(to, { type: "gossip", state: this.#state });
+  }
+
+  #leave(): void {
+    if (this.#phase.name !== "member") return this.#gone("left");
+    const me = this.selfMember;
+    if (me && (me.status === "Up" || me.status === "Joining")) {
+      this.#state = withMember(this.#state, { ...me, status: "Leaving" });
+    }
+  }
+
+  #exit(now: number): void {
+    if (this.#phase.name !== "member") return this.#gone("left");
+    const me = this.selfMember;
+    if (!me || statusRank(me.status) >= statusRank("Exiting")) return;
+    this.#exitingSince = now;
+    this.#state = withMember(this.#state, { ...me, status: "Exiting" });
+    const targets = this.#gossipTargets();
+    if (targets.length === 0) return this.#gone("left");
+    for (const to of targets) this.#send(to, { type: "gossip", state: this.#state });
+  }
+
+  #awaitRemoval(now: number): void {
+    if (this.#exitingSince === undefined || this.#phase.name !== "member") return;
+    const othersActive = liveMembers(this.#state).some((m) => !sameNode(m.node, this.#self) && isActive(m.status));
+    if (!othersActive) return this.#gone("left");
+    if (now - this.#exitingSince >= this.#t.exitTimeoutMs) this.#gone("exitTimeout");
+  }
+
+  #reportChanges(before: GossipState, after: GossipState): void {
+    for (const [address, member] of after.members) {
+      const previous = before.members.get(address);
+      if (previous && previous.node.uid !== member.node.uid) {
+        if (previous.status !== "Removed") {
+          this.#emit({ type: "memberStatus", member: { ...previous, status: "Removed" }, previous: previous.status });
+        }
+        if (member.status !== "Removed") this.#emit({ type: "memberStatus", member });
+      } else if (!previous) {
+        if (member.status !== "Removed") this.#emit({ type: "memberStatus", member });
+      } else if (previous.status !== member.status) {
+        this.#emit({ type: "memberStatus", member, previous: previous.status });
+      }
+    }
+    const wasUnreachable = unreachableMembers(before);
+    const isUnreachable = unreachableMembers(after);
+    for (const [address, entry] of isUnreachable) {
+      if (!wasUnreachable.has(address)) {
+        this.#emit({ type: "unreachable", node: entry.node, observers: entry.observers });
+      }
+    }
+    for (const [address, entry] of wasUnreachable) {
+      if (!isUnreachable.has(address) && isMember(after, entry.node)) {
+        this.#emit({ type: "reachable", node: entry.node });
+      }
+    }
+    const leaderBefore = leaderOf(before)?.node;
+    const leaderAfter = leaderOf(after)?.node;
+    if (!sameOptionalNode(leaderBefore, leaderAfter)) this.#emit({ type: "leaderChanged", leader: leaderAfter });
+    const oldestBefore = oldestOf(before)?.node;
+    const oldestAfter = oldestOf(after)?.node;
+    if (!sameOptionalNode(oldestBefore, oldestAfter)) this.#emit({ type: "oldestChanged", oldest: oldestAfter });
+  }
+}
+
+function sameOptionalNode(a: NodeId | undefined, b: NodeId | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && sameNode(a, b));
+}

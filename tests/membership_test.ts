@@ -1,0 +1,255 @@
+import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type Envelope, EnvelopeSchema } from "../proto/gen/cluster_pb.ts";
+import { encodeFrame, FrameDecoder } from "../cluster/frame.ts";
+import { compareAddresses } from "../cluster/members.ts";
+import { PROTOCOL_VERSION } from "../cluster/remoting.ts";
+import { runUsershard } from "./support/cli.ts";
+import { addressOf, converged, eventually, members, nodePorts, startNode, statuses } from "./support/cluster.ts";
+import type { RunningUsershard } from "./support/process.ts";
+
+async function withNodes(run: (started: RunningUsershard[]) => Promise<void>): Promise<void> {
+  const started: RunningUsershard[] = [];
+  try {
+    await run(started);
+  } finally {
+    await Promise.all(started.map((node) => node.stop()));
+  }
+}
+
+Deno.test("three nodes started in any order converge to three Up members with one leader", async () => {
+  await withNodes(async (started) => {
+    const [a, b, c] = nodePorts(3);
+    const seeds = [a, b];
+    // The non-seed first, then the second seed, then the first seed.
+    started.push(startNode(c, seeds));
+    started.push(startNode(b, seeds));
+    started.push(startNode(a, seeds));
+    await converged([a, b, c], { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" });
+    const views = await Promise.all([a, b, c].map(members));
+    const lowest = [a, b, c].map(addressOf).sort(compareAddresses)[0];
+    assert.deepEqual(views.map((v) => v?.leader), Array(3).fill(lowest), "the leader is the lowest address");
+    assert.deepEqual(views.map((v) => v?.oldest), Array(3).fill(views[0]?.oldest));
+    for (const node of [a, b, c]) {
+      const ready = await fetch(`http://127.0.0.1:${node.mgmt}/ready`);
+      assert.equal(ready.status, 200);
+      assert.equal(await ready.text(), "OK");
+    }
+  });
+});
+
+Deno.test("without the first seed the others wait and say why; when it comes one cluster forms", async () => {
+  await withNodes(async (started) => {
+    const [a, b, c] = nodePorts(3);
+    const nodeB = startNode(b, [a, b]);
+    const nodeC = startNode(c, [a, b]);
+    started.push(nodeB, nodeC);
+    await nodeC.waitForOutput(new RegExp(`not in a cluster yet: no seed reachable: ${addressOf(a)}; retrying`), 20_000);
+    assert.match(nodeC.stderr, new RegExp(`${addressOf(b)} answered but is not in a cluster either`));
+    assert.deepEqual(await statuses(b), {});
+    const notReady = await fetch(`http://127.0.0.1:${b.mgmt}/ready`);
+    assert.equal(notReady.status, 500);
+    assert.match(await notReady.text(), /not in a cluster yet/);
+
+    started.push(startNode(a, [a, b]));
+    await converged([a, b, c], { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" });
+    assert.doesNotMatch(nodeB.stderr + nodeC.stderr, /formed a new cluster/);
+  });
+});
+
+Deno.test("a killed node is marked unreachable, then removed; restarted, it rejoins as a new incarnation", async () => {
+  await withNodes(async (started) => {
+    const [a, b, c] = nodePorts(3);
+    const seeds = [a, b];
+    const [nodeA, nodeB, nodeC] = [startNode(a, seeds), startNode(b, seeds), startNode(c, seeds)];
+    started.push(nodeA, nodeB, nodeC);
+    const all = { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" };
+    await converged([a, b, c], all);
+    const oldUid = (await members(a))!.members.find((m) => m.node === addressOf(c))!.nodeUid;
+
+    nodeC.kill("SIGKILL");
+    await eventually("A and B report C unreachable", async () => {
+      const views = await Promise.all([a, b].map(members));
+      return views.every((v) => v?.unreachable.some((u) => u.node === addressOf(c)));
+    });
+    await converged([a, b], { [addressOf(a)]: "Up", [addressOf(b)]: "Up" });
+    for (const node of [nodeA, nodeB]) {
+      assert.match(node.stderr, new RegExp(`member ${addressOf(c)} was downed`));
+      assert.match(node.stderr, new RegExp(`member ${addressOf(c)} was removed`));
+    }
+
+    const again = startNode(c, seeds);
+    started.push(again);
+    await converged([a, b, c], all);
+    const newUid = (await members(a))!.members.find((m) => m.node === addressOf(c))!.nodeUid;
+    assert.notEqual(newUid, oldUid);
+  });
+});
+
+Deno.test("SIGTERM leaves gracefully: exit 0, and the others see it removed, never unreachable", async () => {
+  await withNodes(async (started) => {
+    const [a, b, c] = nodePorts(3);
+    const seeds = [a, b];
+    const [nodeA, nodeB, nodeC] = [startNode(a, seeds), startNode(b, seeds), startNode(c, seeds)];
+    started.push(nodeA, nodeB, nodeC);
+    await converged([a, b, c], { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" });
+
+    // The leader and oldest leaves too: the rest must carry on without it.
+    nodeA.kill("SIGTERM");
+    const status = await nodeA.exited(20_000);
+    assert.equal(status.code, 0, nodeA.stderr);
+    assert.match(nodeA.stderr, /this node left the cluster/);
+    await converged([b, c], { [addressOf(b)]: "Up", [addressOf(c)]: "Up" });
+    for (const node of [nodeB, nodeC]) {
+      assert.match(node.stderr, new RegExp(`member ${addressOf(a)} was removed`));
+      assert.doesNotMatch(node.stderr, new RegExp(`member ${addressOf(a)} is unreachable`));
+    }
+    assert.equal((await members(c))?.leader, [b, c].map(addressOf).sort(compareAddresses)[0]);
+  });
+});
+
+/** Opens a raw TCP connection to a node's remoting port and speaks frames by hand. */
+class RawPeer {
+  readonly #decoder = new FrameDecoder();
+  #frames: Uint8Array[] = [];
+  private constructor(readonly conn: Deno.TcpConn) {}
+
+  static async connect(port: number): Promise<RawPeer> {
+    return new RawPeer(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    await this.conn.write(bytes);
+  }
+
+  async send(envelope: Envelope): Promise<void> {
+    await this.write(encodeFrame(toBinary(EnvelopeSchema, envelope)));
+  }
+
+  /** The next envelope, or `undefined` when the node closes the connection. */
+  async next(): Promise<Envelope | undefined> {
+    const buffer = new Uint8Array(4096);
+    while (this.#frames.length === 0) {
+      const n = await this.conn.read(buffer).catch(() => null);
+      if (n === null) return undefined;
+      this.#frames.push(...this.#decoder.push(buffer.subarray(0, n)));
+    }
+    return fromBinary(EnvelopeSchema, this.#frames.shift()!);
+  }
+
+  /** Resolves `true` when the node closed the connection. */
+  async closedByNode(): Promise<boolean> {
+    const buffer = new Uint8Array(1024);
+    while (true) {
+      const n = await this.conn.read(buffer).catch(() => null);
+      if (n === null) return true;
+    }
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function handshake(clusterName: string, proof = new Uint8Array()): Envelope {
+  return create(EnvelopeSchema, {
+    body: {
+      case: "handshake",
+      value: {
+        clusterName,
+        protocolVersion: PROTOCOL_VERSION,
+        from: { address: "127.0.0.1:1", uid: 1n },
+        proof,
+      },
+    },
+  });
+}
+
+Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secret are refused; the node stays healthy", async () => {
+  await withNodes(async (started) => {
+    const [a, b] = nodePorts(2);
+    const node = startNode(a, [a], ["--cluster-secret", "s3cret", "--cluster-name", "blue"]);
+    started.push(node);
+    await converged([a], { [addressOf(a)]: "Up" });
+
+    const garbage = await RawPeer.connect(a.remoting);
+    assert.equal((await garbage.next())?.body.case, "challenge");
+    await garbage.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert.ok(await garbage.closedByNode());
+    garbage.close();
+
+    const huge = await RawPeer.connect(a.remoting);
+    await huge.next();
+    await huge.write(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 1, 2, 3]));
+    assert.ok(await huge.closedByNode());
+    huge.close();
+
+    const wrongName = await RawPeer.connect(a.remoting);
+    await wrongName.next();
+    await wrongName.send(handshake("green"));
+    const refusedName = await wrongName.next();
+    assert.equal(refusedName?.body.case, "handshakeAck");
+    if (refusedName?.body.case === "handshakeAck") {
+      assert.equal(refusedName.body.value.accepted, false);
+      assert.equal(refusedName.body.value.reason, "cluster name 'green' differs from 'blue'");
+    }
+    assert.ok(await wrongName.closedByNode());
+    wrongName.close();
+
+    const wrongSecret = await RawPeer.connect(a.remoting);
+    await wrongSecret.next();
+    await wrongSecret.send(handshake("blue", new Uint8Array(32)));
+    const refusedSecret = await wrongSecret.next();
+    assert.ok(refusedSecret?.body.case === "handshakeAck" && !refusedSecret.body.value.accepted);
+    assert.equal(
+      refusedSecret?.body.case === "handshakeAck" && refusedSecret.body.value.reason,
+      "the shared secret does not match",
+    );
+    wrongSecret.close();
+
+    // A real node with the wrong secret cannot join either, and says why.
+    const intruder = startNode(b, [a], ["--cluster-secret", "guess", "--cluster-name", "blue"]);
+    started.push(intruder);
+    await intruder.waitForOutput(new RegExp(`${addressOf(a)} refused this node: the shared secret does not match`));
+
+    await node.waitForOutput(
+      /closing connection from 127\.0\.0\.1:\d+: handshake failed: frame length 2147483647 exceeds the 16777216-byte limit/,
+    );
+    assert.match(node.stderr, /refused 127\.0\.0\.1:1: cluster name 'green' differs from 'blue'/);
+    assert.deepEqual(await statuses(a), { [addressOf(a)]: "Up" });
+    assert.equal((await fetch(`http://127.0.0.1:${a.mgmt}/alive`)).status, 200);
+  });
+});
+
+Deno.test("process refuses a port in use and bad seeds with one line and a non-zero exit", async () => {
+  const [a] = nodePorts(1);
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: a.remoting });
+  try {
+    const args = ["process", "--remoting", String(a.remoting), "--mgmt", String(a.mgmt), "--seeds", addressOf(a)];
+    const inUse = await runUsershard(args);
+    assert.equal(inUse.code, 1);
+    assert.equal(
+      inUse.stderr.trim().split("\n").at(-1),
+      `usershard process: remoting port 127.0.0.1:${a.remoting} is already in use`,
+    );
+  } finally {
+    taken.close();
+  }
+  const cases: [string[], RegExp][] = [
+    [["--seeds", "127.0.0.1"], /--seeds expects host:port entries, got '127\.0\.0\.1'/],
+    [["--seeds", "a:1,b:99999"], /--seeds expects host:port entries, got 'b:99999'/],
+    [["--remoting", "http"], /--remoting must be an integer from 1 to 65535, got 'http'/],
+    [["--down-after", "soon"], /--down-after must be a duration like 500ms, 5s or 1m, got 'soon'/],
+    [["--remoting", "9000", "--mgmt", "9000"], /--remoting and --mgmt must differ/],
+  ];
+  for (const [args, message] of cases) {
+    const result = await runUsershard(["process", ...args]);
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+    assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+    assert.match(result.stderr, message);
+  }
+});

@@ -14,9 +14,10 @@
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
-import { type Envelope, EnvelopeSchema, NodeSchema } from "../proto/gen/cluster_pb.ts";
+import { type Envelope, EnvelopeSchema, FailureSchema } from "../proto/gen/cluster_pb.ts";
 import { encodeFrame, FrameDecoder, FrameError, MAX_FRAME_BYTES } from "./frame.ts";
 import { type NodeId, splitAddress } from "./members.ts";
+import { nodeFromProto, nodeToProto } from "./membership_codec.ts";
 
 const log = getLogger(["usershard", "remoting"]);
 
@@ -319,10 +320,10 @@ export class Remoting {
         link.close(`refused ${claimed}: ${refusal}`);
         return;
       }
-      peer = { address: from!.address, uid: Number(from!.uid) };
+      peer = nodeFromProto(from);
       const proof = await this.#prove(hello.nonce, this.#config.self);
       link.send(create(EnvelopeSchema, {
-        body: { case: "handshakeAck", value: { accepted: true, from: toProtoNode(this.#config.self), proof } },
+        body: { case: "handshakeAck", value: { accepted: true, from: nodeToProto(this.#config.self), proof } },
       }));
     } catch (error) {
       link.close(`handshake failed: ${errorText(error)}`);
@@ -374,7 +375,8 @@ export class Remoting {
       if (!isRequest || link.isClosed) return;
       link.send(create(EnvelopeSchema, { correlationId: envelope.correlationId, reply: true, body }));
     };
-    const fail = (error: unknown) => answer({ case: "failure", value: { message: errorText(error) } } as Body);
+    const fail = (error: unknown) =>
+      answer({ case: "failure", value: create(FailureSchema, { message: errorText(error) }) });
     try {
       const result = this.#handler({ from, body: envelope.body }, isRequest);
       if (result instanceof Promise) {
@@ -454,7 +456,7 @@ export class Remoting {
           value: {
             clusterName: this.#config.clusterName,
             protocolVersion: PROTOCOL_VERSION,
-            from: toProtoNode(this.#config.self),
+            from: nodeToProto(this.#config.self),
             proof: await this.#prove(challenge.body.value.nonce, this.#config.self),
             nonce,
           },
@@ -468,7 +470,7 @@ export class Remoting {
       }
       const server = ack.body.value.from;
       if (!server) throw new RemotingError(`${address} did not say who it is`);
-      const node = { address: server.address, uid: Number(server.uid) };
+      const node = nodeFromProto(server);
       if (this.#key && !equalBytes(await this.#prove(nonce, node), ack.body.value.proof)) {
         throw new RemotingError(`${address} could not prove it knows the shared secret`);
       }
@@ -494,6 +496,10 @@ export class Remoting {
 
   /** Sends `body` to the node at `address` without waiting for an answer; dropped if it cannot be sent. */
   tell(address: string, body: Body): void {
+    if (address === this.#config.self.address) {
+      this.#toSelf(body, false).catch(() => {});
+      return;
+    }
     this.#link(address).then(
       (link) => {
         try {
@@ -508,6 +514,12 @@ export class Remoting {
 
   /** Sends a request and resolves with the reply; rejects with {@linkcode RemotingError}. */
   async ask(address: string, body: Body, timeoutMs: number): Promise<Inbound> {
+    if (address === this.#config.self.address) {
+      const reply = await this.#toSelf(body, true);
+      if (!reply) throw new RemotingError(`no reply to ${body.case}`);
+      if (reply.case === "failure") throw new RemotingError(reply.value.message);
+      return { from: this.#config.self, body: reply };
+    }
     const link = await this.#link(address);
     const id = this.#nextCorrelation;
     this.#nextCorrelation = this.#nextCorrelation >= 0xffffffff ? 1 : this.#nextCorrelation + 1;
@@ -527,6 +539,16 @@ export class Remoting {
     return promise;
   }
 
+  // A message to this node itself skips the network (and the encoding).
+  async #toSelf(body: Body, isRequest: boolean): Promise<Body | undefined> {
+    try {
+      return await this.#handler({ from: this.#config.self, body }, isRequest);
+    } catch (error) {
+      if (!isRequest) throw error;
+      return { case: "failure", value: create(FailureSchema, { message: errorText(error) }) };
+    }
+  }
+
   /** Waits until everything queued on outbound connections has been written (before exiting). */
   async flush(): Promise<void> {
     await Promise.all([...this.#peers.values()].map((p) => p.link?.drain()));
@@ -544,10 +566,6 @@ export class Remoting {
     for (const peer of this.#peers.values()) peer.link?.close();
     for (const link of this.#inbound) link.close();
   }
-}
-
-function toProtoNode(node: NodeId) {
-  return create(NodeSchema, { address: node.address, uid: BigInt(node.uid) });
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,6 +1,8 @@
 /**
  * `usershard process`: one processor node. Joins the cluster through the seed
- * nodes, serves management HTTP, and leaves gracefully on SIGINT/SIGTERM.
+ * nodes, consumes its share of the topic, hosts the shards of the partitions
+ * it consumes, serves management HTTP, and leaves gracefully on SIGINT/SIGTERM
+ * (consumer stopped, shards handed off, Leaving → Exiting → Removed).
  *
  * @module
  */
@@ -10,14 +12,20 @@ import { DEFAULT_TIMINGS } from "../cluster/config.ts";
 import { startManagement } from "../cluster/management.ts";
 import { newUid } from "../cluster/members.ts";
 import { BindError } from "../cluster/remoting.ts";
+import { Sharding } from "../cluster/sharding.ts";
+import { ensureTopic, isValidTopicName } from "../kafka/admin.ts";
+import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
+import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
+import { ConsumerPipeline } from "../kafka/consumer.ts";
+import { partitionFor } from "../kafka/partitioner.ts";
 import { CliError, defineCommand } from "./command.ts";
-import { type CommandSpec, durationFlag, hostPortList, portFlag, UsageError } from "./flags.ts";
+import { type CommandSpec, durationFlag, hostPortList, intFlag, portFlag, UsageError } from "./flags.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
 
 /** Flags of `usershard process`. */
 export const processSpec = {
   name: "process",
-  summary: "runs one processor node of the cluster",
+  summary: "runs one processor node: consumes its Kafka partitions and hosts their shards",
   usage: "usershard process --remoting PORT --mgmt PORT --grpc PORT [flags]",
   flags: {
     remoting: {
@@ -75,6 +83,41 @@ export const processSpec = {
       env: "USERSHARD_CLUSTER_SECRET",
       description: "shared secret every node must prove it knows (default: none)",
     },
+    brokers: {
+      type: "string",
+      value: "HOST:PORT,...",
+      env: "KAFKA_BROKERS",
+      default: "localhost:9092",
+      description: "Kafka bootstrap brokers",
+    },
+    topic: {
+      type: "string",
+      value: "NAME",
+      env: "USERSHARD_TOPIC",
+      default: "user-events",
+      description: "topic of purchase events; its partition count is the shard count",
+    },
+    group: {
+      type: "string",
+      value: "NAME",
+      env: "USERSHARD_GROUP",
+      default: "user-processing",
+      description: "Kafka consumer group, also the sharding type name (/cluster/shards/NAME)",
+    },
+    partitions: {
+      type: "string",
+      value: "N",
+      env: "USERSHARD_PARTITIONS",
+      default: "128",
+      description: "partitions when the topic has to be created (an existing topic keeps its count)",
+    },
+    "ask-timeout": {
+      type: "string",
+      value: "DURATION",
+      env: "USERSHARD_ASK_TIMEOUT",
+      default: "10s",
+      description: "how long an event or query may wait for its shard (while it moves, say)",
+    },
     "unreachable-after": {
       type: "string",
       value: "DURATION",
@@ -105,6 +148,9 @@ Example, the two seed nodes of the walkthrough:
   usershard process --remoting 2552 --mgmt 8552 --grpc 8082`,
 } as const satisfies CommandSpec;
 
+/** How long a leaving node waits for its shards to be handed off. */
+const HANDOFF_TIMEOUT_MS = 20_000;
+
 /** `usershard process`. */
 export const processCommand = defineCommand(processSpec, async (flags, positionals) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -112,11 +158,18 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
   const mgmtPort = portFlag("mgmt", flags.mgmt);
   portFlag("grpc", flags.grpc);
   const seeds = hostPortList("seeds", flags.seeds);
+  const brokers = hostPortList("brokers", flags.brokers);
   const host = flags.host.trim();
   if (host === "" || /[\s/:]/.test(host)) {
     throw new UsageError(`--host must be a host name or IPv4 address, got '${host}'`);
   }
   if (remotingPort === mgmtPort) throw new UsageError(`--remoting and --mgmt must differ, both are ${mgmtPort}`);
+  if (!isValidTopicName(flags.topic)) throw new UsageError(`--topic must be a Kafka topic name, got '${flags.topic}'`);
+  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(flags.group)) {
+    throw new UsageError(`--group must be made of letters, digits, '.', '_' and '-', got '${flags.group}'`);
+  }
+  const partitions = intFlag("partitions", flags.partitions, { min: 1, max: 10_000 });
+  const askTimeoutMs = durationFlag("ask-timeout", flags["ask-timeout"]);
   const timings = {
     ...DEFAULT_TIMINGS,
     unreachableAfterMs: durationFlag("unreachable-after", flags["unreachable-after"]),
@@ -126,10 +179,26 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
   const log = getLogger(["usershard", "process"]);
 
   const self = { address: `${host}:${remotingPort}`, uid: newUid() };
-  let node: ClusterNode;
-  let management: Deno.HttpServer;
+  const kafka = createKafka({ brokers, clientId: nodeClientId(self.address) });
+  const admin = kafka.admin();
+  let shardCount: number;
   try {
-    node = ClusterNode.start({
+    await admin.connect();
+    shardCount = (await ensureTopic(admin, flags.topic, partitions)).partitions;
+  } catch (error) {
+    await admin.disconnect().catch(() => {});
+    throw new CliError(kafkaErrorLine(error, brokers));
+  }
+  log.info("topic {topic} has {count} partitions: {count} shards, consumer group {group}", {
+    topic: flags.topic,
+    count: shardCount,
+    group: flags.group,
+  });
+
+  const parts = new Parts();
+  parts.add(() => admin.disconnect());
+  try {
+    const node = ClusterNode.start({
       self,
       bindHost: host,
       bindPort: remotingPort,
@@ -138,51 +207,105 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       secret: flags["cluster-secret"],
       timings,
     });
-  } catch (error) {
-    if (error instanceof BindError) throw new CliError(error.message);
-    throw error;
-  }
-  try {
-    management = startManagement(flags["mgmt-host"], mgmtPort, {
-      snapshot: () => node.snapshot(),
-      isReady: () => node.isUp,
-      notReadyReason: () => `this node is ${node.selfMember?.status ?? "not in a cluster yet"}`,
+    parts.add(() => node.close());
+    const sharding = new Sharding({
+      node,
+      typeName: flags.group,
+      shardCount,
+      askTimeoutMs,
+      placement: () => groupPlacement(admin, flags.group, flags.topic),
+      shardOf: (userId) => partitionFor(userId, shardCount),
     });
+    parts.add(() => sharding.close());
+    const management = startManagement(flags["mgmt-host"], mgmtPort, {
+      snapshot: () => node.snapshot(),
+      isReady: () => sharding.isReady(),
+      notReadyReason: () => sharding.notReadyReason(),
+      routes: [sharding.managementRoute()],
+    });
+    parts.add(() => management.shutdown());
+    const pipeline = new ConsumerPipeline({
+      kafka,
+      topic: flags.topic,
+      group: flags.group,
+      partitions: shardCount,
+      sink: sharding.region,
+      onAssignment: () => sharding.assignmentChanged(),
+      hostedShards: () => sharding.region.hostedCount,
+    });
+
+    const signalled = Promise.withResolvers<"signal">();
+    let signals = 0;
+    const onSignal = () => {
+      if (++signals > 1) {
+        log.warn("second signal: exiting without finishing the leave");
+        Deno.exit(130);
+      }
+      signalled.resolve("signal");
+    };
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+    parts.add(() => {
+      Deno.removeSignalListener("SIGINT", onSignal);
+      Deno.removeSignalListener("SIGTERM", onSignal);
+    });
+
+    const ended = Promise.race([
+      signalled.promise,
+      node.removed.then((reason) => ({ removed: reason })),
+      sharding.fatal.then((message) => ({ fatal: message })),
+    ]);
+    const ready = await Promise.race([until(() => sharding.isReady()), ended]);
+    let consuming = false;
+    if (ready === true) {
+      log.info("node ready: consuming {topic} in group {group}", { topic: flags.topic, group: flags.group });
+      await pipeline.start();
+      consuming = true;
+    }
+    const outcome = ready === true ? await ended : ready;
+    if (outcome === "signal") {
+      log.info("leaving the cluster: stopping the Kafka consumer, then handing shards off");
+      if (consuming) await pipeline.stop();
+      node.startLeaving();
+      await sharding.handOff(HANDOFF_TIMEOUT_MS);
+      const reason = await node.exit();
+      log.info("left the cluster ({reason}); stopping", { reason });
+      return 0;
+    }
+    if (consuming) await pipeline.stop().catch(() => {});
+    if ("fatal" in outcome) throw new CliError(outcome.fatal);
+    return outcome.removed === "left" ? 0 : 1;
   } catch (error) {
-    node.close();
     if (error instanceof BindError) throw new CliError(error.message);
     throw error;
+  } finally {
+    await parts.closeAll();
   }
-
-  const leaving = Promise.withResolvers<void>();
-  const onSignal = () => {
-    if (leavingStarted) {
-      log.warn("second signal: exiting without finishing the leave");
-      Deno.exit(130);
-    }
-    leavingStarted = true;
-    leaving.resolve();
-  };
-  let leavingStarted = false;
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
-
-  const outcome = await Promise.race([
-    leaving.promise.then(() => "leave" as const),
-    node.removed.then((reason) => reason),
-  ]);
-  let code = 0;
-  if (outcome === "leave") {
-    log.info("leaving the cluster");
-    node.startLeaving();
-    const reason = await node.exit();
-    log.info("left the cluster ({reason}); stopping", { reason });
-  } else if (outcome === "downed" || outcome === "replaced") {
-    code = 1;
-  }
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
-  await management.shutdown();
-  node.close();
-  return code;
 });
+
+/** Things to close on the way out, last opened first. */
+class Parts {
+  readonly #closers: (() => unknown)[] = [];
+
+  add(close: () => unknown): void {
+    this.#closers.push(close);
+  }
+
+  async closeAll(): Promise<void> {
+    for (const close of this.#closers.reverse()) {
+      try {
+        await close();
+      } catch {
+        // Closing what is already broken must not hide why we are exiting.
+      }
+    }
+  }
+}
+
+/** Resolves `true` once `condition()` holds (checked every 100 ms). */
+function until(condition: () => boolean): Promise<true> {
+  return new Promise((resolve) => {
+    const check = () => condition() ? resolve(true) : setTimeout(check, 100);
+    check();
+  });
+}

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  */
 export const file_cluster: GenFile = /*@__PURE__*/
   fileDesc(
-    "Cg1jbHVzdGVyLnByb3RvEhF1c2Vyc2hhcmQuY2x1c3RlciIkCgROb2RlEg8KB2FkZHJlc3MYASABKAkSCwoDdWlkGAIgASgEIqAFCghFbnZlbG9wZRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoDRINCgVyZXBseRgCIAEoCBIxCgljaGFsbGVuZ2UYCiABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5DaGFsbGVuZ2VIABIxCgloYW5kc2hha2UYCyABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5IYW5kc2hha2VIABI4Cg1oYW5kc2hha2VfYWNrGAwgASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuSGFuZHNoYWtlQWNrSAASLQoHZmFpbHVyZRgNIAEoCzIaLnVzZXJzaGFyZC5jbHVzdGVyLkZhaWx1cmVIABIwCglpbml0X2pvaW4YFCABKAsyGy51c2Vyc2hhcmQuY2x1c3Rlci5Jbml0Sm9pbkgAEjcKDWluaXRfam9pbl9hY2sYFSABKAsyHi51c2Vyc2hhcmQuY2x1c3Rlci5Jbml0Sm9pbkFja0gAEjkKDmluaXRfam9pbl9uYWNrGBYgASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5OYWNrSAASJwoEam9pbhgXIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLkpvaW5IABItCgd3ZWxjb21lGBggASgLMhoudXNlcnNoYXJkLmNsdXN0ZXIuV2VsY29tZUgAEisKBmdvc3NpcBgZIAEoCzIZLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcEgAEjEKCWhlYXJ0YmVhdBgaIAEoCzIcLnVzZXJzaGFyZC5jbHVzdGVyLkhlYXJ0YmVhdEgAEjgKDWhlYXJ0YmVhdF9hY2sYGyABKAsyHy51c2Vyc2hhcmQuY2x1c3Rlci5IZWFydGJlYXRBY2tIAEIGCgRib2R5IhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCKAAQoJSGFuZHNoYWtlEhQKDGNsdXN0ZXJfbmFtZRgBIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAIgASgNEiUKBGZyb20YAyABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlEg0KBXByb29mGAQgASgMEg0KBW5vbmNlGAUgASgMImYKDEhhbmRzaGFrZUFjaxIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSJQoEZnJvbRgDIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLk5vZGUSDQoFcHJvb2YYBCABKAwiGgoHRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJIgoKCEluaXRKb2luIg0KC0luaXRKb2luQWNrIg4KDEluaXRKb2luTmFjayIGCgRKb2luIjgKB1dlbGNvbWUSLQoFc3RhdGUYASABKAsyHi51c2Vyc2hhcmQuY2x1c3Rlci5Hb3NzaXBTdGF0ZSI3CgZHb3NzaXASLQoFc3RhdGUYASABKAsyHi51c2Vyc2hhcmQuY2x1c3Rlci5Hb3NzaXBTdGF0ZSIdCglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKA0iIAoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgNInMKBk1lbWJlchIlCgRub2RlGAEgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRIvCgZzdGF0dXMYAiABKA4yHy51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXJTdGF0dXMSEQoJdXBfbnVtYmVyGAMgASgNIncKC09ic2VydmF0aW9uEikKCG9ic2VydmVyGAEgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRIPCgd2ZXJzaW9uGAIgASgEEiwKC3VucmVhY2hhYmxlGAMgAygLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZSJvCgtHb3NzaXBTdGF0ZRIqCgdtZW1iZXJzGAEgAygLMhkudXNlcnNoYXJkLmNsdXN0ZXIuTWVtYmVyEjQKDG9ic2VydmF0aW9ucxgCIAMoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLk9ic2VydmF0aW9uKnMKDE1lbWJlclN0YXR1cxIdChlNRU1CRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASCwoHSk9JTklORxABEgYKAlVQEAISCwoHTEVBVklORxADEgsKB0VYSVRJTkcQBBIICgRET1dOEAUSCwoHUkVNT1ZFRBAGYgZwcm90bzM",
+    "Cg1jbHVzdGVyLnByb3RvEhF1c2Vyc2hhcmQuY2x1c3RlciIkCgROb2RlEg8KB2FkZHJlc3MYASABKAkSCwoDdWlkGAIgASgEIrsLCghFbnZlbG9wZRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoDRINCgVyZXBseRgCIAEoCBIxCgljaGFsbGVuZ2UYCiABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5DaGFsbGVuZ2VIABIxCgloYW5kc2hha2UYCyABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5IYW5kc2hha2VIABI4Cg1oYW5kc2hha2VfYWNrGAwgASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuSGFuZHNoYWtlQWNrSAASLQoHZmFpbHVyZRgNIAEoCzIaLnVzZXJzaGFyZC5jbHVzdGVyLkZhaWx1cmVIABIwCglpbml0X2pvaW4YFCABKAsyGy51c2Vyc2hhcmQuY2x1c3Rlci5Jbml0Sm9pbkgAEjcKDWluaXRfam9pbl9hY2sYFSABKAsyHi51c2Vyc2hhcmQuY2x1c3Rlci5Jbml0Sm9pbkFja0gAEjkKDmluaXRfam9pbl9uYWNrGBYgASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5OYWNrSAASJwoEam9pbhgXIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLkpvaW5IABItCgd3ZWxjb21lGBggASgLMhoudXNlcnNoYXJkLmNsdXN0ZXIuV2VsY29tZUgAEisKBmdvc3NpcBgZIAEoCzIZLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcEgAEjEKCWhlYXJ0YmVhdBgaIAEoCzIcLnVzZXJzaGFyZC5jbHVzdGVyLkhlYXJ0YmVhdEgAEjgKDWhlYXJ0YmVhdF9hY2sYGyABKAsyHy51c2Vyc2hhcmQuY2x1c3Rlci5IZWFydGJlYXRBY2tIABI8Cg9yZWdpc3Rlcl9yZWdpb24YKCABKAsyIS51c2Vyc2hhcmQuY2x1c3Rlci5SZWdpc3RlclJlZ2lvbkgAEkAKEXJlZ2lvbl9yZWdpc3RlcmVkGCkgASgLMiMudXNlcnNoYXJkLmNsdXN0ZXIuUmVnaW9uUmVnaXN0ZXJlZEgAEjkKDmdldF9zaGFyZF9ob21lGCogASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuR2V0U2hhcmRIb21lSAASMgoKc2hhcmRfaG9tZRgrIAEoCzIcLnVzZXJzaGFyZC5jbHVzdGVyLlNoYXJkSG9tZUgAEkIKEmFzc2lnbm1lbnRfY2hhbmdlZBgsIAEoCzIkLnVzZXJzaGFyZC5jbHVzdGVyLkFzc2lnbm1lbnRDaGFuZ2VkSAASMgoKc3RvcF9zaGFyZBgtIAEoCzIcLnVzZXJzaGFyZC5jbHVzdGVyLlN0b3BTaGFyZEgAEjgKDXNoYXJkX3N0b3BwZWQYLiABKAsyHy51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZFN0b3BwZWRIABI0CgtzdGFydF9zaGFyZBgvIAEoCzIdLnVzZXJzaGFyZC5jbHVzdGVyLlN0YXJ0U2hhcmRIABI4Cg1zaGFyZF9zdGFydGVkGDAgASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTdGFydGVkSAASNgoMYXBwbHlfZXZlbnRzGDIgASgLMh4udXNlcnNoYXJkLmNsdXN0ZXIuQXBwbHlFdmVudHNIABI6Cg5ldmVudHNfYXBwbGllZBgzIAEoCzIgLnVzZXJzaGFyZC5jbHVzdGVyLkV2ZW50c0FwcGxpZWRIABIuCghnZXRfdXNlchg0IAEoCzIaLnVzZXJzaGFyZC5jbHVzdGVyLkdldFVzZXJIABI0Cgt1c2VyX3RvdGFscxg1IAEoCzIdLnVzZXJzaGFyZC5jbHVzdGVyLlVzZXJUb3RhbHNIABIuCghub3RfaGVyZRg2IAEoCzIaLnVzZXJzaGFyZC5jbHVzdGVyLk5vdEhlcmVIAEIGCgRib2R5IhoKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCKAAQoJSGFuZHNoYWtlEhQKDGNsdXN0ZXJfbmFtZRgBIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAIgASgNEiUKBGZyb20YAyABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlEg0KBXByb29mGAQgASgMEg0KBW5vbmNlGAUgASgMImYKDEhhbmRzaGFrZUFjaxIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSJQoEZnJvbRgDIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLk5vZGUSDQoFcHJvb2YYBCABKAwiGgoHRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJIgoKCEluaXRKb2luIg0KC0luaXRKb2luQWNrIg4KDEluaXRKb2luTmFjayIGCgRKb2luIjgKB1dlbGNvbWUSLQoFc3RhdGUYASABKAsyHi51c2Vyc2hhcmQuY2x1c3Rlci5Hb3NzaXBTdGF0ZSI3CgZHb3NzaXASLQoFc3RhdGUYASABKAsyHi51c2Vyc2hhcmQuY2x1c3Rlci5Hb3NzaXBTdGF0ZSIdCglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKA0iIAoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgNInMKBk1lbWJlchIlCgRub2RlGAEgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRIvCgZzdGF0dXMYAiABKA4yHy51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXJTdGF0dXMSEQoJdXBfbnVtYmVyGAMgASgNIncKC09ic2VydmF0aW9uEikKCG9ic2VydmVyGAEgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRIPCgd2ZXJzaW9uGAIgASgEEiwKC3VucmVhY2hhYmxlGAMgAygLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZSJvCgtHb3NzaXBTdGF0ZRIqCgdtZW1iZXJzGAEgAygLMhkudXNlcnNoYXJkLmNsdXN0ZXIuTWVtYmVyEjQKDG9ic2VydmF0aW9ucxgCIAMoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLk9ic2VydmF0aW9uIjUKDlJlZ2lzdGVyUmVnaW9uEhMKC3NoYXJkX2NvdW50GAEgASgNEg4KBnNoYXJkcxgCIAMoDSISChBSZWdpb25SZWdpc3RlcmVkIh0KDEdldFNoYXJkSG9tZRINCgVzaGFyZBgBIAEoDSJBCglTaGFyZEhvbWUSDQoFc2hhcmQYASABKA0SJQoEbm9kZRgCIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLk5vZGUiEwoRQXNzaWdubWVudENoYW5nZWQiGgoJU3RvcFNoYXJkEg0KBXNoYXJkGAEgASgNIlIKDFNoYXJkU3RvcHBlZBIOCgZob3N0ZWQYASABKAgSMgoIc25hcHNob3QYAiABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZFNuYXBzaG90Ik8KClN0YXJ0U2hhcmQSDQoFc2hhcmQYASABKA0SMgoIc25hcHNob3QYAiABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZFNuYXBzaG90Ig4KDFNoYXJkU3RhcnRlZCJlCg1TaGFyZFNuYXBzaG90Eg0KBXNoYXJkGAEgASgNEhMKC2xhc3Rfb2Zmc2V0GAIgASgDEjAKCGVudGl0aWVzGAMgAygLMh4udXNlcnNoYXJkLmNsdXN0ZXIuRW50aXR5U3RhdGUiTQoLRW50aXR5U3RhdGUSDwoHdXNlcl9pZBgBIAEoCRIXCg90b3RhbF9wdXJjaGFzZXMYAiABKAMSFAoMYW1vdW50X3NwZW50GAMgASgDIk4KC0FwcGx5RXZlbnRzEg0KBXNoYXJkGAEgASgNEjAKBmV2ZW50cxgCIAMoCzIgLnVzZXJzaGFyZC5jbHVzdGVyLlB1cmNoYXNlRXZlbnQiYgoNUHVyY2hhc2VFdmVudBIOCgZvZmZzZXQYASABKAMSDwoHdXNlcl9pZBgCIAEoCRIPCgdwcm9kdWN0GAMgASgJEhAKCHF1YW50aXR5GAQgASgDEg0KBXByaWNlGAUgASgDIjUKDUV2ZW50c0FwcGxpZWQSEwoLbGFzdF9vZmZzZXQYASABKAMSDwoHYXBwbGllZBgCIAEoDSIpCgdHZXRVc2VyEg8KB3VzZXJfaWQYASABKAkSDQoFc2hhcmQYAiABKA0iTAoKVXNlclRvdGFscxIPCgd1c2VyX2lkGAEgASgJEhcKD3RvdGFsX3B1cmNoYXNlcxgCIAEoAxIUCgxhbW91bnRfc3BlbnQYAyABKAMiGAoHTm90SGVyZRINCgVzaGFyZBgBIAEoDSpzCgxNZW1iZXJTdGF0dXMSHQoZTUVNQkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEgsKB0pPSU5JTkcQARIGCgJVUBACEgsKB0xFQVZJTkcQAxILCgdFWElUSU5HEAQSCAoERE9XThAFEgsKB1JFTU9WRUQQBmIGcHJvdG8z",
   );
 
 /**
@@ -134,6 +134,90 @@ export type Envelope = Message<"usershard.cluster.Envelope"> & {
      */
     value: HeartbeatAck;
     case: "heartbeatAck";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.RegisterRegion register_region = 40;
+     */
+    value: RegisterRegion;
+    case: "registerRegion";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.RegionRegistered region_registered = 41;
+     */
+    value: RegionRegistered;
+    case: "regionRegistered";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.GetShardHome get_shard_home = 42;
+     */
+    value: GetShardHome;
+    case: "getShardHome";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.ShardHome shard_home = 43;
+     */
+    value: ShardHome;
+    case: "shardHome";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.AssignmentChanged assignment_changed = 44;
+     */
+    value: AssignmentChanged;
+    case: "assignmentChanged";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.StopShard stop_shard = 45;
+     */
+    value: StopShard;
+    case: "stopShard";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.ShardStopped shard_stopped = 46;
+     */
+    value: ShardStopped;
+    case: "shardStopped";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.StartShard start_shard = 47;
+     */
+    value: StartShard;
+    case: "startShard";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.ShardStarted shard_started = 48;
+     */
+    value: ShardStarted;
+    case: "shardStarted";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.ApplyEvents apply_events = 50;
+     */
+    value: ApplyEvents;
+    case: "applyEvents";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.EventsApplied events_applied = 51;
+     */
+    value: EventsApplied;
+    case: "eventsApplied";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.GetUser get_user = 52;
+     */
+    value: GetUser;
+    case: "getUser";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.UserTotals user_totals = 53;
+     */
+    value: UserTotals;
+    case: "userTotals";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.NotHere not_here = 54;
+     */
+    value: NotHere;
+    case: "notHere";
   } | { case: undefined; value?: undefined };
 };
 
@@ -452,6 +536,382 @@ export type GossipState = Message<"usershard.cluster.GossipState"> & {
  */
 export const GossipStateSchema: GenMessage<GossipState> = /*@__PURE__*/
   messageDesc(file_cluster, 16);
+
+/**
+ * Sharding: a region tells the coordinator which shards it hosts (after the
+ * coordinator moved, it rebuilds its table from these).
+ *
+ * @generated from message usershard.cluster.RegisterRegion
+ */
+export type RegisterRegion = Message<"usershard.cluster.RegisterRegion"> & {
+  /**
+   * @generated from field: uint32 shard_count = 1;
+   */
+  shardCount: number;
+
+  /**
+   * @generated from field: repeated uint32 shards = 2;
+   */
+  shards: number[];
+};
+
+/**
+ * Describes the message usershard.cluster.RegisterRegion.
+ * Use `create(RegisterRegionSchema)` to create a new message.
+ */
+export const RegisterRegionSchema: GenMessage<RegisterRegion> = /*@__PURE__*/
+  messageDesc(file_cluster, 17);
+
+/**
+ * @generated from message usershard.cluster.RegionRegistered
+ */
+export type RegionRegistered = Message<"usershard.cluster.RegionRegistered"> & {};
+
+/**
+ * Describes the message usershard.cluster.RegionRegistered.
+ * Use `create(RegionRegisteredSchema)` to create a new message.
+ */
+export const RegionRegisteredSchema: GenMessage<RegionRegistered> = /*@__PURE__*/
+  messageDesc(file_cluster, 18);
+
+/**
+ * Where does this shard live? The coordinator answers once it has a home.
+ *
+ * @generated from message usershard.cluster.GetShardHome
+ */
+export type GetShardHome = Message<"usershard.cluster.GetShardHome"> & {
+  /**
+   * @generated from field: uint32 shard = 1;
+   */
+  shard: number;
+};
+
+/**
+ * Describes the message usershard.cluster.GetShardHome.
+ * Use `create(GetShardHomeSchema)` to create a new message.
+ */
+export const GetShardHomeSchema: GenMessage<GetShardHome> = /*@__PURE__*/
+  messageDesc(file_cluster, 19);
+
+/**
+ * @generated from message usershard.cluster.ShardHome
+ */
+export type ShardHome = Message<"usershard.cluster.ShardHome"> & {
+  /**
+   * @generated from field: uint32 shard = 1;
+   */
+  shard: number;
+
+  /**
+   * @generated from field: usershard.cluster.Node node = 2;
+   */
+  node?: Node | undefined;
+};
+
+/**
+ * Describes the message usershard.cluster.ShardHome.
+ * Use `create(ShardHomeSchema)` to create a new message.
+ */
+export const ShardHomeSchema: GenMessage<ShardHome> = /*@__PURE__*/
+  messageDesc(file_cluster, 20);
+
+/**
+ * A node's Kafka assignment changed: the coordinator should look at the group.
+ *
+ * @generated from message usershard.cluster.AssignmentChanged
+ */
+export type AssignmentChanged = Message<"usershard.cluster.AssignmentChanged"> & {};
+
+/**
+ * Describes the message usershard.cluster.AssignmentChanged.
+ * Use `create(AssignmentChangedSchema)` to create a new message.
+ */
+export const AssignmentChangedSchema: GenMessage<AssignmentChanged> = /*@__PURE__*/
+  messageDesc(file_cluster, 21);
+
+/**
+ * Handoff: the old home stops the shard and hands its state over.
+ *
+ * @generated from message usershard.cluster.StopShard
+ */
+export type StopShard = Message<"usershard.cluster.StopShard"> & {
+  /**
+   * @generated from field: uint32 shard = 1;
+   */
+  shard: number;
+};
+
+/**
+ * Describes the message usershard.cluster.StopShard.
+ * Use `create(StopShardSchema)` to create a new message.
+ */
+export const StopShardSchema: GenMessage<StopShard> = /*@__PURE__*/
+  messageDesc(file_cluster, 22);
+
+/**
+ * @generated from message usershard.cluster.ShardStopped
+ */
+export type ShardStopped = Message<"usershard.cluster.ShardStopped"> & {
+  /**
+   * @generated from field: bool hosted = 1;
+   */
+  hosted: boolean;
+
+  /**
+   * @generated from field: usershard.cluster.ShardSnapshot snapshot = 2;
+   */
+  snapshot?: ShardSnapshot | undefined;
+};
+
+/**
+ * Describes the message usershard.cluster.ShardStopped.
+ * Use `create(ShardStoppedSchema)` to create a new message.
+ */
+export const ShardStoppedSchema: GenMessage<ShardStopped> = /*@__PURE__*/
+  messageDesc(file_cluster, 23);
+
+/**
+ * @generated from message usershard.cluster.StartShard
+ */
+export type StartShard = Message<"usershard.cluster.StartShard"> & {
+  /**
+   * @generated from field: uint32 shard = 1;
+   */
+  shard: number;
+
+  /**
+   * Absent for a shard that starts empty.
+   *
+   * @generated from field: usershard.cluster.ShardSnapshot snapshot = 2;
+   */
+  snapshot?: ShardSnapshot | undefined;
+};
+
+/**
+ * Describes the message usershard.cluster.StartShard.
+ * Use `create(StartShardSchema)` to create a new message.
+ */
+export const StartShardSchema: GenMessage<StartShard> = /*@__PURE__*/
+  messageDesc(file_cluster, 24);
+
+/**
+ * @generated from message usershard.cluster.ShardStarted
+ */
+export type ShardStarted = Message<"usershard.cluster.ShardStarted"> & {};
+
+/**
+ * Describes the message usershard.cluster.ShardStarted.
+ * Use `create(ShardStartedSchema)` to create a new message.
+ */
+export const ShardStartedSchema: GenMessage<ShardStarted> = /*@__PURE__*/
+  messageDesc(file_cluster, 25);
+
+/**
+ * A shard's whole state: its users' totals and the last Kafka offset applied.
+ *
+ * @generated from message usershard.cluster.ShardSnapshot
+ */
+export type ShardSnapshot = Message<"usershard.cluster.ShardSnapshot"> & {
+  /**
+   * @generated from field: uint32 shard = 1;
+   */
+  shard: number;
+
+  /**
+   * @generated from field: int64 last_offset = 2;
+   */
+  lastOffset: bigint;
+
+  /**
+   * @generated from field: repeated usershard.cluster.EntityState entities = 3;
+   */
+  entities: EntityState[];
+};
+
+/**
+ * Describes the message usershard.cluster.ShardSnapshot.
+ * Use `create(ShardSnapshotSchema)` to create a new message.
+ */
+export const ShardSnapshotSchema: GenMessage<ShardSnapshot> = /*@__PURE__*/
+  messageDesc(file_cluster, 26);
+
+/**
+ * @generated from message usershard.cluster.EntityState
+ */
+export type EntityState = Message<"usershard.cluster.EntityState"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: int64 total_purchases = 2;
+   */
+  totalPurchases: bigint;
+
+  /**
+   * @generated from field: int64 amount_spent = 3;
+   */
+  amountSpent: bigint;
+};
+
+/**
+ * Describes the message usershard.cluster.EntityState.
+ * Use `create(EntityStateSchema)` to create a new message.
+ */
+export const EntityStateSchema: GenMessage<EntityState> = /*@__PURE__*/
+  messageDesc(file_cluster, 27);
+
+/**
+ * Events of one partition, in offset order, for the shard of that partition.
+ *
+ * @generated from message usershard.cluster.ApplyEvents
+ */
+export type ApplyEvents = Message<"usershard.cluster.ApplyEvents"> & {
+  /**
+   * @generated from field: uint32 shard = 1;
+   */
+  shard: number;
+
+  /**
+   * @generated from field: repeated usershard.cluster.PurchaseEvent events = 2;
+   */
+  events: PurchaseEvent[];
+};
+
+/**
+ * Describes the message usershard.cluster.ApplyEvents.
+ * Use `create(ApplyEventsSchema)` to create a new message.
+ */
+export const ApplyEventsSchema: GenMessage<ApplyEvents> = /*@__PURE__*/
+  messageDesc(file_cluster, 28);
+
+/**
+ * @generated from message usershard.cluster.PurchaseEvent
+ */
+export type PurchaseEvent = Message<"usershard.cluster.PurchaseEvent"> & {
+  /**
+   * @generated from field: int64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string product = 3;
+   */
+  product: string;
+
+  /**
+   * @generated from field: int64 quantity = 4;
+   */
+  quantity: bigint;
+
+  /**
+   * @generated from field: int64 price = 5;
+   */
+  price: bigint;
+};
+
+/**
+ * Describes the message usershard.cluster.PurchaseEvent.
+ * Use `create(PurchaseEventSchema)` to create a new message.
+ */
+export const PurchaseEventSchema: GenMessage<PurchaseEvent> = /*@__PURE__*/
+  messageDesc(file_cluster, 29);
+
+/**
+ * @generated from message usershard.cluster.EventsApplied
+ */
+export type EventsApplied = Message<"usershard.cluster.EventsApplied"> & {
+  /**
+   * @generated from field: int64 last_offset = 1;
+   */
+  lastOffset: bigint;
+
+  /**
+   * @generated from field: uint32 applied = 2;
+   */
+  applied: number;
+};
+
+/**
+ * Describes the message usershard.cluster.EventsApplied.
+ * Use `create(EventsAppliedSchema)` to create a new message.
+ */
+export const EventsAppliedSchema: GenMessage<EventsApplied> = /*@__PURE__*/
+  messageDesc(file_cluster, 30);
+
+/**
+ * @generated from message usershard.cluster.GetUser
+ */
+export type GetUser = Message<"usershard.cluster.GetUser"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: uint32 shard = 2;
+   */
+  shard: number;
+};
+
+/**
+ * Describes the message usershard.cluster.GetUser.
+ * Use `create(GetUserSchema)` to create a new message.
+ */
+export const GetUserSchema: GenMessage<GetUser> = /*@__PURE__*/
+  messageDesc(file_cluster, 31);
+
+/**
+ * @generated from message usershard.cluster.UserTotals
+ */
+export type UserTotals = Message<"usershard.cluster.UserTotals"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: int64 total_purchases = 2;
+   */
+  totalPurchases: bigint;
+
+  /**
+   * @generated from field: int64 amount_spent = 3;
+   */
+  amountSpent: bigint;
+};
+
+/**
+ * Describes the message usershard.cluster.UserTotals.
+ * Use `create(UserTotalsSchema)` to create a new message.
+ */
+export const UserTotalsSchema: GenMessage<UserTotals> = /*@__PURE__*/
+  messageDesc(file_cluster, 32);
+
+/**
+ * The shard is not (or no longer) hosted here: ask the coordinator again.
+ *
+ * @generated from message usershard.cluster.NotHere
+ */
+export type NotHere = Message<"usershard.cluster.NotHere"> & {
+  /**
+   * @generated from field: uint32 shard = 1;
+   */
+  shard: number;
+};
+
+/**
+ * Describes the message usershard.cluster.NotHere.
+ * Use `create(NotHereSchema)` to create a new message.
+ */
+export const NotHereSchema: GenMessage<NotHere> = /*@__PURE__*/
+  messageDesc(file_cluster, 33);
 
 /**
  * @generated from enum usershard.cluster.MemberStatus

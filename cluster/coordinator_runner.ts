@@ -1,0 +1,323 @@
+/**
+ * Runs the {@linkcode Coordinator} state machine on the oldest member: it
+ * creates it when this node becomes the oldest and drops it when another
+ * node does, answers regions' requests, carries out stop/start commands over
+ * remoting, asks Kafka for the desired placement whenever a node reports an
+ * assignment change (and every few seconds in case a report was missed), and
+ * logs every rebalance so an operator can follow it.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { getLogger } from "@logtape/logtape";
+import { RegionRegisteredSchema, ShardHomeSchema, StartShardSchema, StopShardSchema } from "../proto/gen/cluster_pb.ts";
+import type { ClusterSnapshot } from "./cluster_node.ts";
+import { Coordinator, type CoordinatorAction, type CoordinatorInput, type MemberInfo } from "./coordinator.ts";
+import { type NodeId, sameNode } from "./members.ts";
+import { nodeToProto } from "./membership_codec.ts";
+import type { Body, Inbound, Remoting } from "./remoting.ts";
+import { snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
+
+const log = getLogger(["usershard", "coordinator"]);
+
+/** The message kinds the coordinator answers. */
+export const COORDINATOR_MESSAGES = ["registerRegion", "getShardHome", "assignmentChanged"] as const;
+
+/**
+ * Where each partition is consumed: partition → `host:port` of the node whose
+ * consumer has it; `undefined` while the consumer group is rebalancing.
+ */
+export type PlacementSource = () => Promise<ReadonlyMap<number, string> | undefined>;
+
+/** How the runner is set up. */
+export interface CoordinatorRunnerOptions {
+  readonly self: NodeId;
+  readonly shardCount: number;
+  readonly remoting: Remoting;
+  readonly askTimeoutMs: number;
+  readonly placement: PlacementSource;
+  /** How often the placement is read even without a report of a change. */
+  readonly reconcileIntervalMs?: number;
+}
+
+const TICK_MS = 500;
+const UNSTABLE_RETRY_MS = 500;
+
+interface Request {
+  readonly resolve: (body: Body) => void;
+  readonly reject: (error: Error) => void;
+  readonly expires: number;
+}
+
+/** The coordinator's I/O loop on one node. */
+export class CoordinatorRunner {
+  readonly #o: CoordinatorRunnerOptions;
+  #coordinator: Coordinator | undefined;
+  readonly #requests = new Map<number, Request>();
+  #nextRequest = 1;
+  #members: MemberInfo[] = [];
+  readonly #timer: ReturnType<typeof setInterval>;
+  #placementRunning = false;
+  #placementAgain = false;
+  #placementTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastPlacement = 0;
+
+  constructor(options: CoordinatorRunnerOptions) {
+    this.#o = options;
+    this.#timer = setInterval(() => this.#tick(), TICK_MS);
+  }
+
+  /** Whether the coordinator runs on this node. */
+  get isRunning(): boolean {
+    return this.#coordinator !== undefined;
+  }
+
+  /** Shards being moved right now by this node's coordinator. */
+  get movesInFlight(): number {
+    return this.#coordinator?.movesInFlight ?? 0;
+  }
+
+  /** Follows the cluster view: runs the coordinator while this node is the oldest. */
+  update(snapshot: ClusterSnapshot): void {
+    this.#members = snapshot.members.map((m) => ({ node: m.node, status: m.status }));
+    const oldest = snapshot.oldest !== undefined && sameNode(snapshot.oldest, this.#o.self);
+    if (oldest && !this.#coordinator) {
+      log.info("this node is the oldest member: the shard coordinator runs here now");
+      this.#coordinator = new Coordinator(this.#o.shardCount, Date.now());
+      this.#refreshPlacement();
+    } else if (!oldest && this.#coordinator) {
+      log.info("the shard coordinator moved to {oldest}", { oldest: snapshot.oldest?.address ?? "nobody" });
+      this.#coordinator = undefined;
+      for (const request of this.#requests.values()) request.reject(new Error("the coordinator moved"));
+      this.#requests.clear();
+    }
+    this.#feed({ type: "members", members: this.#members, now: Date.now() });
+  }
+
+  /** Answers a region's request (or takes an assignment-change report). */
+  handle(message: Inbound): Promise<Body> | undefined {
+    if (!this.#coordinator) throw new Error(`the shard coordinator does not run on ${this.#o.self.address}`);
+    const { body, from } = message;
+    const now = Date.now();
+    switch (body.case) {
+      case "assignmentChanged":
+        this.#refreshPlacement();
+        return undefined;
+      case "registerRegion": {
+        const { requestId, reply } = this.#request(now);
+        this.#feed({
+          type: "register",
+          region: from,
+          shards: body.value.shards,
+          shardCount: body.value.shardCount,
+          requestId,
+          now,
+        });
+        return reply;
+      }
+      case "getShardHome": {
+        const { requestId, reply } = this.#request(now);
+        this.#feed({ type: "getHome", shard: body.value.shard, requester: from, requestId, now });
+        return reply;
+      }
+      default:
+        throw new Error(`the coordinator does not handle ${body.case}`);
+    }
+  }
+
+  #request(now: number): { requestId: number; reply: Promise<Body> } {
+    const requestId = this.#nextRequest++;
+    const reply = new Promise<Body>((resolve, reject) => {
+      this.#requests.set(requestId, { resolve, reject, expires: now + 2 * this.#o.askTimeoutMs });
+    });
+    return { requestId, reply };
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const [id, request] of this.#requests) {
+      if (request.expires > now) continue;
+      this.#requests.delete(id);
+      request.reject(new Error("no answer in time"));
+    }
+    if (!this.#coordinator) return;
+    if (now - this.#lastPlacement >= (this.#o.reconcileIntervalMs ?? 5000)) this.#refreshPlacement();
+    this.#feed({ type: "tick", now });
+  }
+
+  #feed(input: CoordinatorInput): void {
+    const coordinator = this.#coordinator;
+    if (!coordinator) return;
+    for (const action of coordinator.step(input)) this.#carryOut(coordinator, action);
+  }
+
+  #carryOut(coordinator: Coordinator, action: CoordinatorAction): void {
+    switch (action.type) {
+      case "registerReply": {
+        const request = this.#requests.get(action.requestId);
+        this.#requests.delete(action.requestId);
+        if (action.error) {
+          log.error("refused a shard region: {error}", { error: action.error });
+          request?.reject(new Error(action.error));
+        } else {
+          request?.resolve({ case: "regionRegistered", value: create(RegionRegisteredSchema) });
+        }
+        break;
+      }
+      case "homeReply": {
+        const request = this.#requests.get(action.requestId);
+        this.#requests.delete(action.requestId);
+        request?.resolve({
+          case: "shardHome",
+          value: create(ShardHomeSchema, { shard: action.shard, node: nodeToProto(action.home) }),
+        });
+        break;
+      }
+      case "stopShard":
+        this.#command(coordinator, action.at, {
+          case: "stopShard",
+          value: create(StopShardSchema, { shard: action.shard }),
+        }, (reply) => {
+          if (reply.case !== "shardStopped") {
+            return { type: "stopFailed", shard: action.shard, from: action.at, now: Date.now() };
+          }
+          const snapshot = reply.value.hosted && reply.value.snapshot
+            ? snapshotFromProto(reply.value.snapshot)
+            : undefined;
+          return { type: "stopped", shard: action.shard, from: action.at, snapshot, now: Date.now() };
+        }, () => ({ type: "stopFailed", shard: action.shard, from: action.at, now: Date.now() }));
+        break;
+      case "startShard":
+        this.#command(
+          coordinator,
+          action.at,
+          {
+            case: "startShard",
+            value: create(StartShardSchema, {
+              shard: action.shard,
+              snapshot: action.snapshot ? snapshotToProto(action.snapshot) : undefined,
+            }),
+          },
+          (reply) =>
+            reply.case === "shardStarted"
+              ? { type: "started", shard: action.shard, at: action.at, now: Date.now() }
+              : { type: "startFailed", shard: action.shard, at: action.at, now: Date.now() },
+          () => ({
+            type: "startFailed",
+            shard: action.shard,
+            at: action.at,
+            now: Date.now(),
+          }),
+        );
+        break;
+      case "rebalanceStarted":
+        log.info("rebalance started for {count} shards: {moves}", {
+          count: action.moves.length,
+          moves: describeMoves(action.moves),
+        });
+        break;
+      case "rebalanceCompleted":
+        log.info("rebalance of {count} shards completed in {ms} ms", { count: action.shards, ms: action.ms });
+        break;
+      case "shardLost":
+        log.warn("shard {shard} was lost with {region}; it starts empty elsewhere", {
+          shard: action.shard,
+          region: action.region.address,
+        });
+        break;
+      case "activated":
+        log.info("shard coordinator active: {regions} regions registered, {shards} shards in place{missing}", {
+          regions: action.regions,
+          shards: action.shards,
+          missing: action.missing.length > 0
+            ? ` (gave up waiting for ${action.missing.map((n) => n.address).join(", ")})`
+            : "",
+        });
+        break;
+      case "conflict":
+        log.error("shard {shard} was reported by both {kept} and {dropped}; keeping {kept}", {
+          shard: action.shard,
+          kept: action.kept.address,
+          dropped: action.dropped.address,
+        });
+        break;
+    }
+  }
+
+  #command(
+    coordinator: Coordinator,
+    at: NodeId,
+    body: Body,
+    onReply: (body: Body) => CoordinatorInput,
+    onFailure: () => CoordinatorInput,
+  ): void {
+    this.#o.remoting.ask(at.address, body, this.#o.askTimeoutMs).then(
+      // The reply must come from the incarnation the command was for.
+      (reply) => sameNode(reply.from, at) ? onReply(reply.body) : onFailure(),
+      (error) => {
+        log.debug("{kind} of shard on {at} failed: {error}", { kind: body.case, at: at.address, error: String(error) });
+        return onFailure();
+      },
+    ).then((input) => {
+      if (this.#coordinator === coordinator) this.#feed(input);
+    });
+  }
+
+  #refreshPlacement(delayMs = 50): void {
+    if (this.#placementRunning) {
+      this.#placementAgain = true;
+      return;
+    }
+    if (this.#placementTimer !== undefined) return;
+    this.#placementTimer = setTimeout(() => {
+      this.#placementTimer = undefined;
+      this.#readPlacement();
+    }, delayMs);
+  }
+
+  async #readPlacement(): Promise<void> {
+    if (!this.#coordinator) return;
+    this.#placementRunning = true;
+    this.#lastPlacement = Date.now();
+    let desired: ReadonlyMap<number, string> | undefined;
+    try {
+      desired = await this.#o.placement();
+    } catch (error) {
+      log.warn("could not read the consumer group's assignment: {error}", { error: String(error) });
+    } finally {
+      this.#placementRunning = false;
+    }
+    if (desired) this.#feed({ type: "placement", desired, now: Date.now() });
+    if (this.#placementAgain || !desired) {
+      this.#placementAgain = false;
+      this.#refreshPlacement(desired ? 50 : UNSTABLE_RETRY_MS);
+    }
+  }
+
+  /** Stops the timers. */
+  close(): void {
+    clearInterval(this.#timer);
+    clearTimeout(this.#placementTimer);
+    this.#coordinator = undefined;
+    for (const request of this.#requests.values()) request.reject(new Error("shutting down"));
+    this.#requests.clear();
+  }
+}
+
+/**
+ * Groups moves as "from → to: [shards]" for one log line.
+ *
+ * @example
+ * ```ts
+ * describeMoves([{ shard: 1, from: a, to: b }, { shard: 3, from: a, to: b }]);
+ * // "127.0.0.1:2551 → 127.0.0.1:2552 [1,3]"
+ * ```
+ */
+export function describeMoves(moves: readonly { shard: number; from?: NodeId; to: NodeId }[]): string {
+  const groups = new Map<string, number[]>();
+  for (const move of moves) {
+    const key = `${move.from ? move.from.address : "new"} → ${move.to.address}`;
+    groups.set(key, [...(groups.get(key) ?? []), move.shard]);
+  }
+  return [...groups].map(([key, shards]) => `${key} [${shards.join(",")}]`).join("; ");
+}

@@ -1,0 +1,290 @@
+/**
+ * The shard region of one node: it hosts this node's shards, and routes work
+ * for any shard to wherever that shard lives — here without a network hop,
+ * elsewhere over remoting. While a shard's home is unknown or moving, callers
+ * wait (bounded): the coordinator answers "where is shard N?" only once the
+ * shard runs somewhere, and a home that answers "not here" sends the caller
+ * back to the coordinator.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { getLogger } from "@logtape/logtape";
+import {
+  ApplyEventsSchema,
+  EventsAppliedSchema,
+  GetShardHomeSchema,
+  GetUserSchema,
+  NotHereSchema,
+  RegisterRegionSchema,
+  ShardStartedSchema,
+  ShardStoppedSchema,
+  UserTotalsSchema,
+} from "../proto/gen/cluster_pb.ts";
+import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
+import { type NodeId, nodeKey, sameNode } from "./members.ts";
+import { nodeFromProto } from "./membership_codec.ts";
+import { type Body, type Inbound, type Remoting, RemotingError } from "./remoting.ts";
+import { Shard } from "./shard.ts";
+import { eventsFromProto, eventsToProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
+
+const log = getLogger(["usershard", "sharding"]);
+
+/** The message kinds a region answers. */
+export const REGION_MESSAGES = ["applyEvents", "getUser", "stopShard", "startShard"] as const;
+
+/** A shard could not be reached in time. */
+export class ShardUnavailableError extends Error {
+  override name = "ShardUnavailableError";
+}
+
+/** What applying a batch of events achieved. */
+export interface Delivery {
+  readonly lastOffset: number;
+  /** Whether the shard was hosted on this node (no network hop). */
+  readonly local: boolean;
+}
+
+/** How a region is set up. */
+export interface RegionOptions {
+  readonly self: NodeId;
+  readonly shardCount: number;
+  readonly remoting: Remoting;
+  /** The node the coordinator runs on (the oldest member), when known. */
+  readonly coordinator: () => NodeId | undefined;
+  /** How long an ask may take before it fails (DESIGN: 10 s). */
+  readonly askTimeoutMs: number;
+  /** The shard of a user (the producer's partitioner, so shard == partition). */
+  readonly shardOf: (userId: string) => number;
+}
+
+/** This node's shard region. */
+export class ShardRegion {
+  readonly #o: RegionOptions;
+  readonly #shards = new Map<number, Shard>();
+  readonly #homes = new Map<number, NodeId>();
+  readonly #resolving = new Map<number, Promise<NodeId>>();
+  #registeredWith: string | undefined;
+  #registering = false;
+
+  constructor(options: RegionOptions) {
+    this.#o = options;
+  }
+
+  /** Number of shards (= partitions of the topic). */
+  get shardCount(): number {
+    return this.#o.shardCount;
+  }
+
+  /** Whether the current coordinator knows this region. */
+  get isRegistered(): boolean {
+    const coordinator = this.#o.coordinator();
+    return coordinator !== undefined && this.#registeredWith === nodeKey(coordinator);
+  }
+
+  /** The shards hosted here with their entity counts, by shard id. */
+  hostedShards(): { shardId: number; numEntities: number }[] {
+    return [...this.#shards.values()]
+      .map((s) => ({ shardId: s.id, numEntities: s.numEntities }))
+      .sort((a, b) => a.shardId - b.shardId);
+  }
+
+  /** How many shards are hosted here. */
+  get hostedCount(): number {
+    return this.#shards.size;
+  }
+
+  /**
+   * Registers with the current coordinator if it does not know this region
+   * yet. Resolves with an error message when the coordinator refuses (a
+   * different shard count): the node cannot work in this cluster.
+   */
+  async register(): Promise<string | undefined> {
+    const coordinator = this.#o.coordinator();
+    if (!coordinator || this.isRegistered || this.#registering) return undefined;
+    this.#registering = true;
+    try {
+      const reply = await this.#o.remoting.ask(coordinator.address, {
+        case: "registerRegion",
+        value: create(RegisterRegionSchema, { shardCount: this.#o.shardCount, shards: [...this.#shards.keys()] }),
+      }, this.#o.askTimeoutMs);
+      if (!sameNode(reply.from, coordinator)) return undefined;
+      if (reply.body.case === "regionRegistered") {
+        this.#registeredWith = nodeKey(coordinator);
+        log.info("shard region registered with the coordinator on {coordinator} ({shards} shards here)", {
+          coordinator: coordinator.address,
+          shards: this.#shards.size,
+        });
+      }
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (/shards \(partitions of its topic\)/.test(message)) return message;
+      log.debug("registering with {coordinator} failed: {message}; retrying", {
+        coordinator: coordinator.address,
+        message,
+      });
+    } finally {
+      this.#registering = false;
+    }
+    return undefined;
+  }
+
+  /**
+   * Applies one partition's events (in offset order) in the shard of that
+   * partition, wherever it lives; resolves once the shard has applied them.
+   */
+  applyEvents(shard: number, events: readonly PurchaseEvent[]): Promise<Delivery> {
+    return this.#route<Delivery>(shard, Date.now() + this.#o.askTimeoutMs, {
+      local: (s) => ({ lastOffset: s.apply(events).lastOffset, local: true }),
+      remote: async (home, timeoutMs) => {
+        const reply = await this.#o.remoting.ask(home.address, {
+          case: "applyEvents",
+          value: create(ApplyEventsSchema, { shard, events: eventsToProto(events) }),
+        }, timeoutMs);
+        return reply.body.case === "eventsApplied"
+          ? { lastOffset: Number(reply.body.value.lastOffset), local: false }
+          : undefined;
+      },
+    });
+  }
+
+  /** A user's totals from the one live copy of the user, wherever it is. */
+  userTotals(userId: string, timeoutMs: number = this.#o.askTimeoutMs): Promise<UserTotals> {
+    const shard = this.#o.shardOf(userId);
+    return this.#route<UserTotals>(shard, Date.now() + timeoutMs, {
+      local: (s) => s.get(userId) ?? NO_PURCHASES,
+      remote: async (home, remaining) => {
+        const reply = await this.#o.remoting.ask(home.address, {
+          case: "getUser",
+          value: create(GetUserSchema, { userId, shard }),
+        }, remaining);
+        return reply.body.case === "userTotals"
+          ? {
+            totalPurchases: Number(reply.body.value.totalPurchases),
+            amountSpent: Number(reply.body.value.amountSpent),
+          }
+          : undefined;
+      },
+    });
+  }
+
+  async #route<T>(
+    shard: number,
+    deadline: number,
+    how: { local: (shard: Shard) => T; remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined> },
+  ): Promise<T> {
+    if (!Number.isInteger(shard) || shard < 0 || shard >= this.#o.shardCount) {
+      throw new RangeError(`shard ${shard} is outside 0..${this.#o.shardCount - 1}`);
+    }
+    let pause = 25;
+    let last = "no home known";
+    while (true) {
+      const hosted = this.#shards.get(shard);
+      if (hosted) return how.local(hosted);
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        throw new ShardUnavailableError(`shard ${shard} could not be reached in time (${last})`);
+      }
+      try {
+        const home = this.#homes.get(shard) ?? await this.#resolve(shard, remaining);
+        if (!sameNode(home, this.#o.self)) {
+          const result = await how.remote(home, Math.max(1, deadline - Date.now()));
+          if (result !== undefined) return result;
+          last = `${home.address} no longer hosts it`;
+        } else {
+          last = "it is starting here";
+        }
+      } catch (error) {
+        last = error instanceof Error ? error.message : String(error);
+        if (!(error instanceof RemotingError)) throw error;
+      }
+      this.#homes.delete(shard);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pause, Math.max(0, deadline - Date.now()))));
+      pause = Math.min(pause * 2, 500);
+    }
+  }
+
+  #resolve(shard: number, timeoutMs: number): Promise<NodeId> {
+    const pending = this.#resolving.get(shard);
+    if (pending) return pending;
+    const coordinator = this.#o.coordinator();
+    if (!coordinator) return Promise.reject(new RemotingError("no coordinator yet (this node is not in a cluster)"));
+    const resolving = this.#o.remoting.ask(coordinator.address, {
+      case: "getShardHome",
+      value: create(GetShardHomeSchema, { shard }),
+    }, timeoutMs).then((reply) => {
+      if (reply.body.case !== "shardHome") throw new RemotingError(`unexpected answer ${reply.body.case}`);
+      const home = nodeFromProto(reply.body.value.node);
+      this.#homes.set(shard, home);
+      return home;
+    }).finally(() => this.#resolving.delete(shard));
+    this.#resolving.set(shard, resolving);
+    return resolving;
+  }
+
+  /** Answers the region's messages from other nodes (and from the coordinator). */
+  handle(message: Inbound): Body {
+    const { body } = message;
+    switch (body.case) {
+      case "applyEvents": {
+        const shard = this.#shards.get(body.value.shard);
+        if (!shard) return notHere(body.value.shard);
+        const result = shard.apply(eventsFromProto(body.value.events));
+        return {
+          case: "eventsApplied",
+          value: create(EventsAppliedSchema, { lastOffset: BigInt(result.lastOffset), applied: result.applied }),
+        };
+      }
+      case "getUser": {
+        const shard = this.#shards.get(body.value.shard);
+        if (!shard) return notHere(body.value.shard);
+        const totals = shard.get(body.value.userId) ?? NO_PURCHASES;
+        return {
+          case: "userTotals",
+          value: create(UserTotalsSchema, {
+            userId: body.value.userId,
+            totalPurchases: BigInt(totals.totalPurchases),
+            amountSpent: BigInt(totals.amountSpent),
+          }),
+        };
+      }
+      case "stopShard": {
+        const id = body.value.shard;
+        const shard = this.#shards.get(id);
+        this.#shards.delete(id);
+        this.#homes.delete(id);
+        if (!shard) return { case: "shardStopped", value: create(ShardStoppedSchema, { hosted: false }) };
+        log.debug("shard {shard} stopped here for handoff ({users} users, offset {offset})", {
+          shard: id,
+          users: shard.numEntities,
+          offset: shard.lastOffset,
+        });
+        return {
+          case: "shardStopped",
+          value: create(ShardStoppedSchema, { hosted: true, snapshot: snapshotToProto(shard.snapshot()) }),
+        };
+      }
+      case "startShard": {
+        const id = body.value.shard;
+        if (id >= this.#o.shardCount) throw new RangeError(`shard ${id} is outside 0..${this.#o.shardCount - 1}`);
+        // A repeated start (its first answer was lost) must not replace newer state.
+        if (!this.#shards.has(id)) {
+          const snapshot = body.value.snapshot ? snapshotFromProto(body.value.snapshot) : undefined;
+          this.#shards.set(id, new Shard(id, snapshot));
+          log.debug("shard {shard} started here ({how})", {
+            shard: id,
+            how: snapshot ? `${snapshot.entities.length} users, offset ${snapshot.lastOffset}` : "empty",
+          });
+        }
+        this.#homes.set(id, this.#o.self);
+        return { case: "shardStarted", value: create(ShardStartedSchema) };
+      }
+      default:
+        throw new Error(`a shard region does not handle ${body.case}`);
+    }
+  }
+}
+
+function notHere(shard: number): Body {
+  return { case: "notHere", value: create(NotHereSchema, { shard }) };
+}

@@ -1,0 +1,84 @@
+/**
+ * A shard: the entities (users) of one shard id, and the last Kafka offset it
+ * applied. Since shard id == partition, that one number makes redelivery
+ * harmless: an event at or below it was counted already and is skipped.
+ * The whole state fits in a {@linkcode ShardSnapshot}, which is what moves on
+ * handoff.
+ *
+ * @module
+ */
+import { applyPurchase, NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
+
+/** A shard's whole state, as it moves between nodes. */
+export interface ShardSnapshot {
+  readonly shard: number;
+  /** Last Kafka offset applied; -1 when none. */
+  readonly lastOffset: number;
+  readonly entities: readonly (readonly [userId: string, totals: UserTotals])[];
+}
+
+/** What applying a batch did. */
+export interface ApplyResult {
+  /** Events counted now. */
+  readonly applied: number;
+  /** Events at or below the last applied offset, acknowledged without counting. */
+  readonly skipped: number;
+  readonly lastOffset: number;
+}
+
+/** The entities of one shard and its progress through its partition. */
+export class Shard {
+  readonly id: number;
+  #lastOffset: number;
+  readonly #entities: Map<string, UserTotals>;
+
+  constructor(id: number, snapshot?: ShardSnapshot) {
+    if (snapshot && snapshot.shard !== id) throw new Error(`snapshot of shard ${snapshot.shard} given to shard ${id}`);
+    this.id = id;
+    this.#lastOffset = snapshot?.lastOffset ?? -1;
+    this.#entities = new Map(snapshot?.entities);
+  }
+
+  /** The last Kafka offset applied, -1 when none. */
+  get lastOffset(): number {
+    return this.#lastOffset;
+  }
+
+  /** How many users have totals here. */
+  get numEntities(): number {
+    return this.#entities.size;
+  }
+
+  /**
+   * Applies events in offset order; events at or below the last applied
+   * offset are skipped (they were counted before a redelivery).
+   *
+   * @example
+   * ```ts
+   * const shard = new Shard(3);
+   * const e = { offset: 10, userId: "7", product: "skis", quantity: 1, price: 5 };
+   * shard.apply([e]);        // { applied: 1, skipped: 0, lastOffset: 10 }
+   * shard.apply([e]);        // { applied: 0, skipped: 1, lastOffset: 10 }
+   * ```
+   */
+  apply(events: readonly PurchaseEvent[]): ApplyResult {
+    let applied = 0;
+    for (const event of events) {
+      if (event.offset <= this.#lastOffset) continue;
+      this.#entities.set(event.userId, applyPurchase(this.#entities.get(event.userId) ?? NO_PURCHASES, event));
+      this.#lastOffset = event.offset;
+      applied++;
+    }
+    return { applied, skipped: events.length - applied, lastOffset: this.#lastOffset };
+  }
+
+  /** A user's totals, `undefined` if the user has no purchases here. */
+  get(userId: string): UserTotals | undefined {
+    return this.#entities.get(userId);
+  }
+
+  /** The shard's whole state. */
+  snapshot(): ShardSnapshot {
+    return { shard: this.id, lastOffset: this.#lastOffset, entities: [...this.#entities] };
+  }
+}

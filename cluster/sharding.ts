@@ -1,0 +1,143 @@
+/**
+ * Cluster sharding on one node: the shard region, the coordinator runner (active
+ * only on the oldest member), and the glue to membership: registering the region
+ * with whichever node runs the coordinator, telling the coordinator when the
+ * Kafka assignment changed, handing shards off before the node leaves, and the
+ * management route that lists this node's shards.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { getLogger } from "@logtape/logtape";
+import { AssignmentChangedSchema } from "../proto/gen/cluster_pb.ts";
+import type { ClusterNode } from "./cluster_node.ts";
+import { COORDINATOR_MESSAGES, CoordinatorRunner, type PlacementSource } from "./coordinator_runner.ts";
+import { json, type ManagementRoute } from "./management.ts";
+import { isActive, sameNode } from "./members.ts";
+import { REGION_MESSAGES, ShardRegion } from "./region.ts";
+
+const log = getLogger(["usershard", "sharding"]);
+
+const TICK_MS = 500;
+
+/** How sharding is set up on a node. */
+export interface ShardingOptions {
+  readonly node: ClusterNode;
+  /** The sharding type name, shown in `/cluster/shards/{name}` (the consumer group's name). */
+  readonly typeName: string;
+  readonly shardCount: number;
+  readonly askTimeoutMs: number;
+  readonly placement: PlacementSource;
+  readonly shardOf: (userId: string) => number;
+}
+
+/** Sharding on one node. */
+export class Sharding {
+  readonly region: ShardRegion;
+  readonly #runner: CoordinatorRunner;
+  readonly #o: ShardingOptions;
+  readonly #timer: ReturnType<typeof setInterval>;
+  readonly #fatal = Promise.withResolvers<string>();
+
+  constructor(options: ShardingOptions) {
+    this.#o = options;
+    const { node } = options;
+    this.region = new ShardRegion({
+      self: node.self,
+      shardCount: options.shardCount,
+      remoting: node.remoting,
+      coordinator: () => node.snapshot().oldest,
+      askTimeoutMs: options.askTimeoutMs,
+      shardOf: options.shardOf,
+    });
+    this.#runner = new CoordinatorRunner({
+      self: node.self,
+      shardCount: options.shardCount,
+      remoting: node.remoting,
+      askTimeoutMs: options.askTimeoutMs,
+      placement: options.placement,
+    });
+    node.handle(REGION_MESSAGES, (message) => this.region.handle(message));
+    node.handle(COORDINATOR_MESSAGES, (message) => this.#runner.handle(message));
+    node.onEvent(() => this.#runner.update(node.snapshot()));
+    this.#timer = setInterval(() => this.#tick(), TICK_MS);
+  }
+
+  /** Resolves with a message when this node cannot take part (its shard count differs from the cluster's). */
+  get fatal(): Promise<string> {
+    return this.#fatal.promise;
+  }
+
+  /** Up, and the coordinator knows this node's region. */
+  isReady(): boolean {
+    return this.#o.node.isUp && this.region.isRegistered;
+  }
+
+  /** Why {@linkcode isReady} is false. */
+  notReadyReason(): string {
+    if (!this.#o.node.isUp) return `this node is ${this.#o.node.selfMember?.status ?? "not in a cluster yet"}`;
+    return "the shard region is not registered with the coordinator yet";
+  }
+
+  async #tick(): Promise<void> {
+    if (!this.#o.node.isUp && this.#o.node.selfMember?.status !== "Leaving") return;
+    const refusal = await this.region.register();
+    if (refusal) this.#fatal.resolve(refusal);
+  }
+
+  /** Tells the coordinator that this node's Kafka assignment changed, so it reads the group again. */
+  assignmentChanged(): void {
+    const coordinator = this.#o.node.snapshot().oldest;
+    if (coordinator) {
+      this.#o.node.remoting.tell(coordinator.address, {
+        case: "assignmentChanged",
+        value: create(AssignmentChangedSchema),
+      });
+    }
+  }
+
+  /**
+   * Waits until the coordinator has moved every shard off this node (the node
+   * must be Leaving) and has no move in flight, or `timeoutMs` has passed.
+   * With no other member to take them, there is nothing to wait for.
+   */
+  async handOff(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const others = () =>
+      this.#o.node.snapshot().members.some((m) => !sameNode(m.node, this.#o.node.self) && isActive(m.status));
+    const started = Date.now();
+    const hostedAtStart = this.region.hostedCount;
+    while (Date.now() < deadline) {
+      if (!others()) return true;
+      if (this.region.hostedCount === 0 && this.#runner.movesInFlight === 0) {
+        if (hostedAtStart > 0) {
+          log.info("handed off {count} shards in {ms} ms", { count: hostedAtStart, ms: Date.now() - started });
+        }
+        return true;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    log.warn("{count} shards were not handed off within {ms} ms; leaving anyway", {
+      count: this.region.hostedCount,
+      ms: timeoutMs,
+    });
+    return false;
+  }
+
+  /** `GET /cluster/shards/{typeName}`: this node's shards and their entity counts. */
+  managementRoute(): ManagementRoute {
+    const path = `/cluster/shards/${this.#o.typeName}`;
+    return (requested) => {
+      if (requested !== path) return undefined;
+      return json({
+        regions: this.region.hostedShards().map((s) => ({ shardId: String(s.shardId), numEntities: s.numEntities })),
+      });
+    };
+  }
+
+  /** Stops timers. */
+  close(): void {
+    clearInterval(this.#timer);
+    this.#runner.close();
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Which node consumes which partition, read from Kafka itself: the consumer
+ * group's description while the group is Stable. That is the ordered,
+ * authoritative source of desired shard placement (invariant 5 of DESIGN.md);
+ * nodes' own reports only say "look again".
+ *
+ * @module
+ */
+import { type Admin, AssignerProtocol } from "kafkajs";
+
+/**
+ * The Kafka client id of the node at `address`, so Kafka's own tools
+ * (kafka-consumer-groups.sh --describe) show which node consumes what.
+ *
+ * @example
+ * ```ts
+ * nodeClientId("127.0.0.1:2551"); // "usershard-127.0.0.1-2551"
+ * ```
+ */
+export function nodeClientId(address: string): string {
+  const at = address.lastIndexOf(":");
+  return `usershard-${address.slice(0, at)}-${address.slice(at + 1)}`;
+}
+
+/** The node address behind a client id made by {@linkcode nodeClientId}; `undefined` for other clients. */
+export function addressFromClientId(clientId: string): string | undefined {
+  const match = /^usershard-(.+)-(\d+)$/.exec(clientId);
+  return match ? `${match[1]}:${match[2]}` : undefined;
+}
+
+/**
+ * Partition → node address for `topic` in consumer group `group`, or
+ * `undefined` while the group is not Stable (a rebalance is under way, so
+ * any answer would already be stale).
+ */
+export async function groupPlacement(
+  admin: Admin,
+  group: string,
+  topic: string,
+): Promise<Map<number, string> | undefined> {
+  const { groups } = await admin.describeGroups([group]);
+  const description = groups[0];
+  if (!description) return undefined;
+  if (description.state === "Empty" || description.state === "Dead") return new Map();
+  if (description.state !== "Stable") return undefined;
+  const placement = new Map<number, string>();
+  for (const member of description.members) {
+    const address = addressFromClientId(member.clientId);
+    if (!address || member.memberAssignment.length === 0) continue;
+    const decoded = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+    for (const partition of decoded?.assignment[topic] ?? []) placement.set(partition, address);
+  }
+  return placement;
+}

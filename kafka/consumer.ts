@@ -1,0 +1,214 @@
+/**
+ * The consumer pipeline of a processor node. One event's path:
+ * Kafka record → {@linkcode decodePurchase} → shard id (= partition) →
+ * `sink.applyEvents` (the shard region: local shard, or its home over TCP) →
+ * the shard applies and acknowledges → offset committed. Nothing is committed
+ * before the shard has applied it (invariant 2), partitions run in parallel,
+ * and inside a partition events keep their order.
+ *
+ * @module
+ */
+import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
+import { getLogger } from "@logtape/logtape";
+import type { PurchaseEvent } from "../cluster/entity.ts";
+import { partitionFor } from "./partitioner.ts";
+import { decodePurchase } from "./purchase.ts";
+
+const log = getLogger(["usershard", "consumer"]);
+
+/** Where decoded events go: the shard region. */
+export interface EventSink {
+  /** Applies events of one partition in the shard of that partition; resolves once applied. */
+  applyEvents(shard: number, events: readonly PurchaseEvent[]): Promise<{ lastOffset: number; local: boolean }>;
+}
+
+/** How a pipeline is set up. */
+export interface PipelineOptions {
+  readonly kafka: Kafka;
+  readonly topic: string;
+  readonly group: string;
+  /** Partitions of the topic (= shards). */
+  readonly partitions: number;
+  readonly sink: EventSink;
+  /** Called with this node's partitions after every rebalance of the group. */
+  readonly onAssignment: (partitions: readonly number[]) => void;
+  /** Shards hosted on this node, for the periodic summary. */
+  readonly hostedShards: () => number;
+  /** Partitions processed at the same time. */
+  readonly concurrency?: number;
+  /** Events per ask; a larger batch from Kafka is sent in pieces of this size. */
+  readonly maxEventsPerAsk?: number;
+  readonly summaryEveryMs?: number;
+}
+
+/** Running counts of what the pipeline did. */
+export interface PipelineStats {
+  events: number;
+  local: number;
+  malformed: number;
+}
+
+/** Consumes the topic in the group and feeds the shard region. */
+export class ConsumerPipeline {
+  readonly #o: PipelineOptions;
+  readonly #consumer: Consumer;
+  readonly stats: PipelineStats = { events: 0, local: 0, malformed: 0 };
+  #assigned: number[] = [];
+  #summaryTimer: ReturnType<typeof setInterval> | undefined;
+  #lastSummary = { at: Date.now(), events: 0, local: 0, malformed: 0 };
+
+  constructor(options: PipelineOptions) {
+    this.#o = options;
+    this.#consumer = options.kafka.consumer({
+      groupId: options.group,
+      sessionTimeout: 10_000,
+      rebalanceTimeout: 30_000,
+      heartbeatInterval: 1000,
+      maxWaitTimeInMs: 250,
+      allowAutoTopicCreation: false,
+    });
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+      this.#assignment(payload.memberAssignment[options.topic] ?? []);
+    });
+    this.#consumer.on(this.#consumer.events.REBALANCING, () => {
+      log.info("Kafka consumer group {group} is rebalancing", { group: options.group });
+    });
+    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+      log.warn("Kafka consumer stopped on an error and restarts: {error}", { error: String(payload.error) });
+    });
+  }
+
+  /** The partitions Kafka assigned to this node. */
+  get assigned(): readonly number[] {
+    return this.#assigned;
+  }
+
+  #assignment(partitions: readonly number[]): void {
+    const now = [...partitions].sort((a, b) => a - b);
+    const before = new Set(this.#assigned);
+    const added = now.filter((p) => !before.has(p));
+    const removed = this.#assigned.filter((p) => !now.includes(p));
+    this.#assigned = now;
+    if (added.length > 0) {
+      log.info("partitions {added} assigned to this node ({count} in all); updating shard allocation", {
+        added: `[${added.join(",")}]`,
+        count: now.length,
+      });
+    }
+    if (removed.length > 0) {
+      log.info("partitions {removed} revoked from this node ({count} left)", {
+        removed: `[${removed.join(",")}]`,
+        count: now.length,
+      });
+    }
+    this.#o.onAssignment(now);
+  }
+
+  /** Joins the group and starts consuming from the earliest offsets not yet committed. */
+  async start(): Promise<void> {
+    await this.#consumer.connect();
+    await this.#consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
+    await this.#consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.#o.concurrency ?? 8,
+      eachBatch: (payload) => this.#eachBatch(payload),
+    });
+    const every = this.#o.summaryEveryMs ?? 10_000;
+    this.#summaryTimer = setInterval(() => this.#summary(), every);
+  }
+
+  async #eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    const { topic, partition } = batch;
+    const maxEvents = this.#o.maxEventsPerAsk ?? 2000;
+    let events: PurchaseEvent[] = [];
+    let lastOffset = -1;
+
+    const flush = async () => {
+      if (lastOffset < 0) return;
+      if (events.length > 0) {
+        try {
+          const delivery = await this.#o.sink.applyEvents(partition, events);
+          this.stats.events += events.length;
+          if (delivery.local) this.stats.local += events.length;
+        } catch (error) {
+          log.warn(
+            "could not deliver {count} events of {topic}/{partition} to shard {partition}: {error}; " +
+              "they stay uncommitted and will be delivered again",
+            {
+              count: events.length,
+              topic,
+              partition,
+              error: error instanceof Error ? error.message : String(error),
+            },
+          );
+          throw error;
+        }
+      }
+      resolveOffset(String(lastOffset));
+      await commitOffsetsIfNecessary({
+        topics: [{ topic, partitions: [{ partition, offset: String(lastOffset + 1) }] }],
+      });
+      await heartbeat();
+      events = [];
+      lastOffset = -1;
+    };
+
+    for (const message of batch.messages) {
+      if (!isRunning() || isStale()) break;
+      const offset = Number(message.offset);
+      const decoded = decodePurchase(message.key, message.value);
+      if (!decoded.ok) {
+        this.#malformed(topic, partition, offset, decoded.reason);
+      } else {
+        const { userId, product, quantity, price } = decoded.purchase;
+        const shard = partitionFor(userId, this.#o.partitions);
+        if (shard !== partition) {
+          this.#malformed(topic, partition, offset, `user ${userId} belongs in partition ${shard}, not ${partition}`);
+        } else {
+          log.debug("Forwarding message for entity {userId} to cluster sharding", { userId });
+          events.push({ offset, userId, product, quantity, price });
+        }
+      }
+      lastOffset = offset;
+      if (events.length >= maxEvents) await flush();
+    }
+    if (isRunning() && !isStale()) await flush();
+  }
+
+  #malformed(topic: string, partition: number, offset: number, reason: string): void {
+    this.stats.malformed++;
+    log.warn("skipping malformed record {topic}/{partition}@{offset}: {reason}", { topic, partition, offset, reason });
+  }
+
+  #summary(): void {
+    const now = Date.now();
+    const last = this.#lastSummary;
+    const events = this.stats.events - last.events;
+    const malformed = this.stats.malformed - last.malformed;
+    if (events === 0 && malformed === 0) return;
+    const local = this.stats.local - last.local;
+    log.info(
+      "processed {events} events in {seconds} s ({rate}/s), {local}% on this node, {shards} shards hosted, " +
+        "{partitions} partitions consumed{malformed}",
+      {
+        events,
+        seconds: Math.round((now - last.at) / 1000),
+        rate: Math.round(events / ((now - last.at) / 1000)),
+        local: events > 0 ? Math.round((100 * local) / events) : 100,
+        shards: this.#o.hostedShards(),
+        partitions: this.#assigned.length,
+        malformed: malformed > 0 ? `, ${malformed} malformed records skipped` : "",
+      },
+    );
+    this.#lastSummary = { at: now, ...this.stats };
+  }
+
+  /** Stops consuming (after the batches in hand) and leaves the group. */
+  async stop(): Promise<void> {
+    clearInterval(this.#summaryTimer);
+    this.#summary();
+    await this.#consumer.disconnect();
+  }
+}

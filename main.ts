@@ -9,6 +9,7 @@ import { CliError, type Command, writeStdout } from "./commands/command.ts";
 import { UsageError } from "./commands/flags.ts";
 import { processCommand } from "./commands/process.ts";
 import { produceCommand } from "./commands/produce.ts";
+import { shardsCommand } from "./commands/shards.ts";
 
 /** The program's version, printed by `usershard --version`. */
 export const VERSION = "0.1.0";
@@ -25,7 +26,7 @@ const commands: readonly Command[] = [
   produceCommand,
   processCommand,
   unbuilt("query", "asks a node for users' running totals"),
-  unbuilt("shards", "shows the shards a node hosts"),
+  shardsCommand,
 ];
 
 function usage(): string {

@@ -25,6 +25,8 @@ export interface ClusterNodeOptions {
   readonly bindHost: string;
   readonly bindPort: number;
   readonly seeds: readonly string[];
+  /** `host:port` of this node's management endpoint, shared with the other members. */
+  readonly management?: string;
   readonly clusterName: string;
   readonly secret?: string;
   readonly timings: ClusterTimings;
@@ -54,7 +56,7 @@ export class ClusterNode {
 
   private constructor(options: ClusterNodeOptions) {
     this.#membership = new Membership(
-      { self: options.self, seeds: options.seeds, timings: options.timings },
+      { self: options.self, seeds: options.seeds, timings: options.timings, management: options.management },
       this.#clock(),
     );
     this.remoting = Remoting.start(

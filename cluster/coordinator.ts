@@ -84,7 +84,7 @@ export type CoordinatorAction =
   | { readonly type: "startShard"; readonly shard: number; readonly at: NodeId; readonly snapshot?: ShardSnapshot }
   | { readonly type: "rebalanceStarted"; readonly moves: readonly ShardMove[] }
   | { readonly type: "rebalanceCompleted"; readonly shards: number; readonly ms: number }
-  | { readonly type: "shardLost"; readonly shard: number; readonly region: NodeId }
+  | { readonly type: "shardsLost"; readonly shards: readonly number[]; readonly region: NodeId }
   | {
     readonly type: "activated";
     readonly regions: number;
@@ -210,15 +210,13 @@ export class Coordinator {
     for (const [key, region] of this.#regions) {
       if (this.#isAlive(region)) continue;
       this.#regions.delete(key);
-      for (const [shard, home] of this.#allocation) {
-        if (!sameNode(home, region)) continue;
-        this.#allocation.delete(shard);
-        this.#emit({ type: "shardLost", shard, region });
-      }
+      const lost = [...this.#allocation].filter(([, home]) => sameNode(home, region)).map(([shard]) => shard);
+      for (const shard of lost) this.#allocation.delete(shard);
+      if (lost.length > 0) this.#emit({ type: "shardsLost", shards: lost, region });
     }
     for (const move of this.#moves.values()) {
       if (move.phase === "stopping" && move.from && !this.#isAlive(move.from)) {
-        this.#emit({ type: "shardLost", shard: move.shard, region: move.from });
+        this.#emit({ type: "shardsLost", shards: [move.shard], region: move.from });
         move.from = undefined;
         move.phase = "starting";
         move.inFlight = false;

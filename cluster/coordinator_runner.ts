@@ -219,10 +219,11 @@ export class CoordinatorRunner {
       case "rebalanceCompleted":
         log.info("rebalance of {count} shards completed in {ms} ms", { count: action.shards, ms: action.ms });
         break;
-      case "shardLost":
-        log.warn("shard {shard} was lost with {region}; it starts empty elsewhere", {
-          shard: action.shard,
+      case "shardsLost":
+        log.warn("{count} shards were lost with {region}: [{shards}]; they start empty elsewhere", {
+          count: action.shards.length,
           region: action.region.address,
+          shards: action.shards.join(","),
         });
         break;
       case "activated":

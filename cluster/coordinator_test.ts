@@ -167,7 +167,7 @@ Deno.test("the shards of a node that died are lost and start empty where Kafka n
   w.settle();
   w.dead.add(B.address);
   w.feed({ type: "members", members: [{ node: A, status: "Up" }, { node: B, status: "Down" }], now: 1 });
-  assert.deepEqual(w.log.filter((a) => a.type === "shardLost").map((a) => a.type === "shardLost" && a.shard), [1, 3]);
+  assert.deepEqual(w.log.filter((a) => a.type === "shardsLost"), [{ type: "shardsLost", shards: [1, 3], region: B }]);
   w.feed({ type: "placement", desired: placement(4, [A]), now: 2 });
   w.settle();
   assert.deepEqual(w.homes(A), [0, 1, 2, 3]);

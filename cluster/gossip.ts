@@ -33,7 +33,10 @@ export function mergeMember(a: Member, b: Member): Member {
   if (a.node.uid !== b.node.uid) return a.node.uid > b.node.uid ? a : b;
   const status = statusRank(a.status) >= statusRank(b.status) ? a.status : b.status;
   const upNumber = a.upNumber === 0 ? b.upNumber : b.upNumber === 0 ? a.upNumber : Math.min(a.upNumber, b.upNumber);
-  return status === a.status && upNumber === a.upNumber ? a : { node: a.node, status, upNumber };
+  const management = a.management || b.management;
+  return status === a.status && upNumber === a.upNumber && management === a.management
+    ? a
+    : { node: a.node, status, upNumber, management };
 }
 
 /** Merges two views; the result is the same whichever comes first. */

@@ -26,7 +26,13 @@ export interface ManagementSource {
 }
 
 function memberJson(member: Member) {
-  return { node: member.node.address, nodeUid: String(member.node.uid), status: member.status, roles: [] };
+  return {
+    node: member.node.address,
+    nodeUid: String(member.node.uid),
+    status: member.status,
+    roles: [],
+    management: member.management || undefined,
+  };
 }
 
 /** The body of `GET /cluster/members`. */

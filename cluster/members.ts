@@ -22,6 +22,8 @@ export interface Member {
   readonly status: MemberStatus;
   /** Order of becoming Up (1 = first); 0 until then. The lowest is the oldest. */
   readonly upNumber: number;
+  /** `host:port` of the member's management HTTP endpoint ("" when unknown). */
+  readonly management: string;
 }
 
 /** Position of a status in the life cycle; a merge keeps the later one. */

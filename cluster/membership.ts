@@ -43,7 +43,7 @@ export type MembershipMessage =
   | { readonly type: "initJoin" }
   | { readonly type: "initJoinAck" }
   | { readonly type: "initJoinNack" }
-  | { readonly type: "join" }
+  | { readonly type: "join"; readonly management: string }
   | { readonly type: "welcome"; readonly state: GossipState }
   | { readonly type: "gossip"; readonly state: GossipState }
   | { readonly type: "heartbeat"; readonly sequence: number }
@@ -77,6 +77,8 @@ export type MembershipInput =
 /** What a {@linkcode Membership} needs to know about itself. */
 export interface MembershipConfig {
   readonly self: NodeId;
+  /** `host:port` of this node's management endpoint, shared with the other members. */
+  readonly management?: string;
   /** Seed addresses in order; the first may form a new cluster. */
   readonly seeds: readonly string[];
   readonly timings: ClusterTimings;
@@ -91,6 +93,7 @@ type Phase =
 /** The membership state machine of one node. */
 export class Membership {
   readonly #self: NodeId;
+  readonly #management: string;
   readonly #seeds: readonly string[];
   readonly #t: ClusterTimings;
   #state: GossipState = EMPTY_GOSSIP;
@@ -114,6 +117,7 @@ export class Membership {
 
   constructor(config: MembershipConfig, now: number) {
     this.#self = config.self;
+    this.#management = config.management ?? "";
     this.#seeds = config.seeds;
     this.#t = config.timings;
     this.#phase = { name: "discovering", since: now, lastRound: -Infinity, lastNotice: now, nacked: new Set() };
@@ -206,7 +210,12 @@ export class Membership {
     const isFirstSeed = this.#seeds[0] === this.#self.address;
     const everyoneSaidNo = others.every((seed) => phase.nacked.has(seed));
     if (isFirstSeed && (everyoneSaidNo || now - phase.since >= this.#t.seedTimeoutMs)) {
-      this.#state = withMember(EMPTY_GOSSIP, { node: this.#self, status: "Up", upNumber: 1 });
+      this.#state = withMember(EMPTY_GOSSIP, {
+        node: this.#self,
+        status: "Up",
+        upNumber: 1,
+        management: this.#management,
+      });
       this.#phase = { name: "member" };
       this.#emit({ type: "formedCluster" });
       return;
@@ -238,14 +247,14 @@ export class Membership {
       case "initJoinAck":
         if (phase.name !== "discovering") return;
         this.#phase = { name: "joining", via: from.address, since: now };
-        this.#send(from.address, { type: "join" });
+        this.#send(from.address, { type: "join", management: this.#management });
         this.#emit({ type: "joiningVia", seed: from.address });
         return;
       case "initJoinNack":
         if (phase.name === "discovering") phase.nacked.add(from.address);
         return;
       case "join":
-        return this.#admit(from, now);
+        return this.#admit(from, message.management, now);
       case "welcome":
       case "gossip":
         return this.#adopt(from, message.state);
@@ -261,14 +270,14 @@ export class Membership {
     if (this.#heard.has(nodeKey(from))) this.#heard.set(nodeKey(from), now);
   }
 
-  #admit(joiner: NodeId, now: number): void {
+  #admit(joiner: NodeId, management: string, now: number): void {
     const status = this.selfMember?.status;
     if (this.#phase.name !== "member" || (status !== "Up" && status !== "Joining")) return;
     const existing = this.#state.members.get(joiner.address);
     if (existing && existing.node.uid > joiner.uid) return; // a stale request from an older incarnation
     if (existing && existing.node.uid === joiner.uid && !isMember(this.#state, joiner)) return;
     if (!existing || existing.node.uid !== joiner.uid) {
-      this.#state = withMember(this.#state, { node: joiner, status: "Joining", upNumber: 0 });
+      this.#state = withMember(this.#state, { node: joiner, status: "Joining", upNumber: 0, management });
       this.#heard.set(nodeKey(joiner), now);
     }
     this.#send(joiner.address, { type: "welcome", state: this.#state });
@@ -349,7 +358,7 @@ export class Membership {
     for (const m of members) {
       const address = m.node.address;
       if (m.status === "Joining" && !unreachable.has(address)) {
-        this.#state = withMember(this.#state, { node: m.node, status: "Up", upNumber: ++highestUp });
+        this.#state = withMember(this.#state, { ...m, status: "Up", upNumber: ++highestUp });
       } else if (m.status === "Exiting" && !sameNode(m.node, this.#self)) {
         this.#state = withMember(this.#state, { ...m, status: "Removed" });
         // It no longer gets gossip as a member; tell it directly that it may go.

@@ -54,6 +54,7 @@ function gossipToProto(state: GossipState): GossipProto {
       node: nodeToProto(m.node),
       status: STATUS_TO_PROTO[m.status],
       upNumber: m.upNumber,
+      management: m.management,
     })),
     observations: [...state.observations.values()].map((o) => ({
       observer: nodeToProto(o.observer),
@@ -70,7 +71,7 @@ function gossipFromProto(proto: GossipProto | undefined): GossipState {
     const status = STATUS_FROM_PROTO.get(m.status);
     if (!status) throw new Error(`unknown member status ${m.status}`);
     const node = nodeFromProto(m.node);
-    members.set(node.address, { node, status, upNumber: m.upNumber });
+    members.set(node.address, { node, status, upNumber: m.upNumber, management: m.management });
   }
   const observations = new Map<string, Observation>();
   for (const o of proto.observations) {
@@ -94,7 +95,7 @@ export function membershipToBody(message: MembershipMessage): Body {
     case "initJoinNack":
       return { case: "initJoinNack", value: create(InitJoinNackSchema) };
     case "join":
-      return { case: "join", value: create(JoinSchema) };
+      return { case: "join", value: create(JoinSchema, { management: message.management }) };
     case "welcome":
       return { case: "welcome", value: create(WelcomeSchema, { state: gossipToProto(message.state) }) };
     case "gossip":
@@ -119,7 +120,7 @@ export function membershipFromBody(body: Body): MembershipMessage | undefined {
     case "initJoinNack":
       return { type: "initJoinNack" };
     case "join":
-      return { type: "join" };
+      return { type: "join", management: body.value.management };
     case "welcome":
       return { type: "welcome", state: gossipFromProto(body.value.state) };
     case "gossip":

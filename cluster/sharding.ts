@@ -124,13 +124,18 @@ export class Sharding {
     return false;
   }
 
-  /** `GET /cluster/shards/{typeName}`: this node's shards and their entity counts. */
-  managementRoute(): ManagementRoute {
+  /**
+   * `GET /cluster/shards/{typeName}`: this node's shards and their entity
+   * counts (Akka Management's shape), plus `consumedPartitions`, the
+   * partitions this node's consumer reads, so co-location can be checked.
+   */
+  managementRoute(consumedPartitions: () => readonly number[]): ManagementRoute {
     const path = `/cluster/shards/${this.#o.typeName}`;
     return (requested) => {
       if (requested !== path) return undefined;
       return json({
         regions: this.region.hostedShards().map((s) => ({ shardId: String(s.shardId), numEntities: s.numEntities })),
+        consumedPartitions: consumedPartitions(),
       });
     };
   }

@@ -203,6 +203,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       bindHost: host,
       bindPort: remotingPort,
       seeds,
+      management: `${flags["mgmt-host"]}:${mgmtPort}`,
       clusterName: flags["cluster-name"],
       secret: flags["cluster-secret"],
       timings,
@@ -217,13 +218,6 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       shardOf: (userId) => partitionFor(userId, shardCount),
     });
     parts.add(() => sharding.close());
-    const management = startManagement(flags["mgmt-host"], mgmtPort, {
-      snapshot: () => node.snapshot(),
-      isReady: () => sharding.isReady(),
-      notReadyReason: () => sharding.notReadyReason(),
-      routes: [sharding.managementRoute()],
-    });
-    parts.add(() => management.shutdown());
     const pipeline = new ConsumerPipeline({
       kafka,
       topic: flags.topic,
@@ -233,6 +227,13 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       onAssignment: () => sharding.assignmentChanged(),
       hostedShards: () => sharding.region.hostedCount,
     });
+    const management = startManagement(flags["mgmt-host"], mgmtPort, {
+      snapshot: () => node.snapshot(),
+      isReady: () => sharding.isReady(),
+      notReadyReason: () => sharding.notReadyReason(),
+      routes: [sharding.managementRoute(() => pipeline.assigned)],
+    });
+    parts.add(() => management.shutdown());
 
     const signalled = Promise.withResolvers<"signal">();
     let signals = 0;

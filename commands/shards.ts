@@ -1,0 +1,157 @@
+/**
+ * `usershard shards`: the shards one node hosts, or with `--all` the whole
+ * cluster's placement and how much of it sits with its partition's consumer.
+ *
+ * @module
+ */
+import {
+  compactRanges,
+  fetchMembers,
+  fetchShards,
+  ManagementError,
+  type ShardsJson,
+} from "../cluster/management_client.ts";
+import { CliError, defineCommand, writeStdout } from "./command.ts";
+import { type CommandSpec, UsageError } from "./flags.ts";
+
+/** Flags of `usershard shards`. */
+export const shardsSpec = {
+  name: "shards",
+  summary: "shows the shards (and entity counts) a node hosts, or the whole cluster's with --all",
+  usage: "usershard shards [--node PORT|HOST:PORT] [--all] [--json]",
+  flags: {
+    node: {
+      type: "string",
+      value: "PORT|HOST:PORT",
+      env: "USERSHARD_MGMT",
+      default: "8551",
+      description: "management endpoint of the node to ask",
+    },
+    host: {
+      type: "string",
+      value: "HOST",
+      default: "localhost",
+      description: "host of --node when it is just a port",
+    },
+    type: {
+      type: "string",
+      value: "NAME",
+      env: "USERSHARD_GROUP",
+      default: "user-processing",
+      description: "sharding type name (the nodes' --group)",
+    },
+    all: { type: "boolean", description: "ask every member and show the cluster's placement and co-location" },
+    json: { type: "boolean", description: "print JSON instead of a table" },
+  },
+  details: `Examples:
+  usershard shards --node 8552
+  usershard shards --all`,
+} as const satisfies CommandSpec;
+
+/** `usershard shards`. */
+export const shardsCommand = defineCommand(shardsSpec, async (flags, positionals) => {
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const target = /^\d+$/.test(flags.node) ? `${flags.host}:${flags.node}` : flags.node;
+  if (!/^[^\s/:]+:\d{1,5}$/.test(target)) {
+    throw new UsageError(`--node must be a port or host:port, got '${flags.node}'`);
+  }
+  const base = `http://${target}`;
+  try {
+    if (flags.all) await printAll(base, flags.type, flags.json);
+    else await printOne(base, flags.type, flags.json);
+    return 0;
+  } catch (error) {
+    if (error instanceof ManagementError) throw new CliError(error.message);
+    throw error;
+  }
+});
+
+async function printOne(base: string, type: string, json: boolean): Promise<void> {
+  const shards = await fetchShards(base, type);
+  if (json) return writeStdout(JSON.stringify(shards, null, 2) + "\n");
+  const members = await fetchMembers(base);
+  const consumed = new Set(shards.consumedPartitions ?? []);
+  const rows = [...shards.regions].sort((a, b) => Number(a.shardId) - Number(b.shardId));
+  const lines = [
+    `Shards of ${type} on ${members.selfNode} (management ${base.slice(7)})`,
+    "shard  entities  partition consumed here",
+    ...rows.map((r) =>
+      `${r.shardId.padStart(5)}  ${String(r.numEntities).padStart(8)}  ${
+        consumed.has(Number(r.shardId)) ? "yes" : "no"
+      }`
+    ),
+  ];
+  const entities = rows.reduce((n, r) => n + r.numEntities, 0);
+  const colocated = rows.filter((r) => consumed.has(Number(r.shardId))).length;
+  lines.push(
+    `${rows.length} shards, ${entities} entities; ${colocated} of ${rows.length} co-located with their partition's consumer`,
+  );
+  await writeStdout(lines.join("\n") + "\n");
+}
+
+interface NodeShards {
+  readonly node: string;
+  readonly management: string;
+  readonly shards?: ShardsJson;
+  readonly error?: string;
+}
+
+async function printAll(base: string, type: string, json: boolean): Promise<void> {
+  const members = await fetchMembers(base);
+  const nodes: NodeShards[] = await Promise.all(
+    members.members.filter((m) => m.status === "Up" || m.status === "Leaving").map(async (m) => {
+      if (!m.management) return { node: m.node, management: "", error: "its management address is unknown" };
+      try {
+        return { node: m.node, management: m.management, shards: await fetchShards(`http://${m.management}`, type) };
+      } catch (error) {
+        return {
+          node: m.node,
+          management: m.management,
+          error: error instanceof Error ? error.message : String(error),
+        };
+      }
+    }),
+  );
+  if (nodes.length > 0 && nodes.every((n) => n.error)) {
+    throw new ManagementError(`no member could be read: ${nodes[0].error}`);
+  }
+  if (json) return writeStdout(JSON.stringify({ type, nodes }, null, 2) + "\n");
+
+  const hostedBy = new Map<number, string[]>();
+  const rows = nodes.map((n) => {
+    const ids = (n.shards?.regions ?? []).map((r) => Number(r.shardId));
+    for (const id of ids) hostedBy.set(id, [...(hostedBy.get(id) ?? []), n.node]);
+    const consumed = new Set(n.shards?.consumedPartitions ?? []);
+    return {
+      node: n.node,
+      ids,
+      entities: (n.shards?.regions ?? []).reduce((sum, r) => sum + r.numEntities, 0),
+      colocated: ids.filter((id) => consumed.has(id)).length,
+      error: n.error,
+    };
+  });
+  const width = Math.max(4, ...rows.map((r) => r.node.length)) + 2;
+  const line = (a: string, b: string, c: string, d: string) =>
+    `${a.padEnd(width)}${b.padStart(6)}  ${c.padStart(8)}  ${d}`;
+  const total = rows.reduce((t, r) => ({
+    shards: t.shards + r.ids.length,
+    entities: t.entities + r.entities,
+    colocated: t.colocated + r.colocated,
+  }), { shards: 0, entities: 0, colocated: 0 });
+  const percent = total.shards > 0 ? Math.round((100 * total.colocated) / total.shards) : 100;
+  const out = [
+    `Shards of ${type} across ${rows.length} nodes (via ${members.selfNode})`,
+    line("node", "shards", "entities", "co-located with their partition's consumer"),
+    ...rows.map((r) =>
+      r.error
+        ? line(r.node, "?", "?", `not readable: ${r.error}`)
+        : line(r.node, String(r.ids.length), String(r.entities), `${r.colocated}/${r.ids.length}`)
+    ),
+    line("total", String(total.shards), String(total.entities), `${total.colocated}/${total.shards} (${percent}%)`),
+    "",
+    ...rows.filter((r) => !r.error).map((r) => `${r.node} hosts shards ${compactRanges(r.ids) || "(none)"}`),
+  ];
+  const twice = [...hostedBy].filter(([, where]) => where.length > 1).map(([id]) => id);
+  if (twice.length > 0) out.push(`hosted on more than one node: ${compactRanges(twice)}`);
+  await writeStdout(out.join("\n") + "\n");
+}

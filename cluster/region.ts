@@ -25,7 +25,7 @@ import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
 import { type NodeId, nodeKey, sameNode } from "./members.ts";
 import { nodeFromProto } from "./membership_codec.ts";
 import { type Body, type Inbound, type Remoting, RemotingError } from "./remoting.ts";
-import { Shard } from "./shard.ts";
+import { Shard, type ShardSnapshot } from "./shard.ts";
 import { eventsFromProto, eventsToProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
 const log = getLogger(["usershard", "sharding"]);
@@ -87,6 +87,11 @@ export class ShardRegion {
     return [...this.#shards.values()]
       .map((s) => ({ shardId: s.id, numEntities: s.numEntities }))
       .sort((a, b) => a.shardId - b.shardId);
+  }
+
+  /** The state of a shard hosted here, `undefined` when it is not. */
+  shardState(shard: number): ShardSnapshot | undefined {
+    return this.#shards.get(shard)?.snapshot();
   }
 
   /** How many shards are hosted here. */

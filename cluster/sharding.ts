@@ -132,12 +132,25 @@ export class Sharding {
   managementRoute(consumedPartitions: () => readonly number[]): ManagementRoute {
     const path = `/cluster/shards/${this.#o.typeName}`;
     return (requested) => {
+      const one = requested.startsWith(`${path}/`) ? requested.slice(path.length + 1) : undefined;
+      if (one !== undefined) return this.#shardRoute(one);
       if (requested !== path) return undefined;
       return json({
         regions: this.region.hostedShards().map((s) => ({ shardId: String(s.shardId), numEntities: s.numEntities })),
         consumedPartitions: consumedPartitions(),
       });
     };
+  }
+
+  // `GET /cluster/shards/{typeName}/{shardId}`: one hosted shard's whole state, for operators and tests.
+  #shardRoute(id: string): Response {
+    const state = /^\d+$/.test(id) ? this.region.shardState(Number(id)) : undefined;
+    if (!state) return json({ message: `shard ${id} is not hosted on ${this.#o.node.self.address}` }, 404);
+    return json({
+      shardId: String(state.shard),
+      lastOffset: state.lastOffset,
+      entities: state.entities.map(([userId, totals]) => ({ userId, ...totals })),
+    });
   }
 
   /** Stops timers. */

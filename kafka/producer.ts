@@ -54,9 +54,19 @@ export const keyPartitioner: ICustomPartitioner = () => ({ partitionMetadata, me
   return partitionFor(String(message.key), partitionMetadata.length);
 };
 
-/** A producer that partitions by {@linkcode keyPartitioner} and never creates topics. */
+/**
+ * A producer that partitions by {@linkcode keyPartitioner} and never creates
+ * topics. Idempotent: when one partition of a request fails (say, its leader
+ * is not elected yet on a new topic), kafkajs resends the whole request, and
+ * without idempotence the partitions that had succeeded get every event twice.
+ */
 export function createPurchaseProducer(kafka: Kafka): Producer {
-  return kafka.producer({ createPartitioner: keyPartitioner, allowAutoTopicCreation: false });
+  return kafka.producer({
+    createPartitioner: keyPartitioner,
+    allowAutoTopicCreation: false,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
 }
 
 /**
@@ -84,12 +94,13 @@ export function purchaseMessage(purchase: Purchase): Message {
 }
 
 const MAX_BATCH = 2000;
-const MAX_IN_FLIGHT = 4;
 
 /**
  * Sends random purchases until `count` is reached or `signal` aborts; on abort
- * it still waits for what was already handed to the broker, so every event
- * counted in the summary is in the topic.
+ * it still waits for the batch already handed to the broker, so every event
+ * counted in the summary is in the topic. Batches go one at a time: the
+ * idempotent producer keeps per-partition sequence numbers that concurrent
+ * sends would interleave.
  */
 export async function produce(
   producer: Producer,
@@ -100,47 +111,29 @@ export async function produce(
   const perEvent = rate > 0 && rate <= PER_EVENT_LOG_MAX_RATE;
   const progressEvery = (options.progressEverySeconds ?? 5) * 1000;
   const started = performance.now();
-  let queued = 0;
   let sent = 0;
-  let failure: unknown = undefined;
   let lastProgress = started;
   let sentAtLastProgress = 0;
-  const inFlight = new Set<Promise<void>>();
 
-  const reportProgress = () => {
-    const now = performance.now();
-    if (perEvent || now - lastProgress < progressEvery) return;
-    const recentRate = (sent - sentAtLastProgress) / ((now - lastProgress) / 1000);
-    log.info("sent {sent} events ({rate} events/s)", { sent, rate: Math.round(recentRate) });
-    lastProgress = now;
-    sentAtLastProgress = sent;
-  };
-
-  while (!signal.aborted && failure === undefined && queued < count) {
+  while (!signal.aborted && sent < count) {
     const due = rate > 0 ? Math.floor(((performance.now() - started) * rate) / 1000) + 1 : Infinity;
-    const size = Math.min(due - queued, MAX_BATCH, count - queued);
+    const size = Math.min(due - sent, MAX_BATCH, count - sent);
     if (size <= 0) {
-      await sleep(started + (queued * 1000) / rate - performance.now(), signal);
+      await sleep(started + (sent * 1000) / rate - performance.now(), signal);
       continue;
     }
     const purchases = Array.from({ length: size }, () => randomPurchase(users));
     if (perEvent) { for (const p of purchases) log.info("Sending message to user {userId}", { userId: p.userId }); }
-    queued += size;
-    const send = producer.send({ topic, messages: purchases.map(purchaseMessage) }).then(
-      () => {
-        sent += size;
-        reportProgress();
-      },
-      (error) => {
-        failure ??= error;
-      },
-    );
-    const tracked = send.finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
-    if (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight);
+    await producer.send({ topic, messages: purchases.map(purchaseMessage) });
+    sent += size;
+    const now = performance.now();
+    if (!perEvent && now - lastProgress >= progressEvery) {
+      const recentRate = (sent - sentAtLastProgress) / ((now - lastProgress) / 1000);
+      log.info("sent {sent} events ({rate} events/s)", { sent, rate: Math.round(recentRate) });
+      lastProgress = now;
+      sentAtLastProgress = sent;
+    }
   }
-  await Promise.all(inFlight);
-  if (failure !== undefined) throw failure;
   return { sent, seconds: (performance.now() - started) / 1000 };
 }
 

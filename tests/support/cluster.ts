@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { BROKERS } from "./kafka.ts";
 import { freePort, RunningUsershard } from "./process.ts";
 
 /** Ports of one node. */
@@ -96,4 +97,65 @@ export async function converged(nodes: readonly NodePorts[], expected: Record<st
     timeoutMs,
     async () => `views: ${JSON.stringify(await views())}`,
   );
+}
+
+/** Topic and consumer group a test's processors use. */
+export interface Stream {
+  readonly topic: string;
+  readonly group: string;
+}
+
+/** Starts a processor node on `stream` against the test broker. */
+export function startProcessor(
+  ports: NodePorts,
+  seeds: readonly NodePorts[],
+  stream: Stream,
+  extra: readonly string[] = [],
+): RunningUsershard {
+  return startNode(ports, seeds, [
+    ...["--topic", stream.topic, "--group", stream.group, "--brokers", BROKERS.join(",")],
+    ...extra,
+  ]);
+}
+
+/** `GET /cluster/shards/{group}`: shard ids hosted and the partitions consumed by a node. */
+export async function shardsOf(
+  ports: NodePorts,
+  group: string,
+): Promise<{ shards: number[]; entities: number; consumed: number[] } | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${ports.mgmt}/cluster/shards/${group}`);
+    if (!response.ok) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    const body = await response.json() as {
+      regions: { shardId: string; numEntities: number }[];
+      consumedPartitions: number[];
+    };
+    return {
+      shards: body.regions.map((r) => Number(r.shardId)).sort((a, b) => a - b),
+      entities: body.regions.reduce((n, r) => n + r.numEntities, 0),
+      consumed: [...body.consumedPartitions].sort((a, b) => a - b),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One hosted shard's state from `GET /cluster/shards/{group}/{id}`. */
+export interface ShardStateJson {
+  shardId: string;
+  lastOffset: number;
+  entities: { userId: string; totalPurchases: number; amountSpent: number }[];
+}
+
+/** A hosted shard's state, `undefined` when the node does not host it. */
+export async function shardState(ports: NodePorts, group: string, shard: number): Promise<ShardStateJson | undefined> {
+  const response = await fetch(`http://127.0.0.1:${ports.mgmt}/cluster/shards/${group}/${shard}`);
+  if (!response.ok) {
+    await response.body?.cancel();
+    return undefined;
+  }
+  return await response.json();
 }

@@ -7,6 +7,8 @@
 import { Buffer } from "node:buffer";
 import type { Kafka } from "kafkajs";
 import { createKafka } from "../../kafka/client.ts";
+import { createPurchaseProducer, purchaseMessage } from "../../kafka/producer.ts";
+import type { Purchase } from "../../kafka/purchase.ts";
 
 /** The brokers the test run uses (`KAFKA_BROKERS`, default `localhost:9092`). */
 export const BROKERS: readonly string[] = (Deno.env.get("KAFKA_BROKERS") ?? "localhost:9092").split(",");
@@ -70,4 +72,55 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 30_000)
     }
   }
   return [...records.values()].sort((a, b) => a.partition - b.partition || Number(a.offset) - Number(b.offset));
+}
+
+/** Creates `topic` with `partitions` partitions. */
+export async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Users' expected totals, computed from the purchases a test produced. */
+export function expectedTotals(
+  purchases: readonly Purchase[],
+): Map<string, { totalPurchases: number; amountSpent: number }> {
+  const totals = new Map<string, { totalPurchases: number; amountSpent: number }>();
+  for (const p of purchases) {
+    const t = totals.get(p.userId) ?? { totalPurchases: 0, amountSpent: 0 };
+    totals.set(p.userId, { totalPurchases: t.totalPurchases + 1, amountSpent: t.amountSpent + p.quantity * p.price });
+  }
+  return totals;
+}
+
+/**
+ * `count` purchases spread over users `0..users-1` (every user at least once
+ * when count ≥ users), with a fixed pseudo-random sequence per `seed`.
+ */
+export function knownPurchases(count: number, users: number, seed = 1): Purchase[] {
+  let state = seed;
+  const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  return Array.from({ length: count }, (_, i) => ({
+    userId: String(i < users ? i : Math.floor(next() * users)),
+    product: "rope",
+    quantity: 1 + Math.floor(next() * 5),
+    price: Math.floor(next() * 10_000),
+  }));
+}
+
+/** Sends purchases with the project's producer (keyed, partitioned by user). */
+export async function producePurchases(kafka: Kafka, topic: string, purchases: readonly Purchase[]): Promise<void> {
+  const producer = createPurchaseProducer(kafka);
+  await producer.connect();
+  try {
+    for (let i = 0; i < purchases.length; i += 1000) {
+      await producer.send({ topic, messages: purchases.slice(i, i + 1000).map(purchaseMessage) });
+    }
+  } finally {
+    await producer.disconnect();
+  }
 }

@@ -1,0 +1,276 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { UserPurchaseProtoSchema } from "../proto/gen/user_events_pb.ts";
+import { groupPlacement } from "../kafka/assignment.ts";
+import { partitionFor } from "../kafka/partitioner.ts";
+import type { Purchase } from "../kafka/purchase.ts";
+import {
+  addressOf,
+  eventually,
+  type NodePorts,
+  nodePorts,
+  shardsOf,
+  shardState,
+  startProcessor,
+  type Stream,
+} from "./support/cluster.ts";
+import {
+  createTopic,
+  expectedTotals,
+  knownPurchases,
+  producePurchases,
+  testKafka,
+  uniqueName,
+} from "./support/kafka.ts";
+import type { RunningUsershard } from "./support/process.ts";
+
+function newStream(prefix: string): Stream {
+  return { topic: uniqueName(prefix), group: uniqueName(`${prefix}-group`) };
+}
+
+async function withNodes(run: (started: RunningUsershard[]) => Promise<void>): Promise<void> {
+  const started: RunningUsershard[] = [];
+  try {
+    await run(started);
+  } finally {
+    await Promise.all(started.map((node) => node.stop()));
+  }
+}
+
+/**
+ * Waits until the live nodes host every shard exactly once, each on the node
+ * whose consumer Kafka gave the partition (per the group's own description).
+ */
+async function coLocated(nodes: readonly NodePorts[], stream: Stream, shardCount: number, timeoutMs = 60_000) {
+  const kafka = testKafka();
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const describe = async () => {
+      const views = await Promise.all(nodes.map((n) => shardsOf(n, stream.group)));
+      const placement = await groupPlacement(admin, stream.group, stream.topic);
+      return { views, placement };
+    };
+    return await eventually(
+      "every shard hosted once, on its partition's consumer",
+      async () => {
+        const { views, placement } = await describe();
+        if (!placement || views.some((v) => v === undefined)) return undefined;
+        const hosted = views.flatMap((v) => v!.shards);
+        if (hosted.length !== shardCount || new Set(hosted).size !== shardCount) return undefined;
+        // Every node consumes (Kafka has let all of them in), and hosts exactly what it consumes.
+        const ok = nodes.every((n, i) =>
+          views[i]!.consumed.length > 0 &&
+          views[i]!.shards.every((shard) => placement.get(shard) === addressOf(n)) &&
+          JSON.stringify(views[i]!.shards) === JSON.stringify(views[i]!.consumed)
+        );
+        return ok ? views.map((v) => v!) : undefined;
+      },
+      timeoutMs,
+      async () => {
+        const { views, placement } = await describe();
+        return `hosted: ${JSON.stringify(views.map((v) => v?.shards.length))}, consumed: ${
+          JSON.stringify(views.map((v) => v?.consumed.length))
+        }, group stable: ${placement !== undefined}`;
+      },
+    );
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Every user's totals, read from the shard state on whichever node hosts the user's shard. */
+async function totalsByUser(nodes: readonly NodePorts[], stream: Stream) {
+  const totals = new Map<string, { totalPurchases: number; amountSpent: number }>();
+  for (const node of nodes) {
+    const view = await shardsOf(node, stream.group);
+    for (const shard of view?.shards ?? []) {
+      const state = await shardState(node, stream.group, shard);
+      for (const e of state?.entities ?? []) {
+        totals.set(e.userId, { totalPurchases: e.totalPurchases, amountSpent: e.amountSpent });
+      }
+    }
+  }
+  return totals;
+}
+
+function differences(
+  actual: Map<string, { totalPurchases: number; amountSpent: number }>,
+  expected: Map<string, { totalPurchases: number; amountSpent: number }>,
+): string[] {
+  const users = new Set([...actual.keys(), ...expected.keys()]);
+  return [...users].filter((u) => JSON.stringify(actual.get(u)) !== JSON.stringify(expected.get(u)))
+    .map((u) => `user ${u}: ${JSON.stringify(actual.get(u))} != ${JSON.stringify(expected.get(u))}`);
+}
+
+async function exactTotals(nodes: readonly NodePorts[], stream: Stream, purchases: readonly Purchase[]) {
+  const expected = expectedTotals(purchases);
+  await eventually(
+    "every user's totals equal what was produced",
+    async () => differences(await totalsByUser(nodes, stream), expected).length === 0,
+    60_000,
+    async () => differences(await totalsByUser(nodes, stream), expected).slice(0, 5).join("; "),
+  );
+}
+
+Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three, always on their partition's consumer", async () => {
+  await withNodes(async (started) => {
+    const stream = newStream("walkthrough");
+    const kafka = testKafka();
+    await createTopic(kafka, stream.topic, 128);
+    const purchases = knownPurchases(600, 200);
+    await producePurchases(kafka, stream.topic, purchases);
+    const [a, b, c] = nodePorts(3);
+
+    started.push(startProcessor(a, [a, b], stream));
+    const [one] = await coLocated([a], stream, 128);
+    assert.equal(one.shards.length, 128);
+    await exactTotals([a], stream, purchases);
+
+    started.push(startProcessor(b, [a, b], stream));
+    const two = await coLocated([a, b], stream, 128);
+    assert.deepEqual(two.map((v) => v.shards.length), [64, 64]);
+
+    started.push(startProcessor(c, [a, b], stream));
+    const three = await coLocated([a, b, c], stream, 128);
+    for (const view of three) assert.ok([42, 43].includes(view.shards.length), `${view.shards.length} shards`);
+    await exactTotals([a, b, c], stream, purchases);
+    assert.match(started[0].stderr, /rebalance started for \d+ shards: 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+ \[/);
+    assert.match(started[0].stderr, /rebalance of \d+ shards completed in \d+ ms/);
+  });
+});
+
+Deno.test("totals stay exact while nodes join and leave gracefully during the stream", async () => {
+  await withNodes(async (started) => {
+    const stream = newStream("exact");
+    const kafka = testKafka();
+    await createTopic(kafka, stream.topic, 16);
+    const purchases = knownPurchases(4000, 64, 7);
+    const chunks = [0, 1, 2, 3].map((i) => purchases.slice(i * 1000, (i + 1) * 1000));
+    const [a, b, c, d] = nodePorts(4);
+    const seeds = [a, b];
+
+    const nodeA = startProcessor(a, seeds, stream);
+    const nodeB = startProcessor(b, seeds, stream);
+    started.push(nodeA, nodeB);
+    await coLocated([a, b], stream, 16);
+    await producePurchases(kafka, stream.topic, chunks[0]);
+
+    started.push(startProcessor(c, seeds, stream));
+    await producePurchases(kafka, stream.topic, chunks[1]);
+    await coLocated([a, b, c], stream, 16);
+
+    // B leaves while events keep coming.
+    const sending = producePurchases(kafka, stream.topic, chunks[2]);
+    nodeB.kill("SIGTERM");
+    await sending;
+    assert.equal((await nodeB.exited(30_000)).code, 0, nodeB.stderr);
+    assert.match(nodeB.stderr, /handed off \d+ shards in \d+ ms/);
+
+    started.push(startProcessor(d, seeds, stream));
+    await producePurchases(kafka, stream.topic, chunks[3]);
+    await coLocated([a, c, d], stream, 16);
+    await exactTotals([a, c, d], stream, purchases);
+  });
+});
+
+Deno.test("after kill -9 the lost shards restart elsewhere: nothing is counted twice, the others stay exact", async () => {
+  await withNodes(async (started) => {
+    const stream = newStream("crash");
+    const kafka = testKafka();
+    await createTopic(kafka, stream.topic, 12);
+    const before = knownPurchases(1200, 48, 3);
+    const after = knownPurchases(600, 48, 4);
+    const [a, b, c] = nodePorts(3);
+    const seeds = [a, b];
+    const nodes = [
+      startProcessor(a, seeds, stream),
+      startProcessor(b, seeds, stream),
+      startProcessor(c, seeds, stream),
+    ];
+    started.push(...nodes);
+    await coLocated([a, b, c], stream, 12);
+    await producePurchases(kafka, stream.topic, before);
+    await exactTotals([a, b, c], stream, before);
+
+    const lostShards = new Set((await shardsOf(c, stream.group))!.shards);
+    nodes[2].kill("SIGKILL");
+    await producePurchases(kafka, stream.topic, after);
+    await coLocated([a, b], stream, 12, 90_000);
+    const all = expectedTotals([...before, ...after]);
+    const onlyAfter = expectedTotals(after);
+    await eventually("events after the crash are counted in the restarted shards", async () => {
+      const totals = await totalsByUser([a, b], stream);
+      return [...onlyAfter].every(([user, t]) => (totals.get(user)?.totalPurchases ?? 0) >= t.totalPurchases);
+    }, 60_000);
+    const totals = await totalsByUser([a, b], stream);
+    for (const [user, expected] of all) {
+      const actual = totals.get(user) ?? { totalPurchases: 0, amountSpent: 0 };
+      if (lostShards.has(partitionFor(user, 12))) {
+        assert.ok(actual.totalPurchases <= expected.totalPurchases, `user ${user} counted twice`);
+      } else {
+        assert.deepEqual(actual, expected, `user ${user} (shard ${partitionFor(user, 12)} survived)`);
+      }
+    }
+    assert.match(nodes[0].stderr + nodes[1].stderr, /shards were lost with 127\.0\.0\.1:\d+/);
+  });
+});
+
+Deno.test("malformed records are logged, counted, skipped and committed past; the rest is processed", async () => {
+  await withNodes(async (started) => {
+    const stream = newStream("malformed");
+    const kafka = testKafka();
+    await createTopic(kafka, stream.topic, 4);
+    const good = knownPurchases(40, 8, 5);
+    await producePurchases(kafka, stream.topic, good.slice(0, 20));
+    const value = (fields: { userId?: string; quantity?: bigint; price?: bigint }) =>
+      Buffer.from(toBinary(UserPurchaseProtoSchema, create(UserPurchaseProtoSchema, { product: "rope", ...fields })));
+    const wrongPartition = (partitionFor("1", 4) + 1) % 4;
+    const bad = [
+      { key: "1", value: Buffer.from("definitely not protobuf \u00ff\u00fe"), partition: partitionFor("1", 4) },
+      { key: "", value: value({ userId: "", quantity: 1n, price: 1n }), partition: 0 },
+      { key: "2", value: value({ userId: "2", quantity: -3n, price: 10n }), partition: partitionFor("2", 4) },
+      { key: "3", value: value({ userId: "4", quantity: 1n, price: 10n }), partition: partitionFor("3", 4) },
+      { key: "1", value: value({ userId: "1", quantity: 1n, price: 10n }), partition: wrongPartition },
+    ];
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic: stream.topic, messages: bad });
+    await producer.disconnect();
+    await producePurchases(kafka, stream.topic, good.slice(20));
+
+    const [a] = nodePorts(1);
+    const node = startProcessor(a, [a], stream);
+    started.push(node);
+    await exactTotals([a], stream, good);
+    await node.waitForOutput(/((skipping malformed record [\s\S]*){5})/, 30_000);
+    const reasons = [...node.stderr.matchAll(/skipping malformed record (\S+)@(\d+): (.*)/g)].map((m) => m[3]);
+    assert.equal(reasons.length, 5, node.stderr);
+    for (
+      const reason of [
+        /not a UserPurchaseProto/,
+        /empty user id/,
+        /quantity -3 is outside/,
+        /key '3' differs from the value's user id '4'/,
+        /user 1 belongs in partition \d, not \d/,
+      ]
+    ) assert.ok(reasons.some((r) => reason.test(r)), `no ${reason} in ${reasons}`);
+    await node.waitForOutput(/5 malformed records skipped/, 20_000);
+
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const ends = await admin.fetchTopicOffsets(stream.topic);
+      await eventually("offsets committed past every record", async () => {
+        const [committed] = await admin.fetchOffsets({ groupId: stream.group, topics: [stream.topic] });
+        return ends.every((end) =>
+          committed.partitions.find((p) => p.partition === end.partition)?.offset === end.offset
+        );
+      }, 20_000);
+    } finally {
+      await admin.disconnect();
+    }
+    assert.equal((await fetch(`http://127.0.0.1:${a.mgmt}/ready`)).status, 200);
+  });
+});

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { addressOf, converged, eventually, members, nodePorts, startNode } from "../tests/support/cluster.ts";
-import type { BenchContext } from "./context.ts";
+import { addressOf, converged, eventually, members, nodePorts, startProcessor } from "../tests/support/cluster.ts";
+import { type BenchContext, uniqueTopic } from "./context.ts";
 
 /** Runs the membership timings `rounds` times and reports each figure's median. */
 export async function benchMembership(context: BenchContext, rounds = 3): Promise<void> {
@@ -15,15 +15,15 @@ export async function benchMembership(context: BenchContext, rounds = 3): Promis
   const removed: number[] = [];
   for (let round = 0; round < rounds; round++) {
     const [a, b, c] = nodePorts(3);
-    const nodes = [startNode(a, [a, b]), startNode(b, [a, b])];
+    const stream = { topic: uniqueTopic("bench-members"), group: uniqueTopic("bench-members-group") };
+    const nodes = [startProcessor(a, [a, b], stream), startProcessor(b, [a, b], stream)];
     try {
       await converged([a, b], { [addressOf(a)]: "Up", [addressOf(b)]: "Up" });
       const started = performance.now();
-      nodes.push(startNode(c, [a, b]));
-      await eventually("third node ready", async () => {
-        const response = await fetch(`http://127.0.0.1:${c.mgmt}/ready`).catch(() => undefined);
-        await response?.body?.cancel();
-        return response?.status === 200;
+      nodes.push(startProcessor(c, [a, b], stream));
+      await eventually("third node Up", async () => {
+        const view = await members(c);
+        return view?.members.some((m) => m.node === addressOf(c) && m.status === "Up");
       }, 30_000);
       joins.push(performance.now() - started);
       await converged([a, b, c], { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" });

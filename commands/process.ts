@@ -9,7 +9,7 @@
 import { getLogger } from "@logtape/logtape";
 import { ClusterNode } from "../cluster/cluster_node.ts";
 import { DEFAULT_TIMINGS } from "../cluster/config.ts";
-import { startManagement } from "../cluster/management.ts";
+import { json, startManagement } from "../cluster/management.ts";
 import { newUid } from "../cluster/members.ts";
 import { BindError } from "../cluster/remoting.ts";
 import { Sharding } from "../cluster/sharding.ts";
@@ -231,7 +231,11 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       snapshot: () => node.snapshot(),
       isReady: () => sharding.isReady(),
       notReadyReason: () => sharding.notReadyReason(),
-      routes: [sharding.managementRoute(() => pipeline.assigned)],
+      routes: [
+        sharding.managementRoute(() => pipeline.assigned),
+        (path) =>
+          path === "/stats" ? json({ ...pipeline.stats, hostedShards: sharding.region.hostedCount }) : undefined,
+      ],
     });
     parts.add(() => management.shutdown());
 

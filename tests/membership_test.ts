@@ -5,44 +5,57 @@ import { encodeFrame, FrameDecoder } from "../cluster/frame.ts";
 import { compareAddresses } from "../cluster/members.ts";
 import { PROTOCOL_VERSION } from "../cluster/remoting.ts";
 import { runUsershard } from "./support/cli.ts";
-import { addressOf, converged, eventually, members, nodePorts, startNode, statuses } from "./support/cluster.ts";
+import {
+  addressOf,
+  converged,
+  eventually,
+  members,
+  nodePorts,
+  startProcessor,
+  statuses,
+  type Stream,
+} from "./support/cluster.ts";
+import { BROKERS, uniqueName } from "./support/kafka.ts";
 import type { RunningUsershard } from "./support/process.ts";
 
-async function withNodes(run: (started: RunningUsershard[]) => Promise<void>): Promise<void> {
+/** Runs `run` with its own topic and group, and stops every node it started. */
+async function withNodes(run: (started: RunningUsershard[], stream: Stream) => Promise<void>): Promise<void> {
   const started: RunningUsershard[] = [];
+  const stream = { topic: uniqueName("members"), group: uniqueName("members-group") };
   try {
-    await run(started);
+    await run(started, stream);
   } finally {
     await Promise.all(started.map((node) => node.stop()));
   }
 }
 
 Deno.test("three nodes started in any order converge to three Up members with one leader", async () => {
-  await withNodes(async (started) => {
+  await withNodes(async (started, stream) => {
     const [a, b, c] = nodePorts(3);
     const seeds = [a, b];
     // The non-seed first, then the second seed, then the first seed.
-    started.push(startNode(c, seeds));
-    started.push(startNode(b, seeds));
-    started.push(startNode(a, seeds));
+    started.push(startProcessor(c, seeds, stream));
+    started.push(startProcessor(b, seeds, stream));
+    started.push(startProcessor(a, seeds, stream));
     await converged([a, b, c], { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" });
     const views = await Promise.all([a, b, c].map(members));
     const lowest = [a, b, c].map(addressOf).sort(compareAddresses)[0];
     assert.deepEqual(views.map((v) => v?.leader), Array(3).fill(lowest), "the leader is the lowest address");
     assert.deepEqual(views.map((v) => v?.oldest), Array(3).fill(views[0]?.oldest));
     for (const node of [a, b, c]) {
-      const ready = await fetch(`http://127.0.0.1:${node.mgmt}/ready`);
-      assert.equal(ready.status, 200);
-      assert.equal(await ready.text(), "OK");
+      await eventually(`node ${addressOf(node)} ready`, async () => {
+        const ready = await fetch(`http://127.0.0.1:${node.mgmt}/ready`);
+        return ready.status === 200 && await ready.text() === "OK";
+      });
     }
   });
 });
 
 Deno.test("without the first seed the others wait and say why; when it comes one cluster forms", async () => {
-  await withNodes(async (started) => {
+  await withNodes(async (started, stream) => {
     const [a, b, c] = nodePorts(3);
-    const nodeB = startNode(b, [a, b]);
-    const nodeC = startNode(c, [a, b]);
+    const nodeB = startProcessor(b, [a, b], stream);
+    const nodeC = startProcessor(c, [a, b], stream);
     started.push(nodeB, nodeC);
     await nodeC.waitForOutput(new RegExp(`not in a cluster yet: no seed reachable: ${addressOf(a)}; retrying`), 20_000);
     assert.match(nodeC.stderr, new RegExp(`${addressOf(b)} answered but is not in a cluster either`));
@@ -51,17 +64,21 @@ Deno.test("without the first seed the others wait and say why; when it comes one
     assert.equal(notReady.status, 500);
     assert.match(await notReady.text(), /not in a cluster yet/);
 
-    started.push(startNode(a, [a, b]));
+    started.push(startProcessor(a, [a, b], stream));
     await converged([a, b, c], { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" });
     assert.doesNotMatch(nodeB.stderr + nodeC.stderr, /formed a new cluster/);
   });
 });
 
 Deno.test("a killed node is marked unreachable, then removed; restarted, it rejoins as a new incarnation", async () => {
-  await withNodes(async (started) => {
+  await withNodes(async (started, stream) => {
     const [a, b, c] = nodePorts(3);
     const seeds = [a, b];
-    const [nodeA, nodeB, nodeC] = [startNode(a, seeds), startNode(b, seeds), startNode(c, seeds)];
+    const [nodeA, nodeB, nodeC] = [
+      startProcessor(a, seeds, stream),
+      startProcessor(b, seeds, stream),
+      startProcessor(c, seeds, stream),
+    ];
     started.push(nodeA, nodeB, nodeC);
     const all = { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" };
     await converged([a, b, c], all);
@@ -78,7 +95,7 @@ Deno.test("a killed node is marked unreachable, then removed; restarted, it rejo
       assert.match(node.stderr, new RegExp(`member ${addressOf(c)} was removed`));
     }
 
-    const again = startNode(c, seeds);
+    const again = startProcessor(c, seeds, stream);
     started.push(again);
     await converged([a, b, c], all);
     const newUid = (await members(a))!.members.find((m) => m.node === addressOf(c))!.nodeUid;
@@ -87,10 +104,14 @@ Deno.test("a killed node is marked unreachable, then removed; restarted, it rejo
 });
 
 Deno.test("SIGTERM leaves gracefully: exit 0, and the others see it removed, never unreachable", async () => {
-  await withNodes(async (started) => {
+  await withNodes(async (started, stream) => {
     const [a, b, c] = nodePorts(3);
     const seeds = [a, b];
-    const [nodeA, nodeB, nodeC] = [startNode(a, seeds), startNode(b, seeds), startNode(c, seeds)];
+    const [nodeA, nodeB, nodeC] = [
+      startProcessor(a, seeds, stream),
+      startProcessor(b, seeds, stream),
+      startProcessor(c, seeds, stream),
+    ];
     started.push(nodeA, nodeB, nodeC);
     await converged([a, b, c], { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" });
 
@@ -170,9 +191,9 @@ function handshake(clusterName: string, proof = new Uint8Array()): Envelope {
 }
 
 Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secret are refused; the node stays healthy", async () => {
-  await withNodes(async (started) => {
+  await withNodes(async (started, stream) => {
     const [a, b] = nodePorts(2);
-    const node = startNode(a, [a], ["--cluster-secret", "s3cret", "--cluster-name", "blue"]);
+    const node = startProcessor(a, [a], stream, ["--cluster-secret", "s3cret", "--cluster-name", "blue"]);
     started.push(node);
     await converged([a], { [addressOf(a)]: "Up" });
 
@@ -212,7 +233,7 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
     wrongSecret.close();
 
     // A real node with the wrong secret cannot join either, and says why.
-    const intruder = startNode(b, [a], ["--cluster-secret", "guess", "--cluster-name", "blue"]);
+    const intruder = startProcessor(b, [a], stream, ["--cluster-secret", "guess", "--cluster-name", "blue"]);
     started.push(intruder);
     await intruder.waitForOutput(new RegExp(`${addressOf(a)} refused this node: the shared secret does not match`));
 
@@ -229,7 +250,11 @@ Deno.test("process refuses a port in use and bad seeds with one line and a non-z
   const [a] = nodePorts(1);
   const taken = Deno.listen({ hostname: "127.0.0.1", port: a.remoting });
   try {
-    const args = ["process", "--remoting", String(a.remoting), "--mgmt", String(a.mgmt), "--seeds", addressOf(a)];
+    const args = [
+      "process",
+      ...["--remoting", String(a.remoting), "--mgmt", String(a.mgmt), "--seeds", addressOf(a)],
+      ...["--topic", uniqueName("members"), "--brokers", BROKERS.join(",")],
+    ];
     const inUse = await runUsershard(args);
     assert.equal(inUse.code, 1);
     assert.equal(

@@ -1,0 +1,125 @@
+/**
+ * Sharding throughput and placement on real processes and the local broker:
+ * - end-to-end events/s through a 2-node cluster on a pre-filled topic, next
+ *   to the raw kafkajs consume rate of the same topic (the ratio matters);
+ * - the share of events processed on the node that consumed them, after
+ *   settling;
+ * - the time from a third node's start to every shard sitting with its
+ *   partition's consumer.
+ *
+ * @module
+ */
+import { createKafka } from "../kafka/client.ts";
+import { ensureTopic } from "../kafka/admin.ts";
+import { groupPlacement } from "../kafka/assignment.ts";
+import { createPurchaseProducer, produce } from "../kafka/producer.ts";
+import { addressOf, eventually, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
+import type { BenchContext } from "./context.ts";
+import { uniqueTopic } from "./context.ts";
+
+interface Stats {
+  events: number;
+  local: number;
+  malformed: number;
+}
+
+async function stats(mgmt: number): Promise<Stats> {
+  const response = await fetch(`http://127.0.0.1:${mgmt}/stats`);
+  return await response.json();
+}
+
+/** Runs the sharding benchmarks with a topic pre-filled with `events` purchases. */
+export async function benchSharding(context: BenchContext, events = 200_000): Promise<void> {
+  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = uniqueTopic("bench-sharding");
+  await ensureTopic(admin, topic, 128);
+  const producer = createPurchaseProducer(kafka);
+  await producer.connect();
+  await produce(producer, { topic, users: 10_000, rate: 0, count: events }, new AbortController().signal);
+
+  // Raw kafkajs: consume and count, nothing else.
+  const raw = kafka.consumer({ groupId: uniqueTopic("bench-raw"), maxWaitTimeInMs: 250 });
+  const rawStart = performance.now();
+  await raw.connect();
+  await raw.subscribe({ topic, fromBeginning: true });
+  let seen = 0;
+  const rawDone = Promise.withResolvers<number>();
+  await raw.run({
+    partitionsConsumedConcurrently: 8,
+    eachBatch: ({ batch }) => {
+      seen += batch.messages.length;
+      if (seen >= events) rawDone.resolve(performance.now());
+      return Promise.resolve();
+    },
+  });
+  const rawSeconds = (await rawDone.promise - rawStart) / 1000;
+  await raw.disconnect();
+
+  // The same topic end to end through two nodes, from the first node's start.
+  const stream = { topic, group: uniqueTopic("bench-group") };
+  const [a, b, c] = nodePorts(3);
+  const nodes = [startProcessor(a, [a, b], stream), startProcessor(b, [a, b], stream)];
+  try {
+    const start = performance.now();
+    await eventually("all events processed", async () => {
+      const s = await Promise.all([a, b].map((n) => stats(n.mgmt).catch(() => ({ events: 0 }))));
+      return s.reduce((sum, x) => sum + x.events, 0) >= events;
+    }, 600_000);
+    const e2eSeconds = (performance.now() - start) / 1000;
+    const rawRate = events / rawSeconds;
+    const e2eRate = events / e2eSeconds;
+    context.report("sharding: raw kafkajs consume", `${Math.round(rawRate)} events/s`, {
+      events,
+      seconds: rawSeconds.toFixed(1),
+    });
+    context.report("sharding: end to end, 2 nodes", `${Math.round(e2eRate)} events/s`, {
+      seconds: e2eSeconds.toFixed(1),
+      ratio: `${(e2eRate / rawRate * 100).toFixed(0)}% of raw`,
+      includes: "cluster start, group joins, rebalance",
+    });
+
+    // After settling: what share of new events is processed where it was consumed?
+    await coLocated([a, b]);
+    const before = await Promise.all([a, b].map((n) => stats(n.mgmt)));
+    await produce(producer, { topic, users: 10_000, rate: 0, count: 20_000 }, new AbortController().signal);
+    await eventually("new events processed", async () => {
+      const now = await Promise.all([a, b].map((n) => stats(n.mgmt)));
+      return now.reduce((s, x) => s + x.events, 0) - before.reduce((s, x) => s + x.events, 0) >= 20_000;
+    }, 120_000);
+    const after = await Promise.all([a, b].map((n) => stats(n.mgmt)));
+    const delta = (key: "events" | "local") =>
+      after.reduce((s, x) => s + x[key], 0) - before.reduce((s, x) => s + x[key], 0);
+    context.report(
+      "sharding: processed locally after settling",
+      `${(100 * delta("local") / delta("events")).toFixed(1)} %`,
+      {
+        events: delta("events"),
+      },
+    );
+
+    const third = performance.now();
+    nodes.push(startProcessor(c, [a, b], stream));
+    await coLocated([a, b, c]);
+    context.report("sharding: third node start → 100 % co-located", `${Math.round(performance.now() - third)} ms`);
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await producer.disconnect();
+    await admin.disconnect();
+  }
+
+  async function coLocated(ports: { mgmt: number; remoting: number; grpc: number }[]): Promise<void> {
+    await eventually("co-location", async () => {
+      const views = await Promise.all(ports.map((p) => shardsOf(p, stream.group)));
+      const placement = await groupPlacement(admin, stream.group, topic);
+      if (!placement || views.some((v) => !v || v.consumed.length === 0)) return false;
+      const hosted = views.flatMap((v) => v!.shards);
+      return hosted.length === 128 &&
+        ports.every((p, i) =>
+          views[i]!.shards.every((s) => placement.get(s) === addressOf(p)) &&
+          JSON.stringify(views[i]!.shards) === JSON.stringify(views[i]!.consumed)
+        );
+    }, 120_000);
+  }
+}

@@ -9,23 +9,16 @@ import { CliError, type Command, writeStdout } from "./commands/command.ts";
 import { UsageError } from "./commands/flags.ts";
 import { processCommand } from "./commands/process.ts";
 import { produceCommand } from "./commands/produce.ts";
+import { queryCommand } from "./commands/query.ts";
 import { shardsCommand } from "./commands/shards.ts";
 
 /** The program's version, printed by `usershard --version`. */
 export const VERSION = "0.1.0";
 
-/** Subcommands of the design that this version does not have yet. */
-function unbuilt(name: string, summary: string): Command {
-  return {
-    spec: { name, summary: `${summary} (not in this version yet)`, usage: `usershard ${name}`, flags: {} },
-    execute: () => Promise.reject(new CliError(`'${name}' is not in this version of usershard yet`)),
-  };
-}
-
 const commands: readonly Command[] = [
   produceCommand,
   processCommand,
-  unbuilt("query", "asks a node for users' running totals"),
+  queryCommand,
   shardsCommand,
 ];
 

@@ -8,12 +8,14 @@ import { setUpLogging } from "../commands/logging.ts";
 import { benchContext } from "./context.ts";
 import { benchMembership } from "./membership.ts";
 import { benchProduce } from "./produce.ts";
+import { benchQuery } from "./query.ts";
 import { benchSharding } from "./sharding.ts";
 
 const benchmarks: Record<string, (context: ReturnType<typeof benchContext>) => Promise<void>> = {
   produce: benchProduce,
   membership: benchMembership,
   sharding: benchSharding,
+  query: benchQuery,
 };
 
 const chosen = Deno.args.length > 0 ? Deno.args : Object.keys(benchmarks);

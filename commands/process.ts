@@ -18,6 +18,7 @@ import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
+import { GrpcBindError, startGrpcServer } from "../grpc/user_service.ts";
 import { CliError, defineCommand } from "./command.ts";
 import { type CommandSpec, durationFlag, hostPortList, intFlag, portFlag, UsageError } from "./flags.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
@@ -55,6 +56,13 @@ export const processSpec = {
       env: "USERSHARD_HOST",
       default: "127.0.0.1",
       description: "address to bind remoting to and to advertise to the other nodes",
+    },
+    "grpc-host": {
+      type: "string",
+      value: "HOST",
+      env: "USERSHARD_GRPC_HOST",
+      default: "127.0.0.1",
+      description: "address to bind the gRPC front end to",
     },
     "mgmt-host": {
       type: "string",
@@ -156,14 +164,18 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const remotingPort = portFlag("remoting", flags.remoting);
   const mgmtPort = portFlag("mgmt", flags.mgmt);
-  portFlag("grpc", flags.grpc);
+  const grpcPort = portFlag("grpc", flags.grpc);
   const seeds = hostPortList("seeds", flags.seeds);
   const brokers = hostPortList("brokers", flags.brokers);
   const host = flags.host.trim();
   if (host === "" || /[\s/:]/.test(host)) {
     throw new UsageError(`--host must be a host name or IPv4 address, got '${host}'`);
   }
-  if (remotingPort === mgmtPort) throw new UsageError(`--remoting and --mgmt must differ, both are ${mgmtPort}`);
+  const ports = [["remoting", remotingPort], ["mgmt", mgmtPort], ["grpc", grpcPort]] as const;
+  for (const [i, [name, port]] of ports.entries()) {
+    const same = ports.slice(i + 1).find(([, other]) => other === port);
+    if (same) throw new UsageError(`--${name} and --${same[0]} must differ, both are ${port}`);
+  }
   if (!isValidTopicName(flags.topic)) throw new UsageError(`--topic must be a Kafka topic name, got '${flags.topic}'`);
   if (!/^[a-zA-Z0-9._-]{1,249}$/.test(flags.group)) {
     throw new UsageError(`--group must be made of letters, digits, '.', '_' and '-', got '${flags.group}'`);
@@ -238,6 +250,17 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       ],
     });
     parts.add(() => management.shutdown());
+    const grpcServer = await startGrpcServer({
+      host: flags["grpc-host"],
+      port: grpcPort,
+      source: {
+        userTotals: (userId, timeoutMs) => sharding.region.userTotals(userId, timeoutMs),
+        shardOf: (userId) => partitionFor(userId, shardCount),
+      },
+      serving: () => sharding.isReady(),
+      askTimeoutMs,
+    });
+    parts.add(() => grpcServer.forceShutdown());
 
     const signalled = Promise.withResolvers<"signal">();
     let signals = 0;
@@ -281,7 +304,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
     if ("fatal" in outcome) throw new CliError(outcome.fatal);
     return outcome.removed === "left" ? 0 : 1;
   } catch (error) {
-    if (error instanceof BindError) throw new CliError(error.message);
+    if (error instanceof BindError || error instanceof GrpcBindError) throw new CliError(error.message);
     throw error;
   } finally {
     await parts.closeAll();

@@ -1,0 +1,133 @@
+/**
+ * The gRPC front end of a processor node: `UserService.UserStats` (the Akka
+ * sample's service, path `/UserService/UserStats`), answered through the
+ * shard region from the one live copy of the user wherever it is, plus the
+ * health and reflection services.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { getLogger } from "@logtape/logtape";
+import { file_grpc_health_v1_health } from "../proto/gen/grpc/health/v1/health_pb.ts";
+import { file_grpc_reflection_v1_reflection } from "../proto/gen/grpc/reflection/v1/reflection_pb.ts";
+import {
+  file_users,
+  UserService,
+  type UserStatsRequest,
+  type UserStatsResponse,
+  UserStatsResponseSchema,
+} from "../proto/gen/users_pb.ts";
+import type { UserTotals } from "../cluster/entity.ts";
+import { ShardUnavailableError } from "../cluster/region.ts";
+import { serviceDefinition } from "./definitions.ts";
+import { addHealthService } from "./health.ts";
+import { addReflectionService } from "./reflection.ts";
+
+const log = getLogger(["usershard", "grpc"]);
+
+/** Longest user id accepted, in characters. */
+export const MAX_USER_ID_LENGTH = 256;
+
+/** Where the totals come from: the shard region. */
+export interface UserTotalsSource {
+  userTotals(userId: string, timeoutMs: number): Promise<UserTotals>;
+  /** The shard of a user, for error messages. */
+  shardOf(userId: string): number;
+}
+
+/** How the gRPC server is set up. */
+export interface GrpcServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly source: UserTotalsSource;
+  /** Whether the node can answer queries (for the health service). */
+  readonly serving: () => boolean;
+  /** Longest wait for a shard when the client sets no earlier deadline. */
+  readonly askTimeoutMs: number;
+}
+
+/** Why a user id is not acceptable, or `undefined` when it is. */
+export function userIdProblem(id: string): string | undefined {
+  if (id.trim() === "") return "the user id is empty";
+  if (id.length > MAX_USER_ID_LENGTH) return `the user id is longer than ${MAX_USER_ID_LENGTH} characters`;
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(id)) return "the user id contains control characters";
+  return undefined;
+}
+
+/** A gRPC port that cannot be bound. */
+export class GrpcBindError extends Error {
+  override name = "GrpcBindError";
+}
+
+/** Starts the server; resolves once it listens. */
+export async function startGrpcServer(options: GrpcServerOptions): Promise<grpc.Server> {
+  const server = new grpc.Server();
+  server.addService(serviceDefinition(UserService), {
+    UserStats: (
+      call: grpc.ServerUnaryCall<UserStatsRequest, UserStatsResponse>,
+      callback: grpc.sendUnaryData<UserStatsResponse>,
+    ) => {
+      userStats(call, options).then(
+        (response) => callback(null, response),
+        (error: grpc.ServiceError | Error) => callback(error as grpc.ServiceError),
+      );
+    },
+  });
+  addHealthService(server, [UserService.typeName], options.serving);
+  addReflectionService(server, [file_users, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection]);
+  const address = `${options.host}:${options.port}`;
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error) => {
+      if (!error) return resolve();
+      reject(
+        new GrpcBindError(
+          /EADDRINUSE|address already in use/i.test(error.message)
+            ? `gRPC port ${address} is already in use`
+            : `cannot serve gRPC on ${address}: ${error.message}`,
+        ),
+      );
+    });
+  });
+  log.info("gRPC UserService on {address}", { address });
+  return server;
+}
+
+async function userStats(
+  call: grpc.ServerUnaryCall<UserStatsRequest, UserStatsResponse>,
+  options: GrpcServerOptions,
+): Promise<UserStatsResponse> {
+  const id = call.request.id;
+  const problem = userIdProblem(id);
+  if (problem) throw status(grpc.status.INVALID_ARGUMENT, problem);
+  const deadline = call.getDeadline();
+  const clientMs = deadline === Infinity ? Infinity : new Date(deadline).getTime() - Date.now();
+  const limitedByClient = clientMs < options.askTimeoutMs;
+  const timeoutMs = Math.max(1, Math.min(clientMs, options.askTimeoutMs));
+  try {
+    const totals = await options.source.userTotals(id, timeoutMs);
+    return create(UserStatsResponseSchema, {
+      id,
+      totalPurchases: BigInt(totals.totalPurchases),
+      amountSpent: BigInt(totals.amountSpent),
+    });
+  } catch (error) {
+    if (!(error instanceof ShardUnavailableError)) throw error;
+    const shard = options.source.shardOf(id);
+    if (limitedByClient) {
+      throw status(
+        grpc.status.DEADLINE_EXCEEDED,
+        `shard ${shard} of user ${id} did not answer within the client's deadline of ${Math.round(clientMs)} ms`,
+      );
+    }
+    throw status(
+      grpc.status.UNAVAILABLE,
+      `shard ${shard} of user ${id} could not be reached within ${options.askTimeoutMs} ms: ${error.message}`,
+    );
+  }
+}
+
+function status(code: grpc.status, details: string): Partial<grpc.ServiceError> {
+  return { code, details, message: details };
+}

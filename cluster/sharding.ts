@@ -13,7 +13,7 @@ import { AssignmentChangedSchema } from "../proto/gen/cluster_pb.ts";
 import type { ClusterNode } from "./cluster_node.ts";
 import { COORDINATOR_MESSAGES, CoordinatorRunner, type PlacementSource } from "./coordinator_runner.ts";
 import { json, type ManagementRoute } from "./management.ts";
-import { isActive, sameNode } from "./members.ts";
+import { sameNode } from "./members.ts";
 import { REGION_MESSAGES, ShardRegion } from "./region.ts";
 
 const log = getLogger(["usershard", "sharding"]);
@@ -99,12 +99,13 @@ export class Sharding {
   /**
    * Waits until the coordinator has moved every shard off this node (the node
    * must be Leaving) and has no move in flight, or `timeoutMs` has passed.
-   * With no other member to take them, there is nothing to wait for.
+   * With no other Up member to take them, there is nothing to wait for.
    */
   async handOff(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
+    // Only an Up member can take shards; when every other member is leaving too, nobody will.
     const others = () =>
-      this.#o.node.snapshot().members.some((m) => !sameNode(m.node, this.#o.node.self) && isActive(m.status));
+      this.#o.node.snapshot().members.some((m) => !sameNode(m.node, this.#o.node.self) && m.status === "Up");
     const started = Date.now();
     const hostedAtStart = this.region.hostedCount;
     while (Date.now() < deadline) {

@@ -20,6 +20,7 @@ import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { GrpcBindError, startGrpcServer } from "../grpc/user_service.ts";
 import { CliError, defineCommand } from "./command.ts";
+import { onStopSignal } from "./signals.ts";
 import { type CommandSpec, durationFlag, hostPortList, intFlag, portFlag, UsageError } from "./flags.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
 
@@ -148,8 +149,8 @@ export const processSpec = {
       description: "trace, debug, info, warning or error",
     },
   },
-  details: `SIGINT or SIGTERM leaves the cluster gracefully (Leaving, Exiting, Removed) and
-exits 0; a second signal exits at once.
+  details: `SIGINT or SIGTERM leaves the cluster gracefully (consumer stopped, shards handed off,
+Leaving, Exiting, Removed) and exits 0; another signal a second or more later exits at once.
 
 Example, the two seed nodes of the walkthrough:
   usershard process --remoting 2551 --mgmt 8551 --grpc 8081
@@ -263,20 +264,10 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
     parts.add(() => grpcServer.forceShutdown());
 
     const signalled = Promise.withResolvers<"signal">();
-    let signals = 0;
-    const onSignal = () => {
-      if (++signals > 1) {
-        log.warn("second signal: exiting without finishing the leave");
-        Deno.exit(130);
-      }
-      signalled.resolve("signal");
-    };
-    Deno.addSignalListener("SIGINT", onSignal);
-    Deno.addSignalListener("SIGTERM", onSignal);
-    parts.add(() => {
-      Deno.removeSignalListener("SIGINT", onSignal);
-      Deno.removeSignalListener("SIGTERM", onSignal);
-    });
+    parts.add(onStopSignal(() => signalled.resolve("signal"), () => {
+      log.warn("second signal: exiting without finishing the leave");
+      Deno.exit(130);
+    }));
 
     const ended = Promise.race([
       signalled.promise,

@@ -6,6 +6,7 @@
 import { getLogger } from "@logtape/logtape";
 import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from "./flags.ts";
 import { CliError, defineCommand } from "./command.ts";
+import { onStopSignal } from "./signals.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ensureTopic, isValidTopicName } from "../kafka/admin.ts";
@@ -79,13 +80,10 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   const admin = kafka.admin();
   const producer = createPurchaseProducer(kafka);
   const stop = new AbortController();
-  const onSignal = () => {
-    if (stop.signal.aborted) Deno.exit(130);
+  const stopListening = onStopSignal(() => {
     log.info("interrupted; waiting for Kafka to acknowledge what was sent (Ctrl-C again to quit at once)");
     stop.abort();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  }, () => Deno.exit(130));
   try {
     await admin.connect();
     const topic = await ensureTopic(admin, flags.topic, partitions);
@@ -110,8 +108,7 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   } catch (error) {
     throw new CliError(kafkaErrorLine(error, brokers));
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    stopListening();
     await Promise.allSettled([producer.disconnect(), admin.disconnect()]);
   }
 });

@@ -13,7 +13,7 @@ pids=()
 node() {
   local n="$1"
   "$deno" run -A main.ts process --remoting "255$n" --mgmt "855$n" --grpc "808$n" "${@:2}" \
-    2> >(sed -u "s/^/[node $n] /" | tee "$logs/node$n.log" >&2) &
+    2> >(trap '' INT TERM; sed -u "s/^/[node $n] /" | tee "$logs/node$n.log" >&2) &
   pids+=($!)
 }
 stop() {
@@ -33,7 +33,7 @@ demo: two nodes start (logs also in $logs). In another terminal try:
   bin/deno task usershard shards --all            # which node hosts which shard
   bin/deno task usershard process --remoting 2553 --mgmt 8553 --grpc 8083   # a third node
 EOT
-"$deno" run -A main.ts produce "$@" 2> >(sed -u "s/^/[producer] /" >&2) &
+"$deno" run -A main.ts produce "$@" 2> >(trap '' INT TERM; sed -u "s/^/[producer] /" >&2) &
 pids+=($!)
 wait "${pids[-1]}" || true
 stop

@@ -20,6 +20,7 @@ import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { GrpcBindError, startGrpcServer } from "../grpc/user_service.ts";
 import { CliError, defineCommand } from "./command.ts";
+import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG } from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
 import { type CommandSpec, durationFlag, hostPortList, intFlag, portFlag, UsageError } from "./flags.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
@@ -92,20 +93,8 @@ export const processSpec = {
       env: "USERSHARD_CLUSTER_SECRET",
       description: "shared secret every node must prove it knows (default: none)",
     },
-    brokers: {
-      type: "string",
-      value: "HOST:PORT,...",
-      env: "KAFKA_BROKERS",
-      default: "localhost:9092",
-      description: "Kafka bootstrap brokers",
-    },
-    topic: {
-      type: "string",
-      value: "NAME",
-      env: "USERSHARD_TOPIC",
-      default: "user-events",
-      description: "topic of purchase events; its partition count is the shard count",
-    },
+    brokers: BROKERS_FLAG,
+    topic: TOPIC_FLAG,
     group: {
       type: "string",
       value: "NAME",
@@ -113,13 +102,7 @@ export const processSpec = {
       default: "user-processing",
       description: "Kafka consumer group, also the sharding type name (/cluster/shards/NAME)",
     },
-    partitions: {
-      type: "string",
-      value: "N",
-      env: "USERSHARD_PARTITIONS",
-      default: "128",
-      description: "partitions when the topic has to be created (an existing topic keeps its count)",
-    },
+    partitions: PARTITIONS_FLAG,
     "ask-timeout": {
       type: "string",
       value: "DURATION",
@@ -141,13 +124,7 @@ export const processSpec = {
       default: `${DEFAULT_TIMINGS.downAfterMs / 1000}s`,
       description: "an unreachable member is downed (removed) after this much longer",
     },
-    "log-level": {
-      type: "string",
-      value: "LEVEL",
-      env: "USERSHARD_LOG_LEVEL",
-      default: "info",
-      description: "trace, debug, info, warning or error",
-    },
+    "log-level": LOG_LEVEL_FLAG,
   },
   details: `SIGINT or SIGTERM leaves the cluster gracefully (consumer stopped, shards handed off,
 Leaving, Exiting, Removed) and exits 0; another signal a second or more later exits at once.

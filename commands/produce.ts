@@ -6,6 +6,7 @@
 import { getLogger } from "@logtape/logtape";
 import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from "./flags.ts";
 import { CliError, defineCommand } from "./command.ts";
+import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG } from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
@@ -18,27 +19,9 @@ export const produceSpec = {
   summary: "writes user purchase events to Kafka, keyed by user id",
   usage: "usershard produce [--rate N] [--count N] [--users N] [--topic T] [--brokers HOST:PORT,...]",
   flags: {
-    brokers: {
-      type: "string",
-      value: "HOST:PORT,...",
-      env: "KAFKA_BROKERS",
-      default: "localhost:9092",
-      description: "Kafka bootstrap brokers",
-    },
-    topic: {
-      type: "string",
-      value: "NAME",
-      env: "USERSHARD_TOPIC",
-      default: "user-events",
-      description: "topic to write to",
-    },
-    partitions: {
-      type: "string",
-      value: "N",
-      env: "USERSHARD_PARTITIONS",
-      default: "128",
-      description: "partitions when the topic has to be created (an existing topic keeps its count)",
-    },
+    brokers: BROKERS_FLAG,
+    topic: TOPIC_FLAG,
+    partitions: PARTITIONS_FLAG,
     users: { type: "string", value: "N", default: "200", description: "user ids are 0..N-1" },
     rate: {
       type: "string",
@@ -47,13 +30,7 @@ export const produceSpec = {
       description: "events per second; 0 sends as fast as the broker takes them",
     },
     count: { type: "string", value: "N", description: "stop after N events (default: until interrupted)" },
-    "log-level": {
-      type: "string",
-      value: "LEVEL",
-      env: "USERSHARD_LOG_LEVEL",
-      default: "info",
-      description: "trace, debug, info, warning or error",
-    },
+    "log-level": LOG_LEVEL_FLAG,
   },
   details: `Up to ${PER_EVENT_LOG_MAX_RATE} events/s each event is logged ("Sending message to user N");
 faster rates log a progress line every 5 s. Ctrl-C stops after the events already

@@ -13,24 +13,12 @@ import {
   nodePorts,
   startProcessor,
   statuses,
-  type Stream,
+  withNodes,
 } from "./support/cluster.ts";
 import { BROKERS, uniqueName } from "./support/kafka.ts";
-import type { RunningUsershard } from "./support/process.ts";
-
-/** Runs `run` with its own topic and group, and stops every node it started. */
-async function withNodes(run: (started: RunningUsershard[], stream: Stream) => Promise<void>): Promise<void> {
-  const started: RunningUsershard[] = [];
-  const stream = { topic: uniqueName("members"), group: uniqueName("members-group") };
-  try {
-    await run(started, stream);
-  } finally {
-    await Promise.all(started.map((node) => node.stop()));
-  }
-}
 
 Deno.test("three nodes started in any order converge to three Up members with one leader", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("members", async (started, stream) => {
     const [a, b, c] = nodePorts(3);
     const seeds = [a, b];
     // The non-seed first, then the second seed, then the first seed.
@@ -52,7 +40,7 @@ Deno.test("three nodes started in any order converge to three Up members with on
 });
 
 Deno.test("without the first seed the others wait and say why; when it comes one cluster forms", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("members", async (started, stream) => {
     const [a, b, c] = nodePorts(3);
     const nodeB = startProcessor(b, [a, b], stream);
     const nodeC = startProcessor(c, [a, b], stream);
@@ -71,7 +59,7 @@ Deno.test("without the first seed the others wait and say why; when it comes one
 });
 
 Deno.test("a killed node is marked unreachable, then removed; restarted, it rejoins as a new incarnation", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("members", async (started, stream) => {
     const [a, b, c] = nodePorts(3);
     const seeds = [a, b];
     const [nodeA, nodeB, nodeC] = [
@@ -104,7 +92,7 @@ Deno.test("a killed node is marked unreachable, then removed; restarted, it rejo
 });
 
 Deno.test("SIGTERM leaves gracefully: exit 0, and the others see it removed, never unreachable", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("members", async (started, stream) => {
     const [a, b, c] = nodePorts(3);
     const seeds = [a, b];
     const [nodeA, nodeB, nodeC] = [
@@ -191,7 +179,7 @@ function handshake(clusterName: string, proof = new Uint8Array()): Envelope {
 }
 
 Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secret are refused; the node stays healthy", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("members", async (started, stream) => {
     const [a, b] = nodePorts(2);
     const node = startProcessor(a, [a], stream, ["--cluster-secret", "s3cret", "--cluster-name", "blue"]);
     started.push(node);

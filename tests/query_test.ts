@@ -26,28 +26,12 @@ import {
   shardsOf,
   startProcessor,
   type Stream,
+  withNodes,
 } from "./support/cluster.ts";
-import {
-  createTopic,
-  expectedTotals,
-  knownPurchases,
-  producePurchases,
-  testKafka,
-  uniqueName,
-} from "./support/kafka.ts";
-import { freePort, type RunningUsershard } from "./support/process.ts";
+import { createTopic, expectedTotals, knownPurchases, producePurchases, testKafka } from "./support/kafka.ts";
+import { freePort } from "./support/process.ts";
 
 type Totals = Map<string, { totalPurchases: number; amountSpent: number }>;
-
-async function withNodes(run: (started: RunningUsershard[], stream: Stream) => Promise<void>): Promise<void> {
-  const started: RunningUsershard[] = [];
-  const stream = { topic: uniqueName("query"), group: uniqueName("query-group") };
-  try {
-    await run(started, stream);
-  } finally {
-    await Promise.all(started.map((node) => node.stop()));
-  }
-}
 
 /** Asks `node` for every user with `usershard query --json`, as a user would. */
 async function queryAll(node: NodePorts, users: readonly string[]): Promise<Totals> {
@@ -75,7 +59,7 @@ async function allCoLocated(nodes: readonly NodePorts[], stream: Stream, shards:
 }
 
 Deno.test("every node answers every user's totals, with two and then three nodes", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("query", async (started, stream) => {
     const kafka = testKafka();
     await createTopic(kafka, stream.topic, 16);
     const purchases = knownPurchases(800, 40, 11);
@@ -106,7 +90,7 @@ Deno.test("every node answers every user's totals, with two and then three nodes
 });
 
 Deno.test("queries stay right while shards move: no zeros, no errors", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("query", async (started, stream) => {
     const kafka = testKafka();
     await createTopic(kafka, stream.topic, 16);
     const purchases = knownPurchases(600, 32, 12);
@@ -157,7 +141,7 @@ Deno.test("queries stay right while shards move: no zeros, no errors", async () 
 });
 
 Deno.test("the interactive loop reads ids from stdin, reports bad ones and goes on until :q", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("query", async (started, stream) => {
     const kafka = testKafka();
     await createTopic(kafka, stream.topic, 4);
     const purchases = [
@@ -217,7 +201,7 @@ Deno.test("a dead node is one line and exit 1; in the loop, the line and the loo
 });
 
 Deno.test("gRPC statuses: INVALID_ARGUMENT, DEADLINE_EXCEEDED, UNAVAILABLE; health and reflection", async () => {
-  await withNodes(async (started, stream) => {
+  await withNodes("query", async (started, stream) => {
     // A node that waits for a first seed that never comes: no coordinator, so no shard can be reached.
     const [lonely, missing] = nodePorts(2);
     started.push(startProcessor(lonely, [missing, lonely], stream, ["--ask-timeout", "1s"]));

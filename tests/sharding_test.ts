@@ -14,29 +14,9 @@ import {
   shardState,
   startProcessor,
   type Stream,
+  withNodes,
 } from "./support/cluster.ts";
-import {
-  createTopic,
-  expectedTotals,
-  knownPurchases,
-  producePurchases,
-  testKafka,
-  uniqueName,
-} from "./support/kafka.ts";
-import type { RunningUsershard } from "./support/process.ts";
-
-function newStream(prefix: string): Stream {
-  return { topic: uniqueName(prefix), group: uniqueName(`${prefix}-group`) };
-}
-
-async function withNodes(run: (started: RunningUsershard[]) => Promise<void>): Promise<void> {
-  const started: RunningUsershard[] = [];
-  try {
-    await run(started);
-  } finally {
-    await Promise.all(started.map((node) => node.stop()));
-  }
-}
+import { createTopic, expectedTotals, knownPurchases, producePurchases, testKafka } from "./support/kafka.ts";
 
 /**
  * Waits until the live nodes host every shard exactly once, each on the node
@@ -115,8 +95,7 @@ async function exactTotals(nodes: readonly NodePorts[], stream: Stream, purchase
 }
 
 Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three, always on their partition's consumer", async () => {
-  await withNodes(async (started) => {
-    const stream = newStream("walkthrough");
+  await withNodes("walkthrough", async (started, stream) => {
     const kafka = testKafka();
     await createTopic(kafka, stream.topic, 128);
     const purchases = knownPurchases(600, 200);
@@ -142,8 +121,7 @@ Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three
 });
 
 Deno.test("totals stay exact while nodes join and leave gracefully during the stream", async () => {
-  await withNodes(async (started) => {
-    const stream = newStream("exact");
+  await withNodes("exact", async (started, stream) => {
     const kafka = testKafka();
     await createTopic(kafka, stream.topic, 16);
     const purchases = knownPurchases(4000, 64, 7);
@@ -176,8 +154,7 @@ Deno.test("totals stay exact while nodes join and leave gracefully during the st
 });
 
 Deno.test("after kill -9 the lost shards restart elsewhere: nothing is counted twice, the others stay exact", async () => {
-  await withNodes(async (started) => {
-    const stream = newStream("crash");
+  await withNodes("crash", async (started, stream) => {
     const kafka = testKafka();
     await createTopic(kafka, stream.topic, 12);
     const before = knownPurchases(1200, 48, 3);
@@ -218,8 +195,7 @@ Deno.test("after kill -9 the lost shards restart elsewhere: nothing is counted t
 });
 
 Deno.test("malformed records are logged, counted, skipped and committed past; the rest is processed", async () => {
-  await withNodes(async (started) => {
-    const stream = newStream("malformed");
+  await withNodes("malformed", async (started, stream) => {
     const kafka = testKafka();
     await createTopic(kafka, stream.topic, 4);
     const good = knownPurchases(40, 8, 5);

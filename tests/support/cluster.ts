@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { BROKERS } from "./kafka.ts";
+import { BROKERS, uniqueName } from "./kafka.ts";
 import { freePort, RunningUsershard } from "./process.ts";
 
 /** Ports of one node. */
@@ -158,4 +158,21 @@ export async function shardState(ports: NodePorts, group: string, shard: number)
     return undefined;
   }
   return await response.json();
+}
+
+/**
+ * Runs `run` with a topic and group of its own, and stops (kill -9) every node
+ * it pushed onto `started`, whatever happens.
+ */
+export async function withNodes(
+  prefix: string,
+  run: (started: RunningUsershard[], stream: Stream) => Promise<void>,
+): Promise<void> {
+  const started: RunningUsershard[] = [];
+  const stream = { topic: uniqueName(prefix), group: uniqueName(`${prefix}-group`) };
+  try {
+    await run(started, stream);
+  } finally {
+    await Promise.all(started.map((node) => node.stop()));
+  }
 }

@@ -1,0 +1,43 @@
+/**
+ * Flags that more than one subcommand takes, declared once so their names,
+ * environment variables and defaults cannot drift apart.
+ *
+ * @module
+ */
+import type { FlagSpec } from "./flags.ts";
+
+/** `--brokers`: Kafka bootstrap brokers. */
+export const BROKERS_FLAG = {
+  type: "string",
+  value: "HOST:PORT,...",
+  env: "KAFKA_BROKERS",
+  default: "localhost:9092",
+  description: "Kafka bootstrap brokers",
+} as const satisfies FlagSpec;
+
+/** `--topic`: the purchase events topic. */
+export const TOPIC_FLAG = {
+  type: "string",
+  value: "NAME",
+  env: "USERSHARD_TOPIC",
+  default: "user-events",
+  description: "topic of purchase events; its partition count is the shard count",
+} as const satisfies FlagSpec;
+
+/** `--partitions`: the partition count of a topic that has to be created. */
+export const PARTITIONS_FLAG = {
+  type: "string",
+  value: "N",
+  env: "USERSHARD_PARTITIONS",
+  default: "128",
+  description: "partitions when the topic has to be created (an existing topic keeps its count)",
+} as const satisfies FlagSpec;
+
+/** `--log-level`. */
+export const LOG_LEVEL_FLAG = {
+  type: "string",
+  value: "LEVEL",
+  env: "USERSHARD_LOG_LEVEL",
+  default: "info",
+  description: "trace, debug, info, warning or error",
+} as const satisfies FlagSpec;

@@ -30,6 +30,12 @@ import { eventsFromProto, eventsToProto, snapshotFromProto, snapshotToProto } fr
 
 const log = getLogger(["usershard", "sharding"]);
 
+/**
+ * Most requests that may wait at once for a shard whose home is unknown or
+ * moving; past it, new ones fail at once instead of piling up in memory.
+ */
+export const MAX_WAITING = 10_000;
+
 /** The message kinds a region answers. */
 export const REGION_MESSAGES = ["applyEvents", "getUser", "stopShard", "startShard"] as const;
 
@@ -64,6 +70,7 @@ export class ShardRegion {
   readonly #shards = new Map<number, Shard>();
   readonly #homes = new Map<number, NodeId>();
   readonly #resolving = new Map<number, Promise<NodeId>>();
+  #waiting = 0;
   #registeredWith: string | undefined;
   #registering = false;
 
@@ -181,6 +188,24 @@ export class ShardRegion {
     if (!Number.isInteger(shard) || shard < 0 || shard >= this.#o.shardCount) {
       throw new RangeError(`shard ${shard} is outside 0..${this.#o.shardCount - 1}`);
     }
+    const hosted = this.#shards.get(shard);
+    if (hosted) return how.local(hosted);
+    if (this.#waiting >= MAX_WAITING) {
+      throw new ShardUnavailableError(`${MAX_WAITING} requests already wait for shard homes; try again shortly`);
+    }
+    this.#waiting++;
+    try {
+      return await this.#routeWaiting(shard, deadline, how);
+    } finally {
+      this.#waiting--;
+    }
+  }
+
+  async #routeWaiting<T>(
+    shard: number,
+    deadline: number,
+    how: { local: (shard: Shard) => T; remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined> },
+  ): Promise<T> {
     let pause = 25;
     let last = "no home known";
     while (true) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import {
@@ -78,6 +79,26 @@ Deno.test("every node answers every user's totals, with two and then three nodes
     started.push(startProcessor(c, [a, b], stream));
     await allCoLocated([a, b, c], stream, 16);
     for (const node of [a, b, c]) assert.ok(sameTotals(await queryAll(node, users), expected), `node ${node.grpc}`);
+    // A client made from users.proto alone (as the sample's is), not from this project's code.
+    const definition = protoLoader.loadSync(new URL("../proto/users.proto", import.meta.url).pathname, {
+      longs: String,
+    });
+    const { UserService } = grpc.loadPackageDefinition(definition) as unknown as {
+      UserService: new (target: string, credentials: grpc.ChannelCredentials) => grpc.Client & {
+        UserStats(request: { id: string }, callback: (error: Error | null, response?: unknown) => void): void;
+      };
+    };
+    const foreign = new UserService(`127.0.0.1:${b.grpc}`, grpc.credentials.createInsecure());
+    const seven = await new Promise((resolve, reject) =>
+      foreign.UserStats({ id: "7" }, (error, response) => error ? reject(error) : resolve(response))
+    );
+    foreign.close();
+    assert.deepEqual(seven, {
+      id: "7",
+      totalPurchases: String(expected.get("7")!.totalPurchases),
+      amountSpent: String(expected.get("7")!.amountSpent),
+    });
+
     const never = await queryAll(a, ["no-such-user"]);
     assert.deepEqual(never.get("no-such-user"), { totalPurchases: 0, amountSpent: 0 });
     const shards = await Promise.all([a, b, c].map((n) => shardsOf(n, stream.group)));

@@ -5,6 +5,8 @@ import { UserPurchaseProtoSchema } from "../proto/gen/user_events_pb.ts";
 import { groupPlacement } from "../kafka/assignment.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import type { Purchase } from "../kafka/purchase.ts";
+import { runUsershard } from "./support/cli.ts";
+import { freePort } from "./support/process.ts";
 import {
   addressOf,
   eventually,
@@ -117,6 +119,53 @@ Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three
     await exactTotals([a, b, c], stream, purchases);
     assert.match(started[0].stderr, /rebalance started for \d+ shards: 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+ \[/);
     assert.match(started[0].stderr, /rebalance of \d+ shards completed in \d+ ms/);
+
+    // What `usershard shards` shows of the same cluster.
+    const type = ["--type", stream.group];
+    const all = await runUsershard(["shards", "--node", `127.0.0.1:${a.mgmt}`, "--all", ...type]);
+    assert.equal(all.code, 0, all.stderr);
+    assert.match(all.stdout, /\ntotal\s+128\s+200\s+128\/128 \(100%\)\n/);
+    for (const node of [a, b, c]) assert.match(all.stdout, new RegExp(`${addressOf(node)} hosts shards [\\d,-]+`));
+    const ofB = await runUsershard(["shards", "--node", String(b.mgmt), "--host", "127.0.0.1", ...type]);
+    assert.equal(ofB.code, 0, ofB.stderr);
+    assert.match(ofB.stdout, new RegExp(`^Shards of ${stream.group} on ${addressOf(b)}`));
+    assert.match(ofB.stdout, /\n(4[23]) shards, \d+ entities; \1 of \1 co-located with their partition's consumer\n$/);
+    const json = await runUsershard(["shards", "--node", `127.0.0.1:${c.mgmt}`, "--json", ...type]);
+    assert.deepEqual(
+      (JSON.parse(json.stdout).regions as { shardId: string }[]).map((r) => Number(r.shardId)).sort((x, y) => x - y),
+      (await shardsOf(c, stream.group))!.shards,
+    );
+    const dead = await runUsershard(["shards", "--node", `127.0.0.1:${freePort()}`, ...type]);
+    assert.equal(dead.code, 1);
+    assert.match(
+      dead.stderr,
+      /^usershard shards: cannot reach the management endpoint http:\/\/127\.0\.0\.1:\d+: connection refused/,
+    );
+    assert.equal(dead.stderr.trim().split("\n").length, 1);
+  });
+});
+
+Deno.test("a node whose topic has another partition count is refused and exits with a clear error", async () => {
+  await withNodes("mismatch", async (started, stream) => {
+    const kafka = testKafka();
+    const other = { topic: `${stream.topic}-8`, group: stream.group };
+    await createTopic(kafka, stream.topic, 4);
+    await createTopic(kafka, other.topic, 8);
+    const [a, b] = nodePorts(2);
+    started.push(startProcessor(a, [a, b], stream));
+    await coLocated([a], stream, 4);
+    const intruder = startProcessor(b, [a, b], other);
+    started.push(intruder);
+    const status = await intruder.exited(60_000);
+    assert.equal(status.code, 1);
+    assert.match(
+      intruder.stderr,
+      new RegExp(
+        `usershard process: this cluster has 4 shards \\(partitions of its topic\\) but ${addressOf(b)} has 8; ` +
+          "nodes with different counts cannot work together\n$",
+      ),
+    );
+    assert.deepEqual((await shardsOf(a, stream.group))?.shards, [0, 1, 2, 3]);
   });
 });
 

@@ -35,7 +35,10 @@ export interface ClusterNodeOptions {
 /** A point-in-time picture of the cluster, as this node sees it. */
 export interface ClusterSnapshot {
   readonly self: NodeId;
+  /** Members that are not Removed, in address order. */
   readonly members: readonly Member[];
+  /** Members that were Removed lately (kept a while so stale gossip cannot revive them). */
+  readonly removed: readonly Member[];
   readonly unreachable: readonly { node: NodeId; observers: readonly NodeId[] }[];
   readonly leader?: NodeId;
   readonly oldest?: NodeId;
@@ -108,6 +111,7 @@ export class ClusterNode {
     return {
       self: this.self,
       members: liveMembers(state),
+      removed: [...state.members.values()].filter((m) => m.status === "Removed"),
       unreachable: [...unreachableMembers(state).values()],
       leader: leaderOf(state)?.node,
       oldest: oldestOf(state)?.node,

@@ -46,6 +46,8 @@ export type CoordinatorInput =
     readonly type: "register";
     readonly region: NodeId;
     readonly shards: readonly number[];
+    /** State of shards the region stopped for a handoff lately. */
+    readonly handedOff?: readonly ShardSnapshot[];
     readonly shardCount: number;
     readonly requestId: number;
     readonly now: number;
@@ -158,7 +160,7 @@ export class Coordinator {
         this.#setMembers(input.members, input.now);
         break;
       case "register":
-        this.#register(input.region, input.shards, input.shardCount, input.requestId);
+        this.#register(input.region, input.shards, input.shardCount, input.requestId, input.handedOff ?? []);
         break;
       case "getHome":
         this.#getHome(input.shard, input.requester, input.requestId, input.now);
@@ -246,7 +248,13 @@ export class Coordinator {
     return this.#regions.has(nodeKey(node)) && this.#statusOf(node) === "Up";
   }
 
-  #register(region: NodeId, shards: readonly number[], shardCount: number, requestId: number): void {
+  #register(
+    region: NodeId,
+    shards: readonly number[],
+    shardCount: number,
+    requestId: number,
+    handedOff: readonly ShardSnapshot[],
+  ): void {
     if (shardCount !== this.shardCount) {
       this.#emit({
         type: "registerReply",
@@ -271,7 +279,21 @@ export class Coordinator {
         this.#emit({ type: "stopShard", shard, at: region });
         continue;
       }
-      if (!move) this.#allocation.set(shard, region);
+      if (!move) {
+        this.#allocation.set(shard, region);
+        this.#orphans.delete(shard);
+      }
+    }
+    // A handoff cut short (the reply lost, the coordinator gone) left the state
+    // only with the old home: adopt it for when the shard starts again.
+    for (const snapshot of handedOff) {
+      const { shard } = snapshot;
+      if (shard < 0 || shard >= this.shardCount || this.#allocation.has(shard)) continue;
+      const known = this.#orphans.get(shard) ?? this.#moves.get(shard)?.snapshot;
+      if (known && known.lastOffset >= snapshot.lastOffset) continue;
+      this.#orphans.set(shard, snapshot);
+      const move = this.#moves.get(shard);
+      if (move && move.phase === "starting" && !move.inFlight) move.snapshot = snapshot;
     }
     this.#emit({ type: "registerReply", requestId });
   }
@@ -287,11 +309,23 @@ export class Coordinator {
     this.#emit({ type: "activated", regions: this.#regions.size, shards: this.#allocation.size, missing });
   }
 
+  /**
+   * Whether every Up or Leaving member's region has registered. Until then a
+   * shard that is nowhere in the table may still run on an unregistered node,
+   * so none is started fresh (moves of known shards go on).
+   */
+  #allRegistered(): boolean {
+    return [...this.#members.values()].every((m) =>
+      (m.status !== "Up" && m.status !== "Leaving") || this.#regions.has(nodeKey(m.node))
+    );
+  }
+
   #getHome(shard: number, requester: NodeId, requestId: number, now: number): void {
     const waiters = this.#waiters.get(shard) ?? [];
     waiters.push({ requestId, requester });
     this.#waiters.set(shard, waiters);
     if (!this.#active || this.#allocation.has(shard) || this.#moves.has(shard)) return;
+    if (!this.#orphans.has(shard) && !this.#allRegistered()) return;
     const to = this.#desiredHome(shard) ?? this.#fallbackHome(requester);
     if (to) this.#beginMoves([{ shard, to }], now);
   }
@@ -327,11 +361,13 @@ export class Coordinator {
 
   #reconcile(now: number): void {
     const moves: { shard: number; from?: NodeId; to: NodeId }[] = [];
+    const mayStartFresh = this.#allRegistered();
     for (let shard = 0; shard < this.shardCount; shard++) {
       if (this.#moves.has(shard)) continue;
       const home = this.#allocation.get(shard);
       const desired = this.#desiredHome(shard);
       if (!home) {
+        if (!mayStartFresh && !this.#orphans.has(shard)) continue;
         const to = desired ?? (this.#orphans.has(shard) ? this.#fallbackHome() : undefined);
         if (to) moves.push({ shard, to });
         continue;

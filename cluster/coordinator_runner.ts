@@ -79,7 +79,8 @@ export class CoordinatorRunner {
 
   /** Follows the cluster view: runs the coordinator while this node is the oldest. */
   update(snapshot: ClusterSnapshot): void {
-    this.#members = snapshot.members.map((m) => ({ node: m.node, status: m.status }));
+    // Removed members too: a region whose Down was never seen here must still count as gone.
+    this.#members = [...snapshot.members, ...snapshot.removed].map((m) => ({ node: m.node, status: m.status }));
     const oldest = snapshot.oldest !== undefined && sameNode(snapshot.oldest, this.#o.self);
     if (oldest && !this.#coordinator) {
       log.info("this node is the oldest member: the shard coordinator runs here now");
@@ -109,6 +110,7 @@ export class CoordinatorRunner {
           type: "register",
           region: from,
           shards: body.value.shards,
+          handedOff: body.value.handedOff.map(snapshotFromProto),
           shardCount: body.value.shardCount,
           requestId,
           now,
@@ -261,6 +263,8 @@ export class CoordinatorRunner {
       },
     ).then((input) => {
       if (this.#coordinator === coordinator) this.#feed(input);
+    }).catch((error) => {
+      log.error("handling the result of {kind} failed: {error}", { kind: body.case, error: String(error) });
     });
   }
 

@@ -251,3 +251,37 @@ Deno.test("random interleavings never start a shard on two live nodes and conver
     assert.deepEqual(w.homes(B), [], `seed ${seed}: B still hosts shards`);
   }
 });
+
+Deno.test("no shard starts empty while an Up member's region has not registered, even after the grace period", () => {
+  const w = new World(2, [A, B]);
+  w.feed({ type: "members", members: up(A, B), now: 0 });
+  w.register(A);
+  w.tick(REGISTRATION_GRACE_MS);
+  assert.equal(w.coordinator.isActive, true);
+  w.feed({ type: "getHome", shard: 0, requester: A, requestId: 1, now: w.now });
+  w.feed({ type: "placement", desired: placement(2, [A]), now: w.now });
+  w.tick(1000);
+  assert.deepEqual(w.pending, [], "B may host shard 0 or 1 already");
+  w.feed({ type: "members", members: [{ node: A, status: "Up" }, { node: B, status: "Removed" }], now: w.now });
+  w.settle();
+  assert.deepEqual(w.homes(A), [0, 1]);
+});
+
+Deno.test("state a region reports as handed off (the coordinator that moved it is gone) starts the shard again", () => {
+  const w = new World(2, [A, B]);
+  w.feed({ type: "members", members: up(A, B), now: 0 });
+  w.hosted.get(A.address)!.set(0, 1);
+  w.register(A);
+  w.feed({
+    type: "register",
+    region: B,
+    shards: [],
+    handedOff: [{ shard: 1, lastOffset: 41, entities: [["7", { totalPurchases: 3, amountSpent: 30 }]] }],
+    shardCount: 2,
+    requestId: 9,
+    now: 0,
+  });
+  w.feed({ type: "placement", desired: placement(2, [A]), now: 0 });
+  w.settle();
+  assert.deepEqual([...w.hosted.get(A.address)!], [[0, 1], [1, 41]], "shard 1 resumed at offset 41");
+});

@@ -36,6 +36,9 @@ const log = getLogger(["usershard", "sharding"]);
  */
 export const MAX_WAITING = 10_000;
 
+/** How long a region keeps the state of a shard it handed off, in case the handoff was cut short. */
+export const HANDED_OFF_TTL_MS = 120_000;
+
 /** The message kinds a region answers. */
 export const REGION_MESSAGES = ["applyEvents", "getUser", "stopShard", "startShard"] as const;
 
@@ -68,6 +71,7 @@ export interface RegionOptions {
 export class ShardRegion {
   readonly #o: RegionOptions;
   readonly #shards = new Map<number, Shard>();
+  readonly #handedOff = new Map<number, { snapshot: ShardSnapshot; at: number }>();
   readonly #homes = new Map<number, NodeId>();
   readonly #resolving = new Map<number, Promise<NodeId>>();
   #waiting = 0;
@@ -101,6 +105,12 @@ export class ShardRegion {
     return this.#shards.get(shard)?.snapshot();
   }
 
+  #recentHandoffs(): ShardSnapshot[] {
+    const now = Date.now();
+    for (const [id, entry] of this.#handedOff) if (now - entry.at > HANDED_OFF_TTL_MS) this.#handedOff.delete(id);
+    return [...this.#handedOff.values()].map((entry) => entry.snapshot);
+  }
+
   /** How many shards are hosted here. */
   get hostedCount(): number {
     return this.#shards.size;
@@ -118,7 +128,11 @@ export class ShardRegion {
     try {
       const reply = await this.#o.remoting.ask(coordinator.address, {
         case: "registerRegion",
-        value: create(RegisterRegionSchema, { shardCount: this.#o.shardCount, shards: [...this.#shards.keys()] }),
+        value: create(RegisterRegionSchema, {
+          shardCount: this.#o.shardCount,
+          shards: [...this.#shards.keys()],
+          handedOff: this.#recentHandoffs().map(snapshotToProto),
+        }),
       }, this.#o.askTimeoutMs);
       if (!sameNode(reply.from, coordinator)) return undefined;
       if (reply.body.case === "regionRegistered") {
@@ -255,6 +269,13 @@ export class ShardRegion {
   /** Answers the region's messages from other nodes (and from the coordinator). */
   handle(message: Inbound): Body {
     const { body } = message;
+    if (body.case === "stopShard" || body.case === "startShard") {
+      // A deposed coordinator's late command must not move shards behind the new one's back.
+      const coordinator = this.#o.coordinator();
+      if (!coordinator || !sameNode(message.from, coordinator)) {
+        throw new Error(`${message.from.address} is not the shard coordinator this node knows`);
+      }
+    }
     switch (body.case) {
       case "applyEvents": {
         const shard = this.#shards.get(body.value.shard);
@@ -283,20 +304,26 @@ export class ShardRegion {
         const shard = this.#shards.get(id);
         this.#shards.delete(id);
         this.#homes.delete(id);
-        if (!shard) return { case: "shardStopped", value: create(ShardStoppedSchema, { hosted: false }) };
-        log.debug("shard {shard} stopped here for handoff ({users} users, offset {offset})", {
-          shard: id,
-          users: shard.numEntities,
-          offset: shard.lastOffset,
-        });
+        if (shard) {
+          // Kept until it is surely started elsewhere: the only copy is in the reply otherwise.
+          this.#handedOff.set(id, { snapshot: shard.snapshot(), at: Date.now() });
+          log.debug("shard {shard} stopped here for handoff ({users} users, offset {offset})", {
+            shard: id,
+            users: shard.numEntities,
+            offset: shard.lastOffset,
+          });
+        }
+        // A repeated stop (the first reply was lost) gets the same state again.
+        const kept = this.#recentHandoffs().find((s) => s.shard === id);
         return {
           case: "shardStopped",
-          value: create(ShardStoppedSchema, { hosted: true, snapshot: snapshotToProto(shard.snapshot()) }),
+          value: create(ShardStoppedSchema, { hosted: kept !== undefined, snapshot: kept && snapshotToProto(kept) }),
         };
       }
       case "startShard": {
         const id = body.value.shard;
         if (id >= this.#o.shardCount) throw new RangeError(`shard ${id} is outside 0..${this.#o.shardCount - 1}`);
+        this.#handedOff.delete(id);
         // A repeated start (its first answer was lost) must not replace newer state.
         if (!this.#shards.has(id)) {
           const snapshot = body.value.snapshot ? snapshotFromProto(body.value.snapshot) : undefined;

@@ -380,7 +380,13 @@ export class Remoting {
     try {
       const result = this.#handler({ from, body: envelope.body }, isRequest);
       if (result instanceof Promise) {
-        result.then((body) => body ? answer(body) : fail("no reply"), fail);
+        result.then((body) => body ? answer(body) : fail("no reply"), fail).catch((error) =>
+          log.warn("could not answer {kind} from {from}: {error}", {
+            kind: envelope.body.case,
+            from: from.address,
+            error: errorText(error),
+          })
+        );
       } else if (isRequest) {
         result ? answer(result) : fail("no reply");
       }
@@ -439,10 +445,11 @@ export class Remoting {
     const conn = await Promise.race([
       connecting,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new RemotingError(`connect to ${address} timed out after ${timeout} ms`)),
-          timeout,
-        );
+        timer = setTimeout(() => {
+          // A connection that opens after we gave up must not linger.
+          connecting.then((late) => late.close(), () => {});
+          reject(new RemotingError(`connect to ${address} timed out after ${timeout} ms`));
+        }, timeout);
       }),
     ]).finally(() => clearTimeout(timer));
     const link = new Link(conn, `to ${address}`);

@@ -16,6 +16,8 @@ import { decodePurchase } from "./purchase.ts";
 
 const log = getLogger(["usershard", "consumer"]);
 
+const HEARTBEAT_WHILE_WAITING_MS = 1000;
+
 /** Where decoded events go: the shard region. */
 export interface EventSink {
   /** Applies events of one partition in the shard of that partition; resolves once applied. */
@@ -128,6 +130,9 @@ export class ConsumerPipeline {
     const flush = async () => {
       if (lastOffset < 0) return;
       if (events.length > 0) {
+        // kafkajs heartbeats only when asked; a shard that is moving can take
+        // longer than the session timeout to answer, and the group must not evict us meanwhile.
+        const beat = setInterval(() => heartbeat().catch(() => {}), HEARTBEAT_WHILE_WAITING_MS);
         try {
           const delivery = await this.#o.sink.applyEvents(partition, events);
           this.stats.events += events.length;
@@ -144,6 +149,8 @@ export class ConsumerPipeline {
             },
           );
           throw error;
+        } finally {
+          clearInterval(beat);
         }
       }
       resolveOffset(String(lastOffset));

@@ -105,6 +105,28 @@ export class ShardRegion {
     return this.#shards.get(shard)?.snapshot();
   }
 
+  /**
+   * Resolves `true` once the coordinator reports a home for every shard this
+   * region handed off lately (it answers only when the shard runs there), so
+   * the state is surely out of this node; `false` if that takes past `deadline`.
+   */
+  async confirmHandoffs(deadline: number): Promise<boolean> {
+    for (const snapshot of this.#recentHandoffs()) {
+      while (true) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) return false;
+        try {
+          this.#homes.delete(snapshot.shard);
+          const home = await this.#resolve(snapshot.shard, remaining);
+          if (!sameNode(home, this.#o.self)) break;
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+    }
+    return true;
+  }
+
   #recentHandoffs(): ShardSnapshot[] {
     const now = Date.now();
     for (const [id, entry] of this.#handedOff) if (now - entry.at > HANDED_OFF_TTL_MS) this.#handedOff.delete(id);

@@ -556,9 +556,12 @@ export class Remoting {
     }
   }
 
-  /** Waits until everything queued on outbound connections has been written (before exiting). */
+  /**
+   * Waits until everything queued has been written (before exiting), on
+   * outbound connections and on inbound ones, where replies travel.
+   */
   async flush(): Promise<void> {
-    await Promise.all([...this.#peers.values()].map((p) => p.link?.drain()));
+    await Promise.all([...[...this.#peers.values()].map((p) => p.link), ...this.#inbound].map((link) => link?.drain()));
   }
 
   /** Stops listening and closes every connection. */

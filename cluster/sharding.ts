@@ -111,6 +111,8 @@ export class Sharding {
     while (Date.now() < deadline) {
       if (!others()) return true;
       if (this.region.hostedCount === 0 && this.#runner.movesInFlight === 0) {
+        // Stopped here is not yet started there: the state may still be on its way.
+        if (!await this.region.confirmHandoffs(deadline)) break;
         if (hostedAtStart > 0) {
           log.info("handed off {count} shards in {ms} ms", { count: hostedAtStart, ms: Date.now() - started });
         }
@@ -118,7 +120,7 @@ export class Sharding {
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    log.warn("{count} shards were not handed off within {ms} ms; leaving anyway", {
+    log.warn("handoff not confirmed within {ms} ms ({count} shards still here); leaving anyway", {
       count: this.region.hostedCount,
       ms: timeoutMs,
     });

@@ -172,6 +172,12 @@ export async function withNodes(
   const stream = { topic: uniqueName(prefix), group: uniqueName(`${prefix}-group`) };
   try {
     await run(started, stream);
+  } catch (error) {
+    // The nodes' own logs are what explains a failure; CI keeps nothing else.
+    for (const node of started) {
+      console.error(`--- usershard ${node.args.join(" ")} (pid ${node.pid}) ---\n${node.stderr}`);
+    }
+    throw error;
   } finally {
     await Promise.all(started.map((node) => node.stop()));
   }

@@ -79,9 +79,13 @@ export function addReflectionService(server: grpc.Server, files: readonly DescFi
           },
         });
       default:
+        // What is left is file_containing_extension, and these files define no extensions.
         return create(ServerReflectionResponseSchema, {
           ...base,
-          messageResponse: { case: "errorResponse", value: { errorCode: 12, errorMessage: "not implemented" } },
+          messageResponse: {
+            case: "errorResponse",
+            value: { errorCode: 5, errorMessage: "no extensions are defined" },
+          },
         });
     }
   };

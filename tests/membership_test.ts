@@ -13,8 +13,10 @@ import {
   nodePorts,
   startProcessor,
   statuses,
+  type Stream,
   withNodes,
 } from "./support/cluster.ts";
+import type { RunningUsershard } from "./support/process.ts";
 import { BROKERS, uniqueName } from "./support/kafka.ts";
 
 Deno.test("three nodes started in any order converge to three Up members with one leader", async () => {
@@ -58,18 +60,20 @@ Deno.test("without the first seed the others wait and say why; when it comes one
   });
 });
 
+/** Starts three nodes (the first two are the seeds) and waits until all see all three Up. */
+async function threeUp(started: RunningUsershard[], stream: Stream) {
+  const ports = nodePorts(3);
+  const seeds = ports.slice(0, 2);
+  const nodes = ports.map((p) => startProcessor(p, seeds, stream));
+  started.push(...nodes);
+  const all = Object.fromEntries(ports.map((p) => [addressOf(p), "Up"]));
+  await converged(ports, all);
+  return { ports, nodes, seeds, all };
+}
+
 Deno.test("a killed node is marked unreachable, then removed; restarted, it rejoins as a new incarnation", async () => {
   await withNodes("members", async (started, stream) => {
-    const [a, b, c] = nodePorts(3);
-    const seeds = [a, b];
-    const [nodeA, nodeB, nodeC] = [
-      startProcessor(a, seeds, stream),
-      startProcessor(b, seeds, stream),
-      startProcessor(c, seeds, stream),
-    ];
-    started.push(nodeA, nodeB, nodeC);
-    const all = { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" };
-    await converged([a, b, c], all);
+    const { ports: [a, b, c], nodes: [nodeA, nodeB, nodeC], seeds, all } = await threeUp(started, stream);
     const oldUid = (await members(a))!.members.find((m) => m.node === addressOf(c))!.nodeUid;
 
     nodeC.kill("SIGKILL");
@@ -93,15 +97,7 @@ Deno.test("a killed node is marked unreachable, then removed; restarted, it rejo
 
 Deno.test("SIGTERM leaves gracefully: exit 0, and the others see it removed, never unreachable", async () => {
   await withNodes("members", async (started, stream) => {
-    const [a, b, c] = nodePorts(3);
-    const seeds = [a, b];
-    const [nodeA, nodeB, nodeC] = [
-      startProcessor(a, seeds, stream),
-      startProcessor(b, seeds, stream),
-      startProcessor(c, seeds, stream),
-    ];
-    started.push(nodeA, nodeB, nodeC);
-    await converged([a, b, c], { [addressOf(a)]: "Up", [addressOf(b)]: "Up", [addressOf(c)]: "Up" });
+    const { ports: [a, b, c], nodes: [nodeA, nodeB, nodeC] } = await threeUp(started, stream);
 
     // The leader and oldest leaves too: the rest must carry on without it.
     nodeA.kill("SIGTERM");

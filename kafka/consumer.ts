@@ -11,7 +11,7 @@
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import { getLogger } from "@logtape/logtape";
 import type { PurchaseEvent } from "../cluster/entity.ts";
-import { partitionFor } from "./partitioner.ts";
+import { partitionForBytes } from "./partitioner.ts";
 import { decodePurchase } from "./purchase.ts";
 
 const log = getLogger(["usershard", "consumer"]);
@@ -170,7 +170,8 @@ export class ConsumerPipeline {
         this.#malformed(topic, partition, offset, decoded.reason);
       } else {
         const { userId, product, quantity, price } = decoded.purchase;
-        const shard = partitionFor(userId, this.#o.partitions);
+        // The key is the user id's UTF-8 (decodePurchase checked), so hash it as it is.
+        const shard = partitionForBytes(message.key!, this.#o.partitions);
         if (shard !== partition) {
           this.#malformed(topic, partition, offset, `user ${userId} belongs in partition ${shard}, not ${partition}`);
         } else {

@@ -64,5 +64,10 @@ export function toPositive(n: number): number {
  * ```
  */
 export function partitionFor(key: string, partitions: number): number {
-  return toPositive(murmur2(encoder.encode(key))) % partitions;
+  return partitionForBytes(encoder.encode(key), partitions);
+}
+
+/** {@linkcode partitionFor} of a key that is already UTF-8 bytes (as a record's key is). */
+export function partitionForBytes(key: Uint8Array, partitions: number): number {
+  return toPositive(murmur2(key)) % partitions;
 }

@@ -7,9 +7,11 @@ const utf8 = (text: string) => new TextEncoder().encode(text);
 const proto = (fields: { userId?: string; product?: string; quantity?: bigint; price?: bigint }) =>
   toBinary(UserPurchaseProtoSchema, create(UserPurchaseProtoSchema, fields));
 
-Deno.test("decodePurchase() reads back what encodePurchase() wrote", () => {
-  const purchase = { userId: "7", product: "skis", quantity: 2, price: 1548 };
-  assert.deepEqual(decodePurchase(utf8("7"), encodePurchase(purchase)), { ok: true, purchase });
+Deno.test("decodePurchase() reads back what encodePurchase() wrote, ASCII or not", () => {
+  for (const [userId, product] of [["7", "skis"], ["ünïcödé-用户", "🧗 climbing shoes"], ["x".repeat(100), "rope"]]) {
+    const purchase = { userId, product, quantity: 2, price: 1548 };
+    assert.deepEqual(decodePurchase(utf8(userId), encodePurchase(purchase)), { ok: true, purchase });
+  }
 });
 
 Deno.test("encodePurchase() writes the sample's wire format (field numbers 1-4)", () => {

@@ -91,7 +91,7 @@ export const processSpec = {
       type: "string",
       value: "SECRET",
       env: "USERSHARD_CLUSTER_SECRET",
-      description: "shared secret every node must prove it knows (default: none)",
+      description: "shared secret every node must prove it knows; none by default",
     },
     brokers: BROKERS_FLAG,
     topic: TOPIC_FLAG,

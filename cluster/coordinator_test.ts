@@ -101,6 +101,17 @@ function placement(shards: number, owners: NodeId[]): Map<number, string> {
   return new Map(Array.from({ length: shards }, (_, s) => [s, owners[s % owners.length].address]));
 }
 
+/** A world of regions A and B, both registered, with the shards settled alternately on A and B. */
+function settledOnAB(shards: number): World {
+  const w = new World(shards, [A, B]);
+  w.feed({ type: "members", members: up(A, B), now: 0 });
+  w.register(A);
+  w.register(B);
+  w.feed({ type: "placement", desired: placement(shards, [A, B]), now: 0 });
+  w.settle();
+  return w;
+}
+
 Deno.test("a fresh coordinator starts every shard on the node consuming its partition", () => {
   const w = new World(8, [A, B]);
   w.feed({ type: "members", members: up(A, B), now: 0 });
@@ -137,12 +148,7 @@ Deno.test("shards follow a new placement, and their state moves with them", () =
 });
 
 Deno.test("a leaving node's shards go where Kafka sends its partitions, or anywhere after a grace period", () => {
-  const w = new World(4, [A, B]);
-  w.feed({ type: "members", members: up(A, B), now: 0 });
-  w.register(A);
-  w.register(B);
-  w.feed({ type: "placement", desired: placement(4, [A, B]), now: 0 });
-  w.settle();
+  const w = settledOnAB(4);
   w.feed({ type: "members", members: [{ node: A, status: "Up" }, { node: B, status: "Leaving" }], now: w.now });
   w.feed({
     type: "placement",
@@ -159,12 +165,7 @@ Deno.test("a leaving node's shards go where Kafka sends its partitions, or anywh
 });
 
 Deno.test("the shards of a node that died are lost and start empty where Kafka now sends their partitions", () => {
-  const w = new World(4, [A, B]);
-  w.feed({ type: "members", members: up(A, B), now: 0 });
-  w.register(A);
-  w.register(B);
-  w.feed({ type: "placement", desired: placement(4, [A, B]), now: 0 });
-  w.settle();
+  const w = settledOnAB(4);
   w.dead.add(B.address);
   w.feed({ type: "members", members: [{ node: A, status: "Up" }, { node: B, status: "Down" }], now: 1 });
   assert.deepEqual(w.log.filter((a) => a.type === "shardsLost"), [{ type: "shardsLost", shards: [1, 3], region: B }]);

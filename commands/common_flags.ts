@@ -4,7 +4,8 @@
  *
  * @module
  */
-import type { FlagSpec } from "./flags.ts";
+import { isValidTopicName } from "../kafka/admin.ts";
+import { type FlagSpec, UsageError } from "./flags.ts";
 
 /** `--brokers`: Kafka bootstrap brokers. */
 export const BROKERS_FLAG = {
@@ -23,6 +24,14 @@ export const TOPIC_FLAG = {
   default: "user-events",
   description: "topic of purchase events; its partition count is the shard count",
 } as const satisfies FlagSpec;
+
+/** Reads `--topic`: a name Kafka accepts. */
+export function topicFlag(value: string): string {
+  if (!isValidTopicName(value)) {
+    throw new UsageError(`--topic must be a Kafka topic name ([a-zA-Z0-9._-], at most 249), got '${value}'`);
+  }
+  return value;
+}
 
 /** `--partitions`: the partition count of a topic that has to be created. */
 export const PARTITIONS_FLAG = {

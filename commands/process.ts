@@ -13,14 +13,14 @@ import { json, startManagement } from "../cluster/management.ts";
 import { newUid } from "../cluster/members.ts";
 import { BindError } from "../cluster/remoting.ts";
 import { Sharding } from "../cluster/sharding.ts";
-import { ensureTopic, isValidTopicName } from "../kafka/admin.ts";
+import { ensureTopic } from "../kafka/admin.ts";
 import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { GrpcBindError, startGrpcServer } from "../grpc/user_service.ts";
 import { CliError, defineCommand } from "./command.ts";
-import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG } from "./common_flags.ts";
+import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG, topicFlag } from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
 import { type CommandSpec, durationFlag, hostPortList, intFlag, portFlag, UsageError } from "./flags.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
@@ -154,7 +154,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
     const same = ports.slice(i + 1).find(([, other]) => other === port);
     if (same) throw new UsageError(`--${name} and --${same[0]} must differ, both are ${port}`);
   }
-  if (!isValidTopicName(flags.topic)) throw new UsageError(`--topic must be a Kafka topic name, got '${flags.topic}'`);
+  const topic = topicFlag(flags.topic);
   if (!/^[a-zA-Z0-9._-]{1,249}$/.test(flags.group)) {
     throw new UsageError(`--group must be made of letters, digits, '.', '_' and '-', got '${flags.group}'`);
   }
@@ -174,13 +174,13 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
   let shardCount: number;
   try {
     await admin.connect();
-    shardCount = (await ensureTopic(admin, flags.topic, partitions)).partitions;
+    shardCount = (await ensureTopic(admin, topic, partitions)).partitions;
   } catch (error) {
     await admin.disconnect().catch(() => {});
     throw new CliError(kafkaErrorLine(error, brokers));
   }
   log.info("topic {topic} has {count} partitions: {count} shards, consumer group {group}", {
-    topic: flags.topic,
+    topic: topic,
     count: shardCount,
     group: flags.group,
   });
@@ -204,13 +204,13 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       typeName: flags.group,
       shardCount,
       askTimeoutMs,
-      placement: () => groupPlacement(admin, flags.group, flags.topic),
+      placement: () => groupPlacement(admin, flags.group, topic),
       shardOf: (userId) => partitionFor(userId, shardCount),
     });
     parts.add(() => sharding.close());
     const pipeline = new ConsumerPipeline({
       kafka,
-      topic: flags.topic,
+      topic: topic,
       group: flags.group,
       partitions: shardCount,
       sink: sharding.region,
@@ -254,7 +254,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
     const ready = await Promise.race([until(() => sharding.isReady()), ended]);
     let consuming = false;
     if (ready === true) {
-      log.info("node ready: consuming {topic} in group {group}", { topic: flags.topic, group: flags.group });
+      log.info("node ready: consuming {topic} in group {group}", { topic: topic, group: flags.group });
       await pipeline.start();
       consuming = true;
     }

@@ -6,11 +6,11 @@
 import { getLogger } from "@logtape/logtape";
 import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from "./flags.ts";
 import { CliError, defineCommand } from "./command.ts";
-import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG } from "./common_flags.ts";
+import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG, topicFlag } from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
-import { ensureTopic, isValidTopicName } from "../kafka/admin.ts";
+import { ensureTopic } from "../kafka/admin.ts";
 import { createPurchaseProducer, PER_EVENT_LOG_MAX_RATE, produce } from "../kafka/producer.ts";
 
 /** Flags of `usershard produce`. */
@@ -43,9 +43,7 @@ Example: usershard produce --rate 0 --count 100000`,
 export const produceCommand = defineCommand(produceSpec, async (flags, positionals) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const brokers = hostPortList("brokers", flags.brokers);
-  if (!isValidTopicName(flags.topic)) {
-    throw new UsageError(`--topic must be a Kafka topic name ([a-zA-Z0-9._-], at most 249), got '${flags.topic}'`);
-  }
+  const topicName = topicFlag(flags.topic);
   const partitions = intFlag("partitions", flags.partitions, { min: 1, max: 10_000 });
   const users = intFlag("users", flags.users, { min: 1 });
   const rate = numberFlag("rate", flags.rate);
@@ -63,7 +61,7 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   }, () => Deno.exit(130));
   try {
     await admin.connect();
-    const topic = await ensureTopic(admin, flags.topic, partitions);
+    const topic = await ensureTopic(admin, topicName, partitions);
     await admin.disconnect();
     await producer.connect();
     log.info("producing to {topic} ({partitions} partitions) at {brokers}, users 0..{last}, {pace}", {

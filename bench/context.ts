@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { deleteTopics, uniqueName } from "../tests/support/kafka.ts";
 
 /** Shared settings and the reporter of the benchmark run. */
 export interface BenchContext {
@@ -11,9 +12,16 @@ export interface BenchContext {
   report(name: string, value: string, details?: Record<string, string | number>): void;
 }
 
-/** A fresh topic name, so runs never read each other's events. */
+const RUN = uniqueName("bench");
+
+/** A fresh topic or group name, so runs never read each other's events. */
 export function uniqueTopic(prefix: string): string {
-  return `${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`;
+  return uniqueName(`${RUN}-${prefix}`);
+}
+
+/** Deletes the topics this run created, so the broker does not pile up partitions. */
+export function deleteBenchTopics(): Promise<void> {
+  return deleteTopics(RUN);
 }
 
 /** The context for a run against `KAFKA_BROKERS` (default `localhost:9092`), printing to stdout. */

@@ -5,7 +5,7 @@
  * @module
  */
 import { setUpLogging } from "../commands/logging.ts";
-import { benchContext } from "./context.ts";
+import { benchContext, deleteBenchTopics } from "./context.ts";
 import { benchMembership } from "./membership.ts";
 import { benchProduce } from "./produce.ts";
 import { benchQuery } from "./query.ts";
@@ -27,4 +27,8 @@ if (unknown.length > 0) {
 await setUpLogging("warning");
 const context = benchContext();
 console.log(`usershard benchmarks (Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores)`);
-for (const name of chosen) await benchmarks[name](context);
+try {
+  for (const name of chosen) await benchmarks[name](context);
+} finally {
+  await deleteBenchTopics();
+}

@@ -5,10 +5,13 @@
 #   scripts/kafka.sh start   make sure a broker answers at KAFKA_BROKERS (default localhost:9092)
 #   scripts/kafka.sh stop    stop the broker this script started there
 #   scripts/kafka.sh status  say whether a broker answers there
+#   scripts/kafka.sh reset   stop that broker and delete its data (topics, offsets)
 #   scripts/kafka.sh libs    fetch the jars if needed and print their folder
 #
 # Environment: KAFKA_BROKERS (first address is used), KAFKA_CONTROLLER_PORT (default
-# broker port + 1), USERSHARD_CACHE (default ~/.cache/usershard), JAVA_HOME.
+# broker port + 1), KAFKA_RUN_DIR (data, log and pid; default <cache>/kafka-run-<port>),
+# KAFKA_START_TIMEOUT (seconds to wait for the broker, default 180),
+# USERSHARD_CACHE (default ~/.cache/usershard), JAVA_HOME.
 set -euo pipefail
 
 kafka_version=4.1.2
@@ -26,7 +29,9 @@ host="${first%:*}"
 port="${first##*:}"
 [ "$host" != "$first" ] && [[ "$port" =~ ^[0-9]+$ ]] || fail "KAFKA_BROKERS must be host:port, got '$first'"
 controller_port="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
-run="$cache/kafka-run-$port"
+run="${KAFKA_RUN_DIR:-$cache/kafka-run-$port}"
+start_timeout="${KAFKA_START_TIMEOUT:-180}"
+[[ "$start_timeout" =~ ^[1-9][0-9]*$ ]] || fail "KAFKA_START_TIMEOUT must be a number of seconds, got '$start_timeout'"
 # The broker binds one address; "localhost" could resolve to ::1 for some clients.
 bind_host="$host"
 [ "$host" = localhost ] && bind_host=127.0.0.1
@@ -71,10 +76,18 @@ probe() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# The pid file may outlive its process (a reboot, a copied cache folder), and the number may
+# since belong to another program: only a JVM running this folder's configuration counts.
 running_pid() {
   local pid
   pid="$(cat "$run/pid" 2>/dev/null)" || return 1
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $run/server.properties" && echo "$pid"
+}
+
+# What the broker last logged, for a failure message that explains itself.
+log_tail() {
+  echo "kafka: last lines of $run/broker.log:" >&2
+  tail -n 25 "$run/broker.log" 2>/dev/null | sed 's/^/kafka:   /' >&2
 }
 
 start() {
@@ -101,6 +114,11 @@ start() {
         kafka.tools.StorageTool format --cluster-id "$(cluster_id "$java")" --config "$run/server.properties" \
         >"$run/format.log" 2>&1 || fail "could not format KRaft storage in $run/data (see $run/format.log)"
     fi
+    # Every topic ever created is loaded at start-up: thousands of partitions take minutes.
+    local partitions
+    partitions="$(find "$run/data" -mindepth 1 -maxdepth 1 -type d -name '*-[0-9]*' ! -name '*-delete' 2>/dev/null | wc -l)"
+    [ "$partitions" -gt 1000 ] &&
+      say "$run/data holds $partitions partitions, which slows start-up; 'scripts/kafka.sh reset' deletes them"
     say "starting Apache Kafka $kafka_version at $host:$port (controller $controller_port, log $run/broker.log)"
     # setsid: the broker outlives this script and the terminal it came from.
     setsid "$java" -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
@@ -108,11 +126,18 @@ start() {
       kafka.Kafka "$run/server.properties" >"$run/broker.log" 2>&1 </dev/null &
     echo $! >"$run/pid"
   fi
-  local info
-  if ! info="$(probe "$java" 60000 2>&1)"; then
-    running_pid >/dev/null || fail "the broker exited during start-up: $(grep -m1 -E 'ERROR|Exception' "$run/broker.log" || tail -n1 "$run/broker.log")"
-    fail "the broker did not answer at $host:$port within 60 s ($info; see $run/broker.log)"
-  fi
+  local info deadline=$((SECONDS + start_timeout))
+  # Short probes in a loop, so a broker that dies is reported at once rather than at the deadline.
+  until info="$(probe "$java" 10000 2>&1)"; do
+    if ! running_pid >/dev/null; then
+      log_tail
+      fail "the broker exited during start-up: $(grep -m1 -E 'ERROR|Exception' "$run/broker.log" || tail -n1 "$run/broker.log")"
+    fi
+    if ((SECONDS >= deadline)); then
+      log_tail
+      fail "the broker did not answer at $host:$port within $start_timeout s ($info; see $run/broker.log)"
+    fi
+  done
   say "broker ready at $host:$port ($info)"
   echo "$host:$port"
 }
@@ -138,6 +163,13 @@ stop() {
   rm -f "$run/pid"
 }
 
+reset() {
+  stop
+  [ -d "$run" ] || { say "no broker data in $run"; return 0; }
+  rm -rf "$run"
+  say "deleted $run"
+}
+
 status() {
   local java info
   java="$(java_bin)"
@@ -151,6 +183,7 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
+  reset) reset ;;
   libs) java_bin >/dev/null; fetch_libs; echo "$libs" ;;
-  *) fail "unknown command '$1' (expected start, stop, status or libs)" ;;
+  *) fail "unknown command '$1' (expected start, stop, reset, status or libs)" ;;
 esac

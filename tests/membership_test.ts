@@ -17,7 +17,7 @@ import {
   withNodes,
 } from "./support/cluster.ts";
 import type { RunningUsershard } from "./support/process.ts";
-import { BROKERS, uniqueName } from "./support/kafka.ts";
+import { BROKERS, withTopic } from "./support/kafka.ts";
 
 Deno.test("three nodes started in any order converge to three Up members with one leader", async () => {
   await withNodes("members", async (started, stream) => {
@@ -230,35 +230,36 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
   });
 });
 
-Deno.test("process refuses a port in use and bad seeds with one line and a non-zero exit", async () => {
-  const [a] = nodePorts(1);
-  const taken = Deno.listen({ hostname: "127.0.0.1", port: a.remoting });
-  try {
-    const args = [
-      "process",
-      ...["--remoting", String(a.remoting), "--mgmt", String(a.mgmt), "--seeds", addressOf(a)],
-      ...["--topic", uniqueName("members"), "--brokers", BROKERS.join(",")],
+Deno.test("process refuses a port in use and bad seeds with one line and a non-zero exit", () =>
+  withTopic("members", async (topic) => {
+    const [a] = nodePorts(1);
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: a.remoting });
+    try {
+      const args = [
+        "process",
+        ...["--remoting", String(a.remoting), "--mgmt", String(a.mgmt), "--seeds", addressOf(a)],
+        ...["--topic", topic, "--brokers", BROKERS.join(",")],
+      ];
+      const inUse = await runUsershard(args);
+      assert.equal(inUse.code, 1);
+      assert.equal(
+        inUse.stderr.trim().split("\n").at(-1),
+        `usershard process: remoting port 127.0.0.1:${a.remoting} is already in use`,
+      );
+    } finally {
+      taken.close();
+    }
+    const cases: [string[], RegExp][] = [
+      [["--seeds", "127.0.0.1"], /--seeds expects host:port entries, got '127\.0\.0\.1'/],
+      [["--seeds", "a:1,b:99999"], /--seeds expects host:port entries, got 'b:99999'/],
+      [["--remoting", "http"], /--remoting must be an integer from 1 to 65535, got 'http'/],
+      [["--down-after", "soon"], /--down-after must be a duration like 500ms, 5s or 1m, got 'soon'/],
+      [["--remoting", "9000", "--mgmt", "9000"], /--remoting and --mgmt must differ/],
     ];
-    const inUse = await runUsershard(args);
-    assert.equal(inUse.code, 1);
-    assert.equal(
-      inUse.stderr.trim().split("\n").at(-1),
-      `usershard process: remoting port 127.0.0.1:${a.remoting} is already in use`,
-    );
-  } finally {
-    taken.close();
-  }
-  const cases: [string[], RegExp][] = [
-    [["--seeds", "127.0.0.1"], /--seeds expects host:port entries, got '127\.0\.0\.1'/],
-    [["--seeds", "a:1,b:99999"], /--seeds expects host:port entries, got 'b:99999'/],
-    [["--remoting", "http"], /--remoting must be an integer from 1 to 65535, got 'http'/],
-    [["--down-after", "soon"], /--down-after must be a duration like 500ms, 5s or 1m, got 'soon'/],
-    [["--remoting", "9000", "--mgmt", "9000"], /--remoting and --mgmt must differ/],
-  ];
-  for (const [args, message] of cases) {
-    const result = await runUsershard(["process", ...args]);
-    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
-    assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
-    assert.match(result.stderr, message);
-  }
-});
+    for (const [args, message] of cases) {
+      const result = await runUsershard(["process", ...args]);
+      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+      assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+      assert.match(result.stderr, message);
+    }
+  }));

@@ -4,69 +4,82 @@ import { partitionFor } from "../kafka/partitioner.ts";
 import { MAX_PRICE, PRODUCTS } from "../kafka/producer.ts";
 import { runUsershard } from "./support/cli.ts";
 import { javaPartitions } from "./support/java.ts";
-import { BROKERS, readTopic, testKafka, uniqueName } from "./support/kafka.ts";
+import { BROKERS, readTopic, testKafka, withTopic } from "./support/kafka.ts";
 import { freePort, RunningUsershard } from "./support/process.ts";
 
 const brokers = BROKERS.join(",");
 
-Deno.test("produce creates the topic and every record lands in Java's partition for its key", async () => {
-  const topic = uniqueName("produce");
-  const result = await runUsershard([
-    "produce",
-    ...["--brokers", brokers, "--topic", topic, "--partitions", "12", "--users", "50", "--rate", "0", "--count", "300"],
-  ]);
-  assert.equal(result.code, 0, result.stderr);
-  assert.match(result.stderr, new RegExp(`created topic ${topic} with 12 partitions`));
-  assert.match(result.stderr, /sent 300 events/);
+Deno.test("produce creates the topic and every record lands in Java's partition for its key", () =>
+  withTopic("produce", async (topic) => {
+    const result = await runUsershard([
+      "produce",
+      ...[
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--partitions",
+        "12",
+        "--users",
+        "50",
+        "--rate",
+        "0",
+        "--count",
+        "300",
+      ],
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, new RegExp(`created topic ${topic} with 12 partitions`));
+    assert.match(result.stderr, /sent 300 events/);
 
-  const kafka = testKafka();
-  const admin = kafka.admin();
-  await admin.connect();
-  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
-  await admin.disconnect();
-  assert.equal(metadata.topics[0].partitions.length, 12);
+    const kafka = testKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+    await admin.disconnect();
+    assert.equal(metadata.topics[0].partitions.length, 12);
 
-  const records = await readTopic(kafka, topic);
-  assert.equal(records.length, 300);
-  const java = await javaPartitions(records.map((r) => new Uint8Array(r.key ?? [])), 12);
-  records.forEach((record, i) => {
-    const decoded = decodePurchase(record.key, record.value);
-    assert.ok(decoded.ok, `record ${record.partition}/${record.offset}: ${!decoded.ok && decoded.reason}`);
-    const { userId, product, quantity, price } = decoded.purchase;
-    assert.ok(Number(userId) >= 0 && Number(userId) < 50, `user ${userId}`);
-    assert.ok(PRODUCTS.includes(product), product);
-    assert.ok(quantity >= 1 && quantity <= 5, `quantity ${quantity}`);
-    assert.ok(price >= 0 && price < MAX_PRICE, `price ${price}`);
-    assert.equal(record.partition, java[i].partition, `user ${userId} landed in ${record.partition}`);
-    assert.equal(record.partition, partitionFor(userId, 12));
-  });
-});
+    const records = await readTopic(kafka, topic);
+    assert.equal(records.length, 300);
+    const java = await javaPartitions(records.map((r) => new Uint8Array(r.key ?? [])), 12);
+    records.forEach((record, i) => {
+      const decoded = decodePurchase(record.key, record.value);
+      assert.ok(decoded.ok, `record ${record.partition}/${record.offset}: ${!decoded.ok && decoded.reason}`);
+      const { userId, product, quantity, price } = decoded.purchase;
+      assert.ok(Number(userId) >= 0 && Number(userId) < 50, `user ${userId}`);
+      assert.ok(PRODUCTS.includes(product), product);
+      assert.ok(quantity >= 1 && quantity <= 5, `quantity ${quantity}`);
+      assert.ok(price >= 0 && price < MAX_PRICE, `price ${price}`);
+      assert.equal(record.partition, java[i].partition, `user ${userId} landed in ${record.partition}`);
+      assert.equal(record.partition, partitionFor(userId, 12));
+    });
+  }));
 
-Deno.test("produce keeps an existing topic's partition count and says so", async () => {
-  const topic = uniqueName("produce-existing");
-  const kafka = testKafka();
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: 5 }], waitForLeaders: true });
-  await admin.disconnect();
+Deno.test("produce keeps an existing topic's partition count and says so", () =>
+  withTopic("produce-existing", async (topic) => {
+    const kafka = testKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 5 }], waitForLeaders: true });
+    await admin.disconnect();
 
-  const result = await runUsershard([
-    "produce",
-    "--brokers",
-    brokers,
-    "--topic",
-    topic,
-    "--rate",
-    "0",
-    "--count",
-    "40",
-  ]);
-  assert.equal(result.code, 0, result.stderr);
-  assert.match(result.stderr, new RegExp(`topic ${topic} exists with 5 partitions, not 128; using its 5 partitions`));
-  const records = await readTopic(kafka, topic);
-  assert.equal(records.length, 40);
-  for (const record of records) assert.equal(record.partition, partitionFor(String(record.key), 5));
-});
+    const result = await runUsershard([
+      "produce",
+      "--brokers",
+      brokers,
+      "--topic",
+      topic,
+      "--rate",
+      "0",
+      "--count",
+      "40",
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, new RegExp(`topic ${topic} exists with 5 partitions, not 128; using its 5 partitions`));
+    const records = await readTopic(kafka, topic);
+    assert.equal(records.length, 40);
+    for (const record of records) assert.equal(record.partition, partitionFor(String(record.key), 5));
+  }));
 
 Deno.test("produce reports an unreachable broker in one line, in bounded time", async () => {
   const dead = `127.0.0.1:${freePort()}`;
@@ -99,33 +112,33 @@ Deno.test("produce refuses bad flags with one line and exit code 2", async () =>
   }
 });
 
-Deno.test("produce logs each event at low rates and Ctrl-C flushes, summarises and exits 0", async () => {
-  const topic = uniqueName("produce-interrupt");
-  const producer = new RunningUsershard([
-    "produce",
-    "--brokers",
-    brokers,
-    "--topic",
-    topic,
-    "--partitions",
-    "3",
-    "--rate",
-    "8",
-  ]);
-  try {
-    await producer.waitForOutput(/(Sending message to user \d+[\s\S]*){3}/);
-    producer.kill("SIGINT");
-    const status = await producer.exited();
-    assert.equal(status.code, 0, producer.stderr);
-    const sent = Number(producer.stderr.match(/sent (\d+) events to/)?.[1]);
-    assert.ok(sent >= 3, producer.stderr);
-    const logged = producer.stderr.match(/Sending message to user \d+/g)?.length;
-    assert.equal(logged, sent, "one line per event sent");
-    assert.equal((await readTopic(testKafka(), topic)).length, sent);
-  } finally {
-    await producer.stop();
-  }
-});
+Deno.test("produce logs each event at low rates and Ctrl-C flushes, summarises and exits 0", () =>
+  withTopic("produce-interrupt", async (topic) => {
+    const producer = new RunningUsershard([
+      "produce",
+      "--brokers",
+      brokers,
+      "--topic",
+      topic,
+      "--partitions",
+      "3",
+      "--rate",
+      "8",
+    ]);
+    try {
+      await producer.waitForOutput(/(Sending message to user \d+[\s\S]*){3}/);
+      producer.kill("SIGINT");
+      const status = await producer.exited();
+      assert.equal(status.code, 0, producer.stderr);
+      const sent = Number(producer.stderr.match(/sent (\d+) events to/)?.[1]);
+      assert.ok(sent >= 3, producer.stderr);
+      const logged = producer.stderr.match(/Sending message to user \d+/g)?.length;
+      assert.equal(logged, sent, "one line per event sent");
+      assert.equal((await readTopic(testKafka(), topic)).length, sent);
+    } finally {
+      await producer.stop();
+    }
+  }));
 
 Deno.test("usershard --help lists the commands and produce --help every flag with its default", async () => {
   const top = await runUsershard(["--help"]);

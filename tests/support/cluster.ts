@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { BROKERS, uniqueName } from "./kafka.ts";
+import { BROKERS, uniqueName, withTopic } from "./kafka.ts";
 import { freePort, RunningUsershard } from "./process.ts";
 
 /** Ports of one node. */
@@ -161,24 +161,27 @@ export async function shardState(ports: NodePorts, group: string, shard: number)
 }
 
 /**
- * Runs `run` with a topic and group of its own, and stops (kill -9) every node
- * it pushed onto `started`, whatever happens.
+ * Runs `run` with a topic and group of its own, stops (kill -9) every node it
+ * pushed onto `started`, whatever happens, and deletes the topic and any
+ * other whose name starts with it.
  */
-export async function withNodes(
+export function withNodes(
   prefix: string,
   run: (started: RunningUsershard[], stream: Stream) => Promise<void>,
 ): Promise<void> {
-  const started: RunningUsershard[] = [];
-  const stream = { topic: uniqueName(prefix), group: uniqueName(`${prefix}-group`) };
-  try {
-    await run(started, stream);
-  } catch (error) {
-    // The nodes' own logs are what explains a failure; CI keeps nothing else.
-    for (const node of started) {
-      console.error(`--- usershard ${node.args.join(" ")} (pid ${node.pid}) ---\n${node.stderr}`);
+  return withTopic(prefix, async (topic) => {
+    const started: RunningUsershard[] = [];
+    const stream = { topic, group: uniqueName(`${prefix}-group`) };
+    try {
+      await run(started, stream);
+    } catch (error) {
+      // The nodes' own logs are what explains a failure; CI keeps nothing else.
+      for (const node of started) {
+        console.error(`--- usershard ${node.args.join(" ")} (pid ${node.pid}) ---\n${node.stderr}`);
+      }
+      throw error;
+    } finally {
+      await Promise.all(started.map((node) => node.stop()));
     }
-    throw error;
-  } finally {
-    await Promise.all(started.map((node) => node.stop()));
-  }
+  });
 }

@@ -23,6 +23,35 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
+/**
+ * Runs `run` with a fresh topic name, then deletes every topic whose name
+ * starts with it: a broker that keeps every test's partitions takes minutes
+ * to start after a few hundred runs.
+ */
+export async function withTopic<T>(prefix: string, run: (topic: string) => Promise<T>): Promise<T> {
+  const topic = uniqueName(prefix);
+  try {
+    return await run(topic);
+  } finally {
+    await deleteTopics(topic);
+  }
+}
+
+/** Deletes every topic whose name starts with `prefix`; a failure is printed, not thrown. */
+export async function deleteTopics(prefix: string): Promise<void> {
+  const admin = testKafka("usershard-test-cleanup").admin();
+  try {
+    await admin.connect();
+    const topics = (await admin.listTopics()).filter((name) => name.startsWith(prefix));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  } catch (error) {
+    // Cleanup must not hide the test's own outcome; a leftover topic is only a cost.
+    console.error(`could not delete the test topics ${prefix}*: ${error}`);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** One record as read back from the topic. */
 export interface ReadRecord {
   readonly partition: number;

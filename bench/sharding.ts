@@ -90,7 +90,7 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
     });
 
     // After settling: what share of new events is processed where it was consumed?
-    await coLocated([a, b]);
+    const settled = await coLocated([a, b]);
     const before = await Promise.all([a, b].map((n) => stats(n.mgmt)));
     await produce(producer, { topic, users: 10_000, rate: 0, count: 20_000 }, new AbortController().signal);
     await eventually("new events processed", async () => {
@@ -110,25 +110,31 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
 
     const third = performance.now();
     nodes.push(startProcessor(c, [a, b], stream));
-    await coLocated([a, b, c]);
+    const three = await coLocated([a, b, c]);
     context.report("sharding: third node start → 100 % co-located", `${Math.round(performance.now() - third)} ms`);
+    const moved = settled.reduce((sum, before, i) => sum + before.filter((s) => !three[i].includes(s)).length, 0);
+    context.report("sharding: shards moved when a third node joins", `${moved} of 128`, {
+      fewest: three[2].length,
+    });
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
     await producer.disconnect();
     await admin.disconnect();
   }
 
-  async function coLocated(ports: { mgmt: number; remoting: number; grpc: number }[]): Promise<void> {
-    await eventually("co-location", async () => {
+  /** Waits for every shard to sit on its partition's consumer; each node's shards then. */
+  async function coLocated(ports: { mgmt: number; remoting: number; grpc: number }[]): Promise<number[][]> {
+    return await eventually("co-location", async () => {
       const views = await Promise.all(ports.map((p) => shardsOf(p, stream.group)));
       const placement = await groupPlacement(admin, stream.group, topic);
-      if (!placement || views.some((v) => !v || v.consumed.length === 0)) return false;
+      if (!placement || views.some((v) => !v || v.consumed.length === 0)) return undefined;
       const hosted = views.flatMap((v) => v!.shards);
-      return hosted.length === 128 &&
+      const ok = hosted.length === 128 &&
         ports.every((p, i) =>
           views[i]!.shards.every((s) => placement.get(s) === addressOf(p)) &&
           JSON.stringify(views[i]!.shards) === JSON.stringify(views[i]!.consumed)
         );
+      return ok ? views.map((v) => v!.shards) : undefined;
     }, 120_000);
   }
 }

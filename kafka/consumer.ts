@@ -13,6 +13,7 @@ import { getLogger } from "@logtape/logtape";
 import type { PurchaseEvent } from "../cluster/entity.ts";
 import { partitionForBytes } from "./partitioner.ts";
 import { decodePurchase } from "./purchase.ts";
+import { stickyAssigner } from "./sticky_assignor.ts";
 
 const log = getLogger(["usershard", "consumer"]);
 
@@ -68,6 +69,7 @@ export class ConsumerPipeline {
       heartbeatInterval: 1000,
       maxWaitTimeInMs: 250,
       allowAutoTopicCreation: false,
+      partitionAssigners: [stickyAssigner(() => ({ [options.topic]: this.#assigned }))],
     });
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
       this.#assignment(payload.memberAssignment[options.topic] ?? []);

@@ -116,6 +116,11 @@ Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three
     started.push(startProcessor(c, [a, b], stream));
     const three = await coLocated([a, b, c], stream, 128);
     for (const view of three) assert.ok([42, 43].includes(view.shards.length), `${view.shards.length} shards`);
+    // Sticky assignment: the third node's shards come from the other two, and nothing moves between those.
+    for (const i of [0, 1]) {
+      const gained = three[i].shards.filter((shard) => !two[i].shards.includes(shard));
+      assert.deepEqual(gained, [], `node ${i + 1} gained shards ${gained} when the third node joined`);
+    }
     await exactTotals([a, b, c], stream, purchases);
     assert.match(started[0].stderr, /rebalance started for \d+ shards: 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+ \[/);
     assert.match(started[0].stderr, /rebalance of \d+ shards completed in \d+ ms/);

@@ -9,25 +9,14 @@ import { freePort, RunningUsershard } from "./support/process.ts";
 
 const brokers = BROKERS.join(",");
 
+/** `usershard produce` against the test broker, into `topic`. */
+const produceInto = (topic: string, ...more: string[]) => ["produce", "--brokers", brokers, "--topic", topic, ...more];
+
 Deno.test("produce creates the topic and every record lands in Java's partition for its key", () =>
   withTopic("produce", async (topic) => {
-    const result = await runUsershard([
-      "produce",
-      ...[
-        "--brokers",
-        brokers,
-        "--topic",
-        topic,
-        "--partitions",
-        "12",
-        "--users",
-        "50",
-        "--rate",
-        "0",
-        "--count",
-        "300",
-      ],
-    ]);
+    const result = await runUsershard(
+      produceInto(topic, "--partitions", "12", "--users", "50", "--rate", "0", "--count", "300"),
+    );
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, new RegExp(`created topic ${topic} with 12 partitions`));
     assert.match(result.stderr, /sent 300 events/);
@@ -63,17 +52,7 @@ Deno.test("produce keeps an existing topic's partition count and says so", () =>
     await admin.createTopics({ topics: [{ topic, numPartitions: 5 }], waitForLeaders: true });
     await admin.disconnect();
 
-    const result = await runUsershard([
-      "produce",
-      "--brokers",
-      brokers,
-      "--topic",
-      topic,
-      "--rate",
-      "0",
-      "--count",
-      "40",
-    ]);
+    const result = await runUsershard(produceInto(topic, "--rate", "0", "--count", "40"));
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, new RegExp(`topic ${topic} exists with 5 partitions, not 128; using its 5 partitions`));
     const records = await readTopic(kafka, topic);
@@ -114,17 +93,7 @@ Deno.test("produce refuses bad flags with one line and exit code 2", async () =>
 
 Deno.test("produce logs each event at low rates and Ctrl-C flushes, summarises and exits 0", () =>
   withTopic("produce-interrupt", async (topic) => {
-    const producer = new RunningUsershard([
-      "produce",
-      "--brokers",
-      brokers,
-      "--topic",
-      topic,
-      "--partitions",
-      "3",
-      "--rate",
-      "8",
-    ]);
+    const producer = new RunningUsershard(produceInto(topic, "--partitions", "3", "--rate", "8"));
     try {
       await producer.waitForOutput(/(Sending message to user \d+[\s\S]*){3}/);
       producer.kill("SIGINT");

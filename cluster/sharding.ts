@@ -109,7 +109,14 @@ export class Sharding {
     const started = Date.now();
     const hostedAtStart = this.region.hostedCount;
     while (Date.now() < deadline) {
-      if (!others()) return true;
+      if (!others()) {
+        if (this.region.hostedCount > 0) {
+          log.info("no other member is Up to take the {count} shards here; their state stops with this node", {
+            count: this.region.hostedCount,
+          });
+        }
+        return true;
+      }
       if (this.region.hostedCount === 0 && this.#runner.movesInFlight === 0) {
         // Stopped here is not yet started there: the state may still be on its way.
         if (!await this.region.confirmHandoffs(deadline)) break;

@@ -21,6 +21,9 @@ export function isValidTopicName(name: string): boolean {
   return /^[a-zA-Z0-9._-]{1,249}$/.test(name) && name !== "." && name !== "..";
 }
 
+/** How long {@linkcode ensureTopic} waits for a new topic's partitions to have leaders. */
+export const TOPIC_READY_TIMEOUT_MS = 30_000;
+
 /**
  * The partition count of `topic`, or `undefined` when it does not exist.
  * Lists topics first: asking kafkajs for a missing topic's metadata retries.
@@ -28,14 +31,14 @@ export function isValidTopicName(name: string): boolean {
 export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
   const topics = await admin.listTopics();
   if (!topics.includes(topic)) return undefined;
-  const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
-  return metadata.topics[0]?.partitions.length;
+  return await readyPartitionCount(admin, topic);
 }
 
 /**
  * Creates `topic` with `partitions` partitions unless it exists; an existing
  * topic with another count is kept as it is (and said so), since changing it
- * would move users between partitions.
+ * would move users between partitions. Resolves once every partition has a
+ * leader, so the caller can produce and consume at once.
  */
 export async function ensureTopic(admin: Admin, topic: string, partitions: number): Promise<TopicInfo> {
   const existing = await partitionCount(admin, topic);
@@ -48,9 +51,42 @@ export async function ensureTopic(admin: Admin, topic: string, partitions: numbe
     }
     return { topic, partitions: existing, created: false };
   }
-  const created = await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+  // kafkajs's own waitForLeaders fails when the broker has not yet learnt of the topic from the
+  // KRaft controller, which is a matter of milliseconds; readyPartitionCount waits that out.
+  const created = await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: false });
   // false means another client created it in between; its count is the one that holds.
-  const count = created ? partitions : await partitionCount(admin, topic) ?? partitions;
+  const count = await readyPartitionCount(admin, topic);
   if (created) log.info("created topic {topic} with {partitions} partitions", { topic, partitions });
   return { topic, partitions: count, created };
+}
+
+/** The partition count of an existing topic, once the broker knows it and every partition has a leader. */
+async function readyPartitionCount(admin: Admin, topic: string): Promise<number> {
+  const deadline = Date.now() + TOPIC_READY_TIMEOUT_MS;
+  for (let delay = 50;; delay = Math.min(delay * 2, 1000)) {
+    let problem: string;
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      const partitions = topics[0]?.partitions ?? [];
+      const leaderless = partitions.filter((p) => p.leader < 0).length;
+      if (partitions.length > 0 && leaderless === 0) return partitions.length;
+      problem = `${leaderless} of ${partitions.length} partitions have no leader`;
+    } catch (error) {
+      if (!isTopicNotReady(error)) throw error;
+      problem = error instanceof Error ? error.message : String(error);
+    }
+    if (Date.now() + delay > deadline) {
+      throw new Error(`topic ${topic} is not ready after ${TOPIC_READY_TIMEOUT_MS / 1000} s: ${problem}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+/** Errors a topic gives while the broker is still learning of it or electing its leaders. */
+function isTopicNotReady(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const type = (e as Error & { type?: unknown }).type;
+    if (type === "UNKNOWN_TOPIC_OR_PARTITION" || type === "LEADER_NOT_AVAILABLE") return true;
+  }
+  return false;
 }

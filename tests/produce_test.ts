@@ -4,7 +4,7 @@ import { partitionFor } from "../kafka/partitioner.ts";
 import { MAX_PRICE, PRODUCTS } from "../kafka/producer.ts";
 import { runUsershard } from "./support/cli.ts";
 import { javaPartitions } from "./support/java.ts";
-import { BROKERS, readTopic, testKafka, withTopic } from "./support/kafka.ts";
+import { BROKERS, createTopic, readTopic, testKafka, withTopic } from "./support/kafka.ts";
 import { freePort, RunningUsershard } from "./support/process.ts";
 
 const brokers = BROKERS.join(",");
@@ -47,10 +47,7 @@ Deno.test("produce creates the topic and every record lands in Java's partition 
 Deno.test("produce keeps an existing topic's partition count and says so", () =>
   withTopic("produce-existing", async (topic) => {
     const kafka = testKafka();
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 5 }], waitForLeaders: true });
-    await admin.disconnect();
+    await createTopic(kafka, topic, 5);
 
     const result = await runUsershard(produceInto(topic, "--rate", "0", "--count", "40"));
     assert.equal(result.code, 0, result.stderr);

@@ -6,6 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { Kafka } from "kafkajs";
+import { ensureTopic } from "../../kafka/admin.ts";
 import { createKafka } from "../../kafka/client.ts";
 import { createPurchaseProducer, purchaseMessage } from "../../kafka/producer.ts";
 import type { Purchase } from "../../kafka/purchase.ts";
@@ -103,12 +104,13 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 30_000)
   return [...records.values()].sort((a, b) => a.partition - b.partition || Number(a.offset) - Number(b.offset));
 }
 
-/** Creates `topic` with `partitions` partitions. */
+/** Creates `topic` with `partitions` partitions, the way the commands do, and waits until it is ready. */
 export async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+    const info = await ensureTopic(admin, topic, partitions);
+    if (!info.created) throw new Error(`topic ${topic} existed already`);
   } finally {
     await admin.disconnect();
   }

@@ -131,12 +131,15 @@ export function stickyAssigner(owned: () => Ownership): PartitionAssigner {
           moved += (claim.owned[topic] ?? []).filter((p) => !now.has(p)).length;
           perMember.get(claim.memberId)![topic] = assignment.get(claim.memberId)!;
         }
-        log.info("assigned {count} partitions of {topic} over {members} consumers; {moved} change consumer", {
-          count: partitions.length,
-          topic,
-          members: members.length,
-          moved,
-        });
+        log.info(
+          "assigned {count} partitions of {topic} over {members} consumers; {moved} taken from their previous consumer",
+          {
+            count: partitions.length,
+            topic,
+            members: members.length,
+            moved,
+          },
+        );
       }
       return Promise.resolve(
         [...perMember].map(([memberId, assignment]) => ({

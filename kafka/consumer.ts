@@ -18,6 +18,7 @@ import { stickyAssigner } from "./sticky_assignor.ts";
 const log = getLogger(["usershard", "consumer"]);
 
 const HEARTBEAT_WHILE_WAITING_MS = 1000;
+const RETRY_DELIVERY_AFTER_MS = 1000;
 
 /** Where decoded events go: the shard region. */
 export interface EventSink {
@@ -129,8 +130,9 @@ export class ConsumerPipeline {
     let events: PurchaseEvent[] = [];
     let lastOffset = -1;
 
-    const flush = async () => {
-      if (lastOffset < 0) return;
+    /** Delivers and commits what is gathered; false when delivery failed and the batch must be fetched again. */
+    const flush = async (): Promise<boolean> => {
+      if (lastOffset < 0) return true;
       if (events.length > 0) {
         // kafkajs heartbeats only when asked; a shard that is moving can take
         // longer than the session timeout to answer, and the group must not evict us meanwhile.
@@ -142,15 +144,20 @@ export class ConsumerPipeline {
         } catch (error) {
           log.warn(
             "could not deliver {count} events of {topic}/{partition} to shard {partition}: {error}; " +
-              "they stay uncommitted and will be delivered again",
+              "they stay uncommitted and are fetched again in {ms} ms",
             {
               count: events.length,
               topic,
               partition,
               error: error instanceof Error ? error.message : String(error),
+              ms: RETRY_DELIVERY_AFTER_MS,
             },
           );
-          throw error;
+          // Throwing would make kafkajs restart the whole consumer, which leaves and rejoins
+          // the group: a rebalance of every node for one unreachable shard. Returning without
+          // resolving makes kafkajs fetch again from the last resolved offset instead.
+          await new Promise((resolve) => setTimeout(resolve, RETRY_DELIVERY_AFTER_MS));
+          return false;
         } finally {
           clearInterval(beat);
         }
@@ -162,6 +169,7 @@ export class ConsumerPipeline {
       await heartbeat();
       events = [];
       lastOffset = -1;
+      return true;
     };
 
     for (const message of batch.messages) {
@@ -182,7 +190,7 @@ export class ConsumerPipeline {
         }
       }
       lastOffset = offset;
-      if (events.length >= maxEvents) await flush();
+      if (events.length >= maxEvents && !await flush()) return;
     }
     if (isRunning() && !isStale()) await flush();
   }

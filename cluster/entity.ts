@@ -36,8 +36,15 @@ export interface PurchaseEvent {
  */
 export function applyPurchase(totals: UserTotals, event: PurchaseEvent): UserTotals {
   log.debug("user {userId} purchase {product}, quantity {quantity}, price {price}", { ...event });
-  return {
-    totalPurchases: totals.totalPurchases + 1,
-    amountSpent: totals.amountSpent + event.quantity * event.price,
-  };
+  const amountSpent = totals.amountSpent + event.quantity * event.price;
+  if (amountSpent > Number.MAX_SAFE_INTEGER) {
+    // Past 2^53 the sum is no longer exact; a total that is silently wrong is worse than a refused event.
+    log.error("user {userId}'s amount spent would pass {max}p; purchase at offset {offset} not counted", {
+      userId: event.userId,
+      max: Number.MAX_SAFE_INTEGER,
+      offset: event.offset,
+    });
+    return totals;
+  }
+  return { totalPurchases: totals.totalPurchases + 1, amountSpent };
 }

@@ -335,8 +335,10 @@ export class ShardRegion {
             offset: shard.lastOffset,
           });
         }
-        // A repeated stop (the first reply was lost) gets the same state again.
+        // A repeated stop (the first reply was lost) gets the same state again, and keeps it
+        // here for as long as the coordinator still asks: expiring it would start the shard empty.
         const kept = this.#recentHandoffs().find((s) => s.shard === id);
+        if (kept && !shard) this.#handedOff.set(id, { snapshot: kept, at: Date.now() });
         return {
           case: "shardStopped",
           value: create(ShardStoppedSchema, { hosted: kept !== undefined, snapshot: kept && snapshotToProto(kept) }),

@@ -18,11 +18,15 @@ export interface Purchase {
   readonly price: number;
 }
 
-/**
- * Largest quantity or price accepted. Keeps `quantity * price` and a user's
- * running totals exact in a JavaScript number.
- */
+/** Largest quantity or price accepted. */
 export const MAX_AMOUNT = 1_000_000_000;
+
+/**
+ * Largest `quantity * price` of one purchase (about 1.1e12 pence). Below it
+ * the product is exact in a JavaScript number, and a user's running total
+ * stays exact for thousands of the largest purchases (see `applyPurchase`).
+ */
+export const MAX_PURCHASE_AMOUNT = 2 ** 40;
 
 /** Encodes a purchase as the record value. */
 export function encodePurchase(purchase: Purchase): Uint8Array {
@@ -79,7 +83,11 @@ export function decodePurchase(key: Uint8Array | null, value: Uint8Array | null)
     return { ok: false, reason: `quantity ${quantity} is outside 0..${MAX_AMOUNT}` };
   }
   if (price < 0 || price > MAX_AMOUNT) return { ok: false, reason: `price ${price} is outside 0..${MAX_AMOUNT}` };
-  return { ok: true, purchase: { userId, product, quantity: Number(quantity), price: Number(price) } };
+  const purchase = { userId, product, quantity: Number(quantity), price: Number(price) };
+  if (purchase.quantity * purchase.price > MAX_PURCHASE_AMOUNT) {
+    return { ok: false, reason: `quantity × price ${quantity}×${price} is above ${MAX_PURCHASE_AMOUNT}` };
+  }
+  return { ok: true, purchase };
 }
 
 /**

@@ -30,6 +30,7 @@ Deno.test("decodePurchase() refuses malformed records with a reason", () => {
     [utf8("7"), proto({ userId: "7", quantity: -1n, price: 1n }), /quantity -1 is outside/],
     [utf8("7"), proto({ userId: "7", quantity: 1n, price: -5n }), /price -5 is outside/],
     [utf8("7"), proto({ userId: "7", quantity: BigInt(MAX_AMOUNT) + 1n, price: 1n }), /quantity .* is outside/],
+    [utf8("7"), proto({ userId: "7", quantity: 2n ** 20n, price: 2n ** 20n + 1n }), /quantity × price .* is above/],
     [new Uint8Array([0xff]), proto({ userId: "7" }), /key is not UTF-8/],
   ];
   for (const [key, value, reason] of cases) {

@@ -21,6 +21,9 @@ import { nodeFromProto, nodeToProto } from "./membership_codec.ts";
 
 const log = getLogger(["usershard", "remoting"]);
 
+/** A handshake is a few hundred bytes; an unauthenticated peer may not make a node buffer more. */
+const MAX_HANDSHAKE_BYTES = 64 * 1024;
+
 /** Bumped whenever the envelope changes incompatibly; peers must agree. */
 export const PROTOCOL_VERSION = 1;
 
@@ -191,6 +194,10 @@ class Link {
             throw new RemotingError("sent more than the handshake before the handshake was answered");
           }
           return fromBinary(EnvelopeSchema, frames[0]);
+        }
+        // Before the peer has proved who it is, it gets no more memory than a handshake needs.
+        if (this.#decoder.buffered > MAX_HANDSHAKE_BYTES) {
+          throw new RemotingError(`handshake larger than ${MAX_HANDSHAKE_BYTES} bytes`);
         }
       }
       throw new RemotingError(`no handshake within ${timeoutMs} ms`);

@@ -31,7 +31,7 @@ export const TOPIC_READY_TIMEOUT_MS = 30_000;
 export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
   const topics = await admin.listTopics();
   if (!topics.includes(topic)) return undefined;
-  return await readyPartitionCount(admin, topic);
+  return await knownPartitionCount(admin, topic, false);
 }
 
 /**
@@ -52,23 +52,27 @@ export async function ensureTopic(admin: Admin, topic: string, partitions: numbe
     return { topic, partitions: existing, created: false };
   }
   // kafkajs's own waitForLeaders fails when the broker has not yet learnt of the topic from the
-  // KRaft controller, which is a matter of milliseconds; readyPartitionCount waits that out.
+  // KRaft controller, which is a matter of milliseconds; knownPartitionCount waits that out.
   const created = await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: false });
   // false means another client created it in between; its count is the one that holds.
-  const count = await readyPartitionCount(admin, topic);
+  const count = await knownPartitionCount(admin, topic, created);
   if (created) log.info("created topic {topic} with {partitions} partitions", { topic, partitions });
   return { topic, partitions: count, created };
 }
 
-/** The partition count of an existing topic, once the broker knows it and every partition has a leader. */
-async function readyPartitionCount(admin: Admin, topic: string): Promise<number> {
+/**
+ * The partition count of an existing topic once the broker knows it and, with
+ * `leaders`, once every partition has a leader (only worth waiting for on a
+ * topic just created: an old one may have a broker down, and only its count matters).
+ */
+async function knownPartitionCount(admin: Admin, topic: string, leaders: boolean): Promise<number> {
   const deadline = Date.now() + TOPIC_READY_TIMEOUT_MS;
   for (let delay = 50;; delay = Math.min(delay * 2, 1000)) {
     let problem: string;
     try {
       const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
       const partitions = topics[0]?.partitions ?? [];
-      const leaderless = partitions.filter((p) => p.leader < 0).length;
+      const leaderless = leaders ? partitions.filter((p) => p.leader < 0).length : 0;
       if (partitions.length > 0 && leaderless === 0) return partitions.length;
       problem = `${leaderless} of ${partitions.length} partitions have no leader`;
     } catch (error) {

@@ -124,7 +124,7 @@ class RawPeer {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    await this.conn.write(bytes);
+    for (let at = 0; at < bytes.length;) at += await this.conn.write(bytes.subarray(at));
   }
 
   async send(envelope: Envelope): Promise<void> {
@@ -193,6 +193,14 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
     assert.ok(await huge.closedByNode());
     huge.close();
 
+    // Within the frame limit, but more than a handshake: refused before it is all buffered.
+    const bloated = await RawPeer.connect(a.remoting);
+    await bloated.next();
+    await bloated.write(new Uint8Array([0x00, 0x10, 0x00, 0x00]));
+    await bloated.write(new Uint8Array(80 * 1024)).catch(() => {}); // the node may close mid-write
+    assert.ok(await bloated.closedByNode());
+    bloated.close();
+
     const wrongName = await RawPeer.connect(a.remoting);
     await wrongName.next();
     await wrongName.send(handshake("green"));
@@ -225,6 +233,7 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
       /closing connection from 127\.0\.0\.1:\d+: handshake failed: frame length 2147483647 exceeds the 16777216-byte limit/,
     );
     assert.match(node.stderr, /refused 127\.0\.0\.1:1: cluster name 'green' differs from 'blue'/);
+    assert.match(node.stderr, /handshake failed: handshake larger than 65536 bytes/);
     assert.deepEqual(await statuses(a), { [addressOf(a)]: "Up" });
     assert.equal((await fetch(`http://127.0.0.1:${a.mgmt}/alive`)).status, 200);
   });

@@ -13,7 +13,7 @@ import { json, startManagement } from "../cluster/management.ts";
 import { newUid } from "../cluster/members.ts";
 import { BindError } from "../cluster/remoting.ts";
 import { Sharding } from "../cluster/sharding.ts";
-import { ensureTopic } from "../kafka/admin.ts";
+import { ensureTopic, partitionCount } from "../kafka/admin.ts";
 import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
@@ -215,6 +215,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       partitions: shardCount,
       sink: sharding.region,
       onAssignment: () => sharding.assignmentChanged(),
+      partitionCount: () => partitionCount(admin, topic),
       hostedShards: () => sharding.region.hostedCount,
     });
     const management = startManagement(flags["mgmt-host"], mgmtPort, {
@@ -250,6 +251,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       signalled.promise,
       node.removed.then((reason) => ({ removed: reason })),
       sharding.fatal.then((message) => ({ fatal: message })),
+      pipeline.fatal.then((message) => ({ fatal: message })),
     ]);
     const ready = await Promise.race([until(() => sharding.isReady()), ended]);
     let consuming = false;

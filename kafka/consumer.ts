@@ -19,6 +19,9 @@ const log = getLogger(["usershard", "consumer"]);
 
 const HEARTBEAT_WHILE_WAITING_MS = 1000;
 const RETRY_DELIVERY_AFTER_MS = 1000;
+const RESIZE_CHECK_EVERY_MS = 5000;
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Where decoded events go: the shard region. */
 export interface EventSink {
@@ -36,6 +39,12 @@ export interface PipelineOptions {
   readonly sink: EventSink;
   /** Called with this node's partitions after every rebalance of the group. */
   readonly onAssignment: (partitions: readonly number[]) => void;
+  /**
+   * The topic's partition count as Kafka has it now. Asked when a record sits
+   * in a partition its user does not hash to, to tell a stray record from a
+   * topic that has grown.
+   */
+  readonly partitionCount: () => Promise<number | undefined>;
   /** Shards hosted on this node, for the periodic summary. */
   readonly hostedShards: () => number;
   /** Partitions processed at the same time. */
@@ -60,6 +69,9 @@ export class ConsumerPipeline {
   #assigned: number[] = [];
   #summaryTimer: ReturnType<typeof setInterval> | undefined;
   #lastSummary = { at: Date.now(), events: 0, local: 0, malformed: 0 };
+  readonly #fatal = Promise.withResolvers<string>();
+  #stopped: string | undefined;
+  #resizeCheck: { at: number; resized: Promise<boolean | undefined> } | undefined;
 
   constructor(options: PipelineOptions) {
     this.#o = options;
@@ -81,6 +93,11 @@ export class ConsumerPipeline {
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
       log.warn("Kafka consumer stopped on an error and restarts: {error}", { error: String(payload.error) });
     });
+  }
+
+  /** Settles with the reason when consuming cannot safely go on (the topic has grown). */
+  get fatal(): Promise<string> {
+    return this.#fatal.promise;
   }
 
   /** The partitions Kafka assigned to this node. */
@@ -126,6 +143,12 @@ export class ConsumerPipeline {
   async #eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
     const { topic, partition } = batch;
+    if (this.#stopped !== undefined) return;
+    if (partition >= this.#o.partitions) {
+      // Only a grown topic has such a partition; nothing in it may be committed under the old count.
+      if (await this.#topicResized() !== true) await delay(RETRY_DELIVERY_AFTER_MS);
+      return;
+    }
     const maxEvents = this.#o.maxEventsPerAsk ?? 2000;
     let events: PurchaseEvent[] = [];
     let lastOffset = -1;
@@ -156,7 +179,7 @@ export class ConsumerPipeline {
           // Throwing would make kafkajs restart the whole consumer, which leaves and rejoins
           // the group: a rebalance of every node for one unreachable shard. Returning without
           // resolving makes kafkajs fetch again from the last resolved offset instead.
-          await new Promise((resolve) => setTimeout(resolve, RETRY_DELIVERY_AFTER_MS));
+          await delay(RETRY_DELIVERY_AFTER_MS);
           return false;
         } finally {
           clearInterval(beat);
@@ -183,6 +206,10 @@ export class ConsumerPipeline {
         // The key is the user id's UTF-8 (decodePurchase checked), so hash it as it is.
         const shard = partitionForBytes(message.key!, this.#o.partitions);
         if (shard !== partition) {
+          // Nothing here is resolved yet, so returning has kafkajs fetch it again (or the node stops).
+          const resized = await this.#topicResized();
+          if (resized === undefined) await delay(RETRY_DELIVERY_AFTER_MS);
+          if (resized !== false) return;
           this.#malformed(topic, partition, offset, `user ${userId} belongs in partition ${shard}, not ${partition}`);
         } else {
           log.debug("Forwarding message for entity {userId} to cluster sharding", { userId });
@@ -193,6 +220,32 @@ export class ConsumerPipeline {
       if (events.length >= maxEvents && !await flush()) return;
     }
     if (isRunning() && !isStale()) await flush();
+  }
+
+  /**
+   * Whether the topic now has another partition count than the shards (then
+   * users have moved between partitions, and skipping their records as
+   * misplaced would lose them); `undefined` when Kafka could not say. Asks
+   * Kafka at most every few seconds.
+   */
+  #topicResized(): Promise<boolean | undefined> {
+    const now = Date.now();
+    if (this.#resizeCheck && now - this.#resizeCheck.at < RESIZE_CHECK_EVERY_MS) return this.#resizeCheck.resized;
+    const resized = this.#o.partitionCount().then((count) => {
+      if (count === undefined || count === this.#o.partitions) return false;
+      this.#stopped = `topic ${this.#o.topic} has ${count} partitions now, not ${this.#o.partitions}: users have ` +
+        "moved between partitions, so this node stops rather than skip their events; restart every node";
+      this.#fatal.resolve(this.#stopped);
+      return true;
+    }, (error) => {
+      log.warn("could not read the partition count of {topic}: {error}", {
+        topic: this.#o.topic,
+        error: String(error),
+      });
+      return undefined;
+    });
+    this.#resizeCheck = { at: now, resized };
+    return resized;
   }
 
   #malformed(topic: string, partition: number, offset: number, reason: string): void {

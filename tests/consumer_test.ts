@@ -35,6 +35,7 @@ Deno.test("a shard that refuses events for a while: the consumer keeps its place
         },
       },
       onAssignment: () => joins++,
+      partitionCount: () => Promise.resolve(2),
       hostedShards: () => 2,
     });
     const admin = kafka.admin();

@@ -18,7 +18,14 @@ import {
   type Stream,
   withNodes,
 } from "./support/cluster.ts";
-import { createTopic, expectedTotals, knownPurchases, producePurchases, testKafka } from "./support/kafka.ts";
+import {
+  createTopic,
+  expectedTotals,
+  knownPurchases,
+  producePurchases,
+  readTopic,
+  testKafka,
+} from "./support/kafka.ts";
 
 /**
  * Waits until the live nodes host every shard exactly once, each on the node
@@ -302,5 +309,48 @@ Deno.test("malformed records are logged, counted, skipped and committed past; th
       await admin.disconnect();
     }
     assert.equal((await fetch(`http://127.0.0.1:${a.mgmt}/ready`)).status, 200);
+  });
+});
+
+Deno.test("a topic that grows while a node runs: the node stops with a clear error and skips nothing", async () => {
+  await withNodes("resized", async (started, stream) => {
+    const kafka = testKafka();
+    await createTopic(kafka, stream.topic, 4);
+    const before = knownPurchases(40, 20, 3);
+    await producePurchases(kafka, stream.topic, before);
+    const [a] = nodePorts(1);
+    const node = startProcessor(a, [a], stream);
+    started.push(node);
+    await exactTotals([a], stream, before);
+
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await admin.createPartitions({ topicPartitions: [{ topic: stream.topic, count: 6 }] });
+      // A producer that starts now partitions by the new count, so some users land in other partitions.
+      await producePurchases(kafka, stream.topic, knownPurchases(40, 20, 4));
+      const status = await node.exited(30_000);
+      assert.equal(status.code, 1);
+      assert.match(
+        node.stderr,
+        new RegExp(`usershard process: topic ${stream.topic} has 6 partitions now, not 4: .* restart every node\n$`),
+      );
+      const records = await readTopic(kafka, stream.topic);
+      const [committed] = await admin.fetchOffsets({ groupId: stream.group, topics: [stream.topic] });
+      for (const { partition, offset } of committed.partitions) {
+        const misplaced = records.find((r) =>
+          r.partition === partition && partitionFor(String(r.key), 4) !== partition
+        );
+        if (misplaced) {
+          assert.ok(
+            Number(offset) <= Number(misplaced.offset),
+            `${partition}: committed ${offset} past ${misplaced.offset}`,
+          );
+        }
+      }
+    } finally {
+      await admin.disconnect();
+    }
+    assert.doesNotMatch(node.stderr, /skipping malformed record/);
   });
 });

@@ -32,6 +32,13 @@ export const COMMAND_RETRY_MS = 1000;
  */
 export const LEAVING_GRACE_MS = 5000;
 
+/**
+ * How long a request for a shard's home is remembered. Askers give up long
+ * before (their ask timeout) and ask again; forgetting keeps a shard that
+ * stays homeless from piling up requests.
+ */
+export const WAITER_TTL_MS = 60_000;
+
 /** One shard moving (or starting, when `from` is absent). */
 export interface ShardMove {
   readonly shard: number;
@@ -115,6 +122,7 @@ interface Batch {
 interface Waiter {
   readonly requestId: number;
   readonly requester: NodeId;
+  readonly expires: number;
 }
 
 /** The shard coordinator's decisions; runs on the oldest member. */
@@ -186,6 +194,11 @@ export class Coordinator {
         this.#started(input.shard, input.at, input.now);
         break;
       case "tick":
+        for (const [shard, waiters] of this.#waiters) {
+          const live = waiters.filter((w) => w.expires > input.now);
+          if (live.length > 0) this.#waiters.set(shard, live);
+          else this.#waiters.delete(shard);
+        }
         break;
     }
     this.#maybeActivate(input.now);
@@ -322,7 +335,7 @@ export class Coordinator {
 
   #getHome(shard: number, requester: NodeId, requestId: number, now: number): void {
     const waiters = this.#waiters.get(shard) ?? [];
-    waiters.push({ requestId, requester });
+    waiters.push({ requestId, requester, expires: now + WAITER_TTL_MS });
     this.#waiters.set(shard, waiters);
     if (!this.#active || this.#allocation.has(shard) || this.#moves.has(shard)) return;
     if (!this.#orphans.has(shard) && !this.#allRegistered()) return;

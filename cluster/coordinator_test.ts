@@ -5,6 +5,7 @@ import {
   LEAVING_GRACE_MS,
   type MemberInfo,
   REGISTRATION_GRACE_MS,
+  WAITER_TTL_MS,
 } from "./coordinator.ts";
 import type { NodeId } from "./members.ts";
 import { sameNode } from "./members.ts";
@@ -187,6 +188,18 @@ Deno.test("an unallocated shard asked for goes to the consumer of its partition,
   w.feed({ type: "getHome", shard: 0, requester: A, requestId: 78, now: 1 });
   w.settle();
   assert.ok(w.log.some((a) => a.type === "homeReply" && a.requestId === 78 && sameNode(a.home, B)));
+});
+
+Deno.test("requests for a home that stays unknown are forgotten after a while, not piled up", () => {
+  const w = new World(2, [A, B]);
+  w.feed({ type: "members", members: up(A, B), now: 0 });
+  w.register(A);
+  w.register(B);
+  w.feed({ type: "getHome", shard: 1, requester: A, requestId: 77, now: 0 });
+  w.tick(WAITER_TTL_MS + 1);
+  w.feed({ type: "getHome", shard: 1, requester: A, requestId: 78, now: w.now });
+  w.complete();
+  assert.deepEqual(w.log.filter((a) => a.type === "homeReply").map((a) => a.type === "homeReply" && a.requestId), [78]);
 });
 
 Deno.test("a new coordinator rebuilds its table from the regions and moves nothing that is in place", () => {

@@ -24,7 +24,7 @@ import {
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
 import { type NodeId, nodeKey, sameNode } from "./members.ts";
 import { nodeFromProto } from "./membership_codec.ts";
-import { type Body, type Inbound, type Remoting, RemotingError } from "./remoting.ts";
+import { type Body, type Inbound, type Remoting, RemotingError, within } from "./remoting.ts";
 import { Shard, type ShardSnapshot } from "./shard.ts";
 import { eventsFromProto, eventsToProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
@@ -252,7 +252,9 @@ export class ShardRegion {
         throw new ShardUnavailableError(`shard ${shard} could not be reached in time (${last})`);
       }
       try {
-        const home = this.#homes.get(shard) ?? await this.#resolve(shard, remaining);
+        // The lookup may be shared with an earlier caller whose deadline is later than this one's.
+        const home = this.#homes.get(shard) ??
+          await within(this.#resolve(shard, remaining), remaining, `finding the home of shard ${shard}`);
         if (!sameNode(home, this.#o.self)) {
           const result = await how.remote(home, Math.max(1, deadline - Date.now()));
           if (result !== undefined) return result;

@@ -62,6 +62,19 @@ export class RemotingError extends Error {
   override name = "RemotingError";
 }
 
+/**
+ * `promise`, or a {@linkcode RemotingError} saying `what` took too long once
+ * `ms` have passed, whichever comes first. For one caller's deadline on work
+ * that others may share.
+ */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RemotingError(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /** The listening port is taken, or the address cannot be bound. */
 export class BindError extends Error {
   override name = "BindError";
@@ -534,14 +547,16 @@ export class Remoting {
       if (reply.case === "failure") throw new RemotingError(reply.value.message);
       return { from: this.#config.self, body: reply };
     }
-    const link = await this.#link(address);
+    const deadline = Date.now() + timeoutMs;
+    // Connecting and the handshake count against the asker's time too.
+    const link = await within(this.#link(address), timeoutMs, `connecting to ${address}`);
     const id = this.#nextCorrelation;
     this.#nextCorrelation = this.#nextCorrelation >= 0xffffffff ? 1 : this.#nextCorrelation + 1;
     const { promise, resolve, reject } = Promise.withResolvers<Inbound>();
     const timer = setTimeout(() => {
       this.#pending.delete(id);
       reject(new RemotingError(`${address} did not answer ${body.case} within ${timeoutMs} ms`));
-    }, timeoutMs);
+    }, Math.max(1, deadline - Date.now()));
     this.#pending.set(id, { resolve, reject, timer, address });
     try {
       link.send(create(EnvelopeSchema, { correlationId: id, body }));

@@ -277,10 +277,15 @@ export class Coordinator {
       });
       return;
     }
+    // Once registered, a region changes its shards only on this coordinator's commands, which the
+    // table follows; a repeated registration may be older than the last of them (its first reply
+    // was lost), so it may add claims but not take any away.
+    const repeated = this.#regions.has(nodeKey(region));
     this.#regions.set(nodeKey(region), region);
     const claimed = new Set(shards);
     for (const [shard, home] of this.#allocation) {
-      if (sameNode(home, region) && !claimed.has(shard) && !this.#moves.has(shard)) this.#allocation.delete(shard);
+      if (repeated || !sameNode(home, region) || claimed.has(shard) || this.#moves.has(shard)) continue;
+      this.#allocation.delete(shard);
     }
     for (const shard of claimed) {
       if (shard < 0 || shard >= this.shardCount) continue;

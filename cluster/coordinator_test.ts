@@ -202,6 +202,17 @@ Deno.test("requests for a home that stays unknown are forgotten after a while, n
   assert.deepEqual(w.log.filter((a) => a.type === "homeReply").map((a) => a.type === "homeReply" && a.requestId), [78]);
 });
 
+Deno.test("a late repeat of a region's registration does not make the coordinator forget a shard it started there", () => {
+  const w = settledOnAB(2);
+  w.hosted.get(A.address)!.set(0, 42);
+  // Sent before shard 0 started on A (the first reply was lost), received after.
+  w.feed({ type: "register", region: A, shards: [], shardCount: 2, requestId: 900, now: w.now });
+  w.feed({ type: "placement", desired: new Map([[0, B.address], [1, B.address]]), now: w.now });
+  w.settle();
+  assert.deepEqual(w.homes(A), []);
+  assert.equal(w.hosted.get(B.address)!.get(0), 42, "shard 0 moved with its state");
+});
+
 Deno.test("a new coordinator rebuilds its table from the regions and moves nothing that is in place", () => {
   const w = new World(4, [A, B]);
   w.hosted.get(A.address)!.set(0, 5).set(2, 5);

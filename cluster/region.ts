@@ -21,6 +21,7 @@ import {
   ShardStoppedSchema,
   UserTotalsSchema,
 } from "../proto/gen/cluster_pb.ts";
+import { WAITER_TTL_MS } from "./coordinator.ts";
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
 import { type NodeId, nodeKey, sameNode } from "./members.ts";
 import { nodeFromProto } from "./membership_codec.ts";
@@ -277,10 +278,11 @@ export class ShardRegion {
     if (pending) return pending;
     const coordinator = this.#o.coordinator();
     if (!coordinator) return Promise.reject(new RemotingError("no coordinator yet (this node is not in a cluster)"));
+    // The coordinator forgets a request after WAITER_TTL_MS; waiting longer would only wait for nothing.
     const resolving = this.#o.remoting.ask(coordinator.address, {
       case: "getShardHome",
       value: create(GetShardHomeSchema, { shard }),
-    }, timeoutMs).then((reply) => {
+    }, Math.min(timeoutMs, WAITER_TTL_MS)).then((reply) => {
       if (reply.body.case !== "shardHome") throw new RemotingError(`unexpected answer ${reply.body.case}`);
       const home = nodeFromProto(reply.body.value.node);
       this.#homes.set(shard, home);

@@ -87,7 +87,8 @@ const encoder = new TextEncoder();
 /** One TCP connection carrying frames: a write queue that respects backpressure, and a read loop. */
 class Link {
   readonly #conn: Deno.TcpConn;
-  readonly #decoder = new FrameDecoder(MAX_FRAME_BYTES);
+  // Before the peer has proved who it is, it gets no more memory than a handshake needs.
+  #decoder = new FrameDecoder(MAX_HANDSHAKE_BYTES);
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
   #flushing: Promise<void> | undefined;
@@ -167,10 +168,13 @@ class Link {
   }
 
   /**
-   * Reads envelopes until the connection ends. A framing or decoding error
-   * closes the connection with a log line; it never throws.
+   * Reads envelopes until the connection ends (called once the handshake is
+   * done). A framing or decoding error closes the connection with a log line;
+   * it never throws.
    */
   async readEnvelopes(onEnvelope: (envelope: Envelope) => void): Promise<void> {
+    // The handshake left nothing buffered (readOne makes sure), so the full frame limit starts clean.
+    this.#decoder = new FrameDecoder(MAX_FRAME_BYTES);
     const buffer = new Uint8Array(64 * 1024);
     try {
       while (!this.#closed) {
@@ -207,10 +211,6 @@ class Link {
             throw new RemotingError("sent more than the handshake before the handshake was answered");
           }
           return fromBinary(EnvelopeSchema, frames[0]);
-        }
-        // Before the peer has proved who it is, it gets no more memory than a handshake needs.
-        if (this.#decoder.buffered > MAX_HANDSHAKE_BYTES) {
-          throw new RemotingError(`handshake larger than ${MAX_HANDSHAKE_BYTES} bytes`);
         }
       }
       throw new RemotingError(`no handshake within ${timeoutMs} ms`);
@@ -461,17 +461,11 @@ export class Remoting {
     const { host, port } = splitAddress(address);
     const timeout = this.#config.connectTimeoutMs;
     const connecting = Deno.connect({ hostname: host, port });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const conn = await Promise.race([
-      connecting,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          // A connection that opens after we gave up must not linger.
-          connecting.then((late) => late.close(), () => {});
-          reject(new RemotingError(`connect to ${address} timed out after ${timeout} ms`));
-        }, timeout);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const conn = await within(connecting, timeout, `connecting to ${address}`).catch((error) => {
+      // A connection that opens after we gave up must not linger.
+      connecting.then((late) => late.close(), () => {});
+      throw error;
+    });
     const link = new Link(conn, `to ${address}`);
     try {
       const challenge = await link.readOne(this.#config.handshakeTimeoutMs);

@@ -6,6 +6,7 @@
  */
 import type { Admin } from "kafkajs";
 import { getLogger } from "@logtape/logtape";
+import { errorChain } from "./client.ts";
 
 const log = getLogger(["usershard", "kafka"]);
 
@@ -88,9 +89,8 @@ async function knownPartitionCount(admin: Admin, topic: string, leaders: boolean
 
 /** Errors a topic gives while the broker is still learning of it or electing its leaders. */
 function isTopicNotReady(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+  return errorChain(error).some((e) => {
     const type = (e as Error & { type?: unknown }).type;
-    if (type === "UNKNOWN_TOPIC_OR_PARTITION" || type === "LEADER_NOT_AVAILABLE") return true;
-  }
-  return false;
+    return type === "UNKNOWN_TOPIC_OR_PARTITION" || type === "LEADER_NOT_AVAILABLE";
+  });
 }

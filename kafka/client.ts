@@ -62,10 +62,7 @@ export function createKafka(settings: KafkaSettings): Kafka {
  * ```
  */
 export function kafkaErrorLine(error: unknown, brokers: readonly string[]): string {
-  const messages: string[] = [];
-  for (let e: unknown = error; e instanceof Error && messages.length < 4; e = causeOf(e)) {
-    messages.push(e.message);
-  }
+  const messages = errorChain(error).map((e) => e.message);
   const detail = messages.at(-1) ?? String(error);
   const where = brokers.join(",");
   if (messages.some((m) => /connect|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|timed? ?out|getaddrinfo/i.test(m))) {
@@ -73,6 +70,13 @@ export function kafkaErrorLine(error: unknown, brokers: readonly string[]): stri
       "(is a broker running? `deno task kafka` starts one)";
   }
   return `Kafka at ${where} failed: ${detail}`;
+}
+
+/** An error and the errors behind it (at most four), outermost first. */
+export function errorChain(error: unknown): Error[] {
+  const chain: Error[] = [];
+  for (let e: unknown = error; e instanceof Error && chain.length < 4; e = causeOf(e)) chain.push(e);
+  return chain;
 }
 
 function causeOf(error: Error): unknown {

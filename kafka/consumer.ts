@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
+import { type Consumer, type EachBatchPayload, type Kafka, PartitionAssigners } from "kafkajs";
 import { getLogger } from "@logtape/logtape";
 import type { PurchaseEvent } from "../cluster/entity.ts";
 import { partitionForBytes } from "./partitioner.ts";
@@ -19,9 +19,20 @@ const log = getLogger(["usershard", "consumer"]);
 
 const HEARTBEAT_WHILE_WAITING_MS = 1000;
 const RETRY_DELIVERY_AFTER_MS = 1000;
-const RESIZE_CHECK_EVERY_MS = 5000;
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * `work`, heartbeating meanwhile: kafkajs heartbeats only when asked, and a
+ * shard that is moving (or Kafka itself) can take longer than the session
+ * timeout to answer; the group must not evict us for it.
+ */
+async function whileWaiting<T>(heartbeat: () => Promise<void>, work: Promise<T>): Promise<T> {
+  const beat = setInterval(() => heartbeat().catch(() => {}), HEARTBEAT_WHILE_WAITING_MS);
+  try {
+    return await work;
+  } finally {
+    clearInterval(beat);
+  }
+}
 
 /** Where decoded events go: the shard region. */
 export interface EventSink {
@@ -70,8 +81,8 @@ export class ConsumerPipeline {
   #summaryTimer: ReturnType<typeof setInterval> | undefined;
   #lastSummary = { at: Date.now(), events: 0, local: 0, malformed: 0 };
   readonly #fatal = Promise.withResolvers<string>();
-  #stopped: string | undefined;
-  #resizeCheck: { at: number; resized: Promise<boolean | undefined> } | undefined;
+  #failed = false;
+  #resizeCheck: Promise<boolean | undefined> | undefined;
 
   constructor(options: PipelineOptions) {
     this.#o = options;
@@ -82,7 +93,11 @@ export class ConsumerPipeline {
       heartbeatInterval: 1000,
       maxWaitTimeInMs: 250,
       allowAutoTopicCreation: false,
-      partitionAssigners: [stickyAssigner(() => ({ [options.topic]: this.#assigned }))],
+      // New partitions are seen this soon (kafkajs's default is 5 minutes); see #topicResized.
+      metadataMaxAge: 30_000,
+      // Round-robin as well, so that a group still holding members that offer only that one
+      // (nodes of an older build, during a rolling upgrade) agrees on it instead of refusing us.
+      partitionAssigners: [stickyAssigner(() => ({ [options.topic]: this.#assigned })), PartitionAssigners.roundRobin],
     });
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
       this.#assignment(payload.memberAssignment[options.topic] ?? []);
@@ -91,11 +106,15 @@ export class ConsumerPipeline {
       log.info("Kafka consumer group {group} is rebalancing", { group: options.group });
     });
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
-      log.warn("Kafka consumer stopped on an error and restarts: {error}", { error: String(payload.error) });
+      if (payload.restart) {
+        log.warn("Kafka consumer stopped on an error and restarts: {error}", { error: String(payload.error) });
+      } else {
+        this.#fail(`the Kafka consumer stopped for good: ${payload.error.message}`);
+      }
     });
   }
 
-  /** Settles with the reason when consuming cannot safely go on (the topic has grown). */
+  /** Settles with the reason when consuming cannot go on (the topic has grown, the consumer died). */
   get fatal(): Promise<string> {
     return this.#fatal.promise;
   }
@@ -141,13 +160,19 @@ export class ConsumerPipeline {
   }
 
   async #eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale, pause } = payload;
     const { topic, partition } = batch;
-    if (this.#stopped !== undefined) return;
+    // Returning without resolving has kafkajs fetch the rest again from the last resolved offset;
+    // pausing the partition meanwhile keeps that from being at once, and lets the others go on.
+    const retryLater = () => {
+      const resume = pause();
+      if (!this.#failed) setTimeout(resume, RETRY_DELIVERY_AFTER_MS);
+    };
+    if (this.#failed) return retryLater();
     if (partition >= this.#o.partitions) {
       // Only a grown topic has such a partition; nothing in it may be committed under the old count.
-      if (await this.#topicResized() !== true) await delay(RETRY_DELIVERY_AFTER_MS);
-      return;
+      await whileWaiting(heartbeat, this.#topicResized());
+      return retryLater();
     }
     const maxEvents = this.#o.maxEventsPerAsk ?? 2000;
     let events: PurchaseEvent[] = [];
@@ -157,11 +182,8 @@ export class ConsumerPipeline {
     const flush = async (): Promise<boolean> => {
       if (lastOffset < 0) return true;
       if (events.length > 0) {
-        // kafkajs heartbeats only when asked; a shard that is moving can take
-        // longer than the session timeout to answer, and the group must not evict us meanwhile.
-        const beat = setInterval(() => heartbeat().catch(() => {}), HEARTBEAT_WHILE_WAITING_MS);
         try {
-          const delivery = await this.#o.sink.applyEvents(partition, events);
+          const delivery = await whileWaiting(heartbeat, this.#o.sink.applyEvents(partition, events));
           this.stats.events += events.length;
           if (delivery.local) this.stats.local += events.length;
         } catch (error) {
@@ -177,12 +199,9 @@ export class ConsumerPipeline {
             },
           );
           // Throwing would make kafkajs restart the whole consumer, which leaves and rejoins
-          // the group: a rebalance of every node for one unreachable shard. Returning without
-          // resolving makes kafkajs fetch again from the last resolved offset instead.
-          await delay(RETRY_DELIVERY_AFTER_MS);
+          // the group: a rebalance of every node for one unreachable shard.
+          retryLater();
           return false;
-        } finally {
-          clearInterval(beat);
         }
       }
       resolveOffset(String(lastOffset));
@@ -206,10 +225,8 @@ export class ConsumerPipeline {
         // The key is the user id's UTF-8 (decodePurchase checked), so hash it as it is.
         const shard = partitionForBytes(message.key!, this.#o.partitions);
         if (shard !== partition) {
-          // Nothing here is resolved yet, so returning has kafkajs fetch it again (or the node stops).
-          const resized = await this.#topicResized();
-          if (resized === undefined) await delay(RETRY_DELIVERY_AFTER_MS);
-          if (resized !== false) return;
+          const resized = await whileWaiting(heartbeat, this.#topicResized());
+          if (resized !== false) return retryLater();
           this.#malformed(topic, partition, offset, `user ${userId} belongs in partition ${shard}, not ${partition}`);
         } else {
           log.debug("Forwarding message for entity {userId} to cluster sharding", { userId });
@@ -225,17 +242,17 @@ export class ConsumerPipeline {
   /**
    * Whether the topic now has another partition count than the shards (then
    * users have moved between partitions, and skipping their records as
-   * misplaced would lose them); `undefined` when Kafka could not say. Asks
-   * Kafka at most every few seconds.
+   * misplaced would lose them); `undefined` when Kafka could not say. Every
+   * answer is asked afresh (partitions running at once share one question):
+   * a remembered "no" could let a resize that just happened skip events.
    */
   #topicResized(): Promise<boolean | undefined> {
-    const now = Date.now();
-    if (this.#resizeCheck && now - this.#resizeCheck.at < RESIZE_CHECK_EVERY_MS) return this.#resizeCheck.resized;
-    const resized = this.#o.partitionCount().then((count) => {
+    this.#resizeCheck ??= this.#o.partitionCount().then((count) => {
       if (count === undefined || count === this.#o.partitions) return false;
-      this.#stopped = `topic ${this.#o.topic} has ${count} partitions now, not ${this.#o.partitions}: users have ` +
-        "moved between partitions, so this node stops rather than skip their events; restart every node";
-      this.#fatal.resolve(this.#stopped);
+      this.#fail(
+        `topic ${this.#o.topic} has ${count} partitions now, not ${this.#o.partitions}: users have moved ` +
+          "between partitions, so this node stops rather than skip their events; restart every node",
+      );
       return true;
     }, (error) => {
       log.warn("could not read the partition count of {topic}: {error}", {
@@ -243,9 +260,13 @@ export class ConsumerPipeline {
         error: String(error),
       });
       return undefined;
-    });
-    this.#resizeCheck = { at: now, resized };
-    return resized;
+    }).finally(() => this.#resizeCheck = undefined);
+    return this.#resizeCheck;
+  }
+
+  #fail(reason: string): void {
+    this.#failed = true;
+    this.#fatal.resolve(reason);
   }
 
   #malformed(topic: string, partition: number, offset: number, reason: string): void {

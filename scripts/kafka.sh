@@ -81,7 +81,7 @@ port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 running_pid() {
   local pid
   pid="$(cat "$run/pid" 2>/dev/null)" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $run/server.properties" && echo "$pid"
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "kafka.Kafka $run/server.properties" && echo "$pid"
 }
 
 # What the broker last logged, for a failure message that explains itself.
@@ -153,7 +153,7 @@ stop() {
     return 0
   fi
   say "stopping the broker at $host:$port (pid $pid)"
-  kill "$pid"
+  kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 60); do
     kill -0 "$pid" 2>/dev/null || { rm -f "$run/pid"; say "stopped"; return 0; }
     sleep 0.5
@@ -166,6 +166,10 @@ stop() {
 reset() {
   stop
   [ -d "$run" ] || { say "no broker data in $run"; return 0; }
+  if [ ! -f "$run/server.properties" ] && [ -n "$(ls -A "$run")" ]; then
+    fail "$run is not a broker folder of this script (no server.properties); not deleting it"
+  fi
+  port_open "$bind_host" "$port" && fail "a broker still answers at $host:$port; stop it before deleting $run"
   rm -rf "$run"
   say "deleted $run"
 }

@@ -193,7 +193,7 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
     assert.ok(await huge.closedByNode());
     huge.close();
 
-    // Within the frame limit, but more than a handshake: refused before it is all buffered.
+    // Within the frame limit, but more than a handshake: refused as soon as its length is read.
     const bloated = await RawPeer.connect(a.remoting);
     await bloated.next();
     await bloated.write(new Uint8Array([0x00, 0x10, 0x00, 0x00]));
@@ -230,10 +230,10 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
     await intruder.waitForOutput(new RegExp(`${addressOf(a)} refused this node: the shared secret does not match`));
 
     await node.waitForOutput(
-      /closing connection from 127\.0\.0\.1:\d+: handshake failed: frame length 2147483647 exceeds the 16777216-byte limit/,
+      /closing connection from 127\.0\.0\.1:\d+: handshake failed: frame length 2147483647 exceeds the 65536-byte limit/,
     );
     assert.match(node.stderr, /refused 127\.0\.0\.1:1: cluster name 'green' differs from 'blue'/);
-    assert.match(node.stderr, /handshake failed: handshake larger than 65536 bytes/);
+    assert.match(node.stderr, /handshake failed: frame length 1048576 exceeds the 65536-byte limit/);
     assert.deepEqual(await statuses(a), { [addressOf(a)]: "Up" });
     assert.equal((await fetch(`http://127.0.0.1:${a.mgmt}/alive`)).status, 200);
   });

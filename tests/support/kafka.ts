@@ -43,7 +43,12 @@ export async function deleteTopics(prefix: string): Promise<void> {
   const admin = testKafka("usershard-test-cleanup").admin();
   try {
     await admin.connect();
-    const topics = (await admin.listTopics()).filter((name) => name.startsWith(prefix));
+    let topics = (await admin.listTopics()).filter((name) => name.startsWith(prefix));
+    if (!topics.includes(prefix)) {
+      // A topic created a moment ago may not be listed yet (a test that failed right after creating it).
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      topics = (await admin.listTopics()).filter((name) => name.startsWith(prefix));
+    }
     if (topics.length > 0) await admin.deleteTopics({ topics });
   } catch (error) {
     // Cleanup must not hide the test's own outcome; a leftover topic is only a cost.

@@ -6,7 +6,15 @@
  *
  * @module
  */
-import { type CommandSpec, type FlagSpec, type FlagValues, helpText, parseFlags } from "./flags.ts";
+import {
+  type CommandSpec,
+  type FlagSpec,
+  type FlagValues,
+  helpText,
+  type Parsed,
+  parseFlags,
+  UsageError,
+} from "./flags.ts";
 
 /** A runtime failure the user should read: printed as one line, exit code 1. */
 export class CliError extends Error {
@@ -33,7 +41,7 @@ export interface Command {
  */
 export function defineCommand<F extends Readonly<Record<string, FlagSpec>>>(
   spec: CommandSpec & { readonly flags: F },
-  run: (flags: FlagValues<F>, positionals: string[]) => Promise<number>,
+  run: (flags: FlagValues<F>, positionals: string[], sources: Parsed<F>["sources"]) => Promise<number>,
 ): Command {
   return {
     spec,
@@ -43,15 +51,38 @@ export function defineCommand<F extends Readonly<Record<string, FlagSpec>>>(
         await writeStdout(helpText(spec));
         return 0;
       }
-      return await run(parsed.flags, parsed.positionals);
+      try {
+        return await run(parsed.flags, parsed.positionals, parsed.sources);
+      } catch (error) {
+        throw error instanceof UsageError ? namingEnvironment(error, spec, parsed.sources) : error;
+      }
     },
   };
 }
 
+/** A bad value that came from an environment variable is reported under that name, which is what to fix. */
+function namingEnvironment<F extends Readonly<Record<string, FlagSpec>>>(
+  error: UsageError,
+  spec: CommandSpec & { readonly flags: F },
+  sources: Parsed<F>["sources"],
+): UsageError {
+  const name = /^--([a-z-]+)/.exec(error.message)?.[1];
+  const env = name && sources[name] === "env" ? spec.flags[name]?.env : undefined;
+  return env ? new UsageError(error.message.replace(`--${name}`, `${env} (--${name})`)) : error;
+}
+
 const encoder = new TextEncoder();
 
-/** Writes `text` to standard output, all of it. */
+/**
+ * Writes `text` to standard output, all of it. When the reader has gone (a
+ * pipe into `head`), the program ends quietly with status 0, as Unix tools do.
+ */
 export async function writeStdout(text: string): Promise<void> {
   const bytes = encoder.encode(text);
-  for (let written = 0; written < bytes.length;) written += await Deno.stdout.write(bytes.subarray(written));
+  try {
+    for (let written = 0; written < bytes.length;) written += await Deno.stdout.write(bytes.subarray(written));
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
+    throw error;
+  }
 }

@@ -48,5 +48,5 @@ export const LOG_LEVEL_FLAG = {
   value: "LEVEL",
   env: "USERSHARD_LOG_LEVEL",
   default: "info",
-  description: "trace, debug, info, warning or error",
+  description: "trace, debug, info, warning, error or fatal",
 } as const satisfies FlagSpec;

@@ -46,6 +46,8 @@ export interface Parsed<F extends Readonly<Record<string, FlagSpec>>> {
   readonly flags: FlagValues<F>;
   readonly positionals: string[];
   readonly help: boolean;
+  /** Where each string flag's value came from, so errors and warnings can say. */
+  readonly sources: Readonly<Record<keyof F, "flag" | "env" | "default">>;
 }
 
 /**
@@ -72,30 +74,40 @@ export function parseFlags<F extends Readonly<Record<string, FlagSpec>>>(
   try {
     parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
   } catch (error) {
-    // node:util's messages run to several lines of hints; the first sentence is the point.
-    const first = (error instanceof Error ? error.message : String(error)).split("\n")[0].split(". ")[0];
-    const option = /Option '(--[^']+)' argument is ambiguous/.exec(first)?.[1];
-    throw new UsageError(
-      option ? `${option} needs a value; write ${option}=VALUE for one starting with '-'` : first.replace(/\.$/, ""),
-    );
+    throw new UsageError(argsProblem(error instanceof Error ? error.message : String(error), spec.name));
   }
   const flags: Record<string, string | boolean | undefined> = {};
+  const sources: Record<string, "flag" | "env" | "default"> = {};
   for (const [name, flag] of Object.entries(spec.flags)) {
     const given = parsed.values[name];
     if (flag.type === "boolean") {
-      flags[name] = given === true || (given === undefined && isTrue(flag.env && env(flag.env)));
+      const fromEnv = given === undefined && isTrue(flag.env && env(flag.env));
+      flags[name] = given === true || fromEnv;
+      sources[name] = given === true ? "flag" : fromEnv ? "env" : "default";
       continue;
     }
     const fromEnv = flag.env ? env(flag.env) : undefined;
-    flags[name] = typeof given === "string"
-      ? given
-      : (fromEnv !== undefined && fromEnv !== "" ? fromEnv : flag.default);
+    sources[name] = typeof given === "string" ? "flag" : fromEnv !== undefined && fromEnv !== "" ? "env" : "default";
+    flags[name] = { flag: given, env: fromEnv, default: flag.default }[sources[name]];
   }
   return {
     flags: flags as FlagValues<F>,
     positionals: parsed.positionals,
     help: parsed.values.help === true,
+    sources: sources as Record<keyof F, "flag" | "env" | "default">,
   };
+}
+
+/** node:util's wording (several lines of hints) as one line in the program's own words. */
+function argsProblem(message: string, command: string): string {
+  const first = message.split("\n")[0].split(". ")[0].replace(/\.$/, "");
+  const ambiguous = /Option '(--[^']+)' argument is ambiguous/.exec(first)?.[1];
+  if (ambiguous) return `${ambiguous} needs a value; write ${ambiguous}=VALUE for one starting with '-'`;
+  const missing = /Option '(--[^ ']+)[^']*' argument missing/.exec(first)?.[1];
+  if (missing) return `${missing} needs a value`;
+  const unknown = /Unknown option '([^']+)'/.exec(first)?.[1];
+  if (unknown) return `unknown flag ${unknown} (usershard ${command} --help lists them)`;
+  return first;
 }
 
 function isTrue(value: string | undefined | false): boolean {
@@ -180,7 +192,9 @@ export function hostPortList(name: string, value: string): string[] {
 }
 
 /**
- * Reads a duration flag: a number with a unit, `ms`, `s` or `m`.
+ * Reads a duration flag: a number above zero with a unit, `ms`, `s`, `m` or
+ * `h` (every duration the program takes is a wait or a timeout, where zero
+ * would only mean "fail at once").
  *
  * @example
  * ```ts
@@ -188,7 +202,9 @@ export function hostPortList(name: string, value: string): string[] {
  * ```
  */
 export function durationFlag(name: string, value: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m)$/.exec(value.trim());
-  if (!match) throw new UsageError(`--${name} must be a duration like 500ms, 5s or 1m, got '${value}'`);
-  return Math.round(Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2] as "ms" | "s" | "m"]);
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/.exec(value.trim());
+  const ms = match &&
+    Math.round(Number(match[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as "ms" | "s" | "m" | "h"]);
+  if (!ms) throw new UsageError(`--${name} must be a duration above zero like 500ms, 5s or 1m, got '${value}'`);
+  return ms;
 }

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { configure, getTextFormatter, isLogLevel, type LogLevel, type Sink } from "@logtape/logtape";
+import * as grpc from "@grpc/grpc-js";
+import { configure, getLogger, getTextFormatter, isLogLevel, type LogLevel, type Sink } from "@logtape/logtape";
 import { UsageError } from "./flags.ts";
 
 /** The levels `--log-level` accepts. */
@@ -37,6 +38,11 @@ const stderrSink: Sink = (record) => {
   Deno.stderr.writeSync(encoder.encode(formatter(record)));
 };
 
+// grpc-js writes its own lines ("E No address added out of total 1 resolved") straight to
+// stderr; they belong with the rest of the log, at debug level.
+const grpcLog = getLogger(["usershard", "grpc-js"]);
+grpc.setLogger({ error: (...parts: unknown[]) => grpcLog.debug(parts.map(String).join(" ")) });
+
 /** Sends the program's logs at `level` and above to standard error. */
 export async function setUpLogging(level: LogLevel): Promise<void> {
   await configure({
@@ -44,8 +50,9 @@ export async function setUpLogging(level: LogLevel): Promise<void> {
     sinks: { stderr: stderrSink },
     loggers: [
       { category: ["usershard"], lowestLevel: level, sinks: ["stderr"] },
-      // kafkajs reports every retry; our own code reports what finally happened.
+      // kafkajs and grpc-js report every retry and bind attempt; our own code reports what finally happened.
       { category: ["usershard", "kafkajs"], lowestLevel: level === "trace" || level === "debug" ? level : "fatal" },
+      { category: ["usershard", "grpc-js"], lowestLevel: level === "trace" || level === "debug" ? level : "fatal" },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });

@@ -138,7 +138,7 @@ Example, the two seed nodes of the walkthrough:
 const HANDOFF_TIMEOUT_MS = 20_000;
 
 /** `usershard process`. */
-export const processCommand = defineCommand(processSpec, async (flags, positionals) => {
+export const processCommand = defineCommand(processSpec, async (flags, positionals, sources) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const remotingPort = portFlag("remoting", flags.remoting);
   const mgmtPort = portFlag("mgmt", flags.mgmt);
@@ -174,7 +174,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
   let shardCount: number;
   try {
     await admin.connect();
-    shardCount = (await ensureTopic(admin, topic, partitions)).partitions;
+    shardCount = (await ensureTopic(admin, topic, partitions, sources.partitions !== "default")).partitions;
   } catch (error) {
     await admin.disconnect().catch(() => {});
     throw new CliError(kafkaErrorLine(error, brokers));

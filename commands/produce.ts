@@ -40,7 +40,7 @@ Example: usershard produce --rate 0 --count 100000`,
 } as const satisfies CommandSpec;
 
 /** `usershard produce`. */
-export const produceCommand = defineCommand(produceSpec, async (flags, positionals) => {
+export const produceCommand = defineCommand(produceSpec, async (flags, positionals, sources) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const brokers = hostPortList("brokers", flags.brokers);
   const topicName = topicFlag(flags.topic);
@@ -61,7 +61,7 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   }, () => Deno.exit(130));
   try {
     await admin.connect();
-    const topic = await ensureTopic(admin, topicName, partitions);
+    const topic = await ensureTopic(admin, topicName, partitions, sources.partitions !== "default");
     await admin.disconnect();
     await producer.connect();
     log.info("producing to {topic} ({partitions} partitions) at {brokers}, users 0..{last}, {pace}", {

@@ -37,14 +37,20 @@ export async function partitionCount(admin: Admin, topic: string): Promise<numbe
 
 /**
  * Creates `topic` with `partitions` partitions unless it exists; an existing
- * topic with another count is kept as it is (and said so), since changing it
- * would move users between partitions. Resolves once every partition has a
+ * topic with another count is kept as it is, since changing it would move
+ * users between partitions (said with a warning when the count was
+ * `requested`, rather than a default). Resolves once every partition has a
  * leader, so the caller can produce and consume at once.
  */
-export async function ensureTopic(admin: Admin, topic: string, partitions: number): Promise<TopicInfo> {
+export async function ensureTopic(
+  admin: Admin,
+  topic: string,
+  partitions: number,
+  requested = true,
+): Promise<TopicInfo> {
   const existing = await partitionCount(admin, topic);
   if (existing !== undefined) {
-    if (existing !== partitions) {
+    if (existing !== partitions && requested) {
       log.warn(
         "topic {topic} exists with {existing} partitions, not {partitions}; using its {existing} partitions",
         { topic, existing, partitions },

@@ -242,13 +242,13 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
 Deno.test("process refuses a port in use and bad seeds with one line and a non-zero exit", () =>
   withTopic("members", async (topic) => {
     const [a] = nodePorts(1);
+    const args = [
+      "process",
+      ...["--remoting", String(a.remoting), "--mgmt", String(a.mgmt), "--seeds", addressOf(a)],
+      ...["--topic", topic, "--brokers", BROKERS.join(",")],
+    ];
     const taken = Deno.listen({ hostname: "127.0.0.1", port: a.remoting });
     try {
-      const args = [
-        "process",
-        ...["--remoting", String(a.remoting), "--mgmt", String(a.mgmt), "--seeds", addressOf(a)],
-        ...["--topic", topic, "--brokers", BROKERS.join(",")],
-      ];
       const inUse = await runUsershard(args);
       assert.equal(inUse.code, 1);
       assert.equal(
@@ -258,11 +258,23 @@ Deno.test("process refuses a port in use and bad seeds with one line and a non-z
     } finally {
       taken.close();
     }
+    // grpc-js has its own say on a taken port; only the program's line may reach the user.
+    const grpcTaken = Deno.listen({ hostname: "127.0.0.1", port: a.grpc });
+    try {
+      const inUse = await runUsershard([...args, "--grpc", String(a.grpc)]);
+      assert.equal(inUse.code, 1);
+      const lines = inUse.stderr.trim().split("\n");
+      assert.equal(lines.at(-1), `usershard process: gRPC port 127.0.0.1:${a.grpc} is already in use`);
+      assert.deepEqual(lines.filter((line) => !/^\d{4}-\d\d-\d\dT/.test(line)), [lines.at(-1)], inUse.stderr);
+    } finally {
+      grpcTaken.close();
+    }
     const cases: [string[], RegExp][] = [
       [["--seeds", "127.0.0.1"], /--seeds expects host:port entries, got '127\.0\.0\.1'/],
       [["--seeds", "a:1,b:99999"], /--seeds expects host:port entries, got 'b:99999'/],
       [["--remoting", "http"], /--remoting must be an integer from 1 to 65535, got 'http'/],
-      [["--down-after", "soon"], /--down-after must be a duration like 500ms, 5s or 1m, got 'soon'/],
+      [["--down-after", "soon"], /--down-after must be a duration above zero like 500ms, 5s or 1m, got 'soon'/],
+      [["--ask-timeout", "0s"], /--ask-timeout must be a duration above zero/],
       [["--remoting", "9000", "--mgmt", "9000"], /--remoting and --mgmt must differ/],
     ];
     for (const [args, message] of cases) {

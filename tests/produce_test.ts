@@ -49,9 +49,14 @@ Deno.test("produce keeps an existing topic's partition count and says so", () =>
     const kafka = testKafka();
     await createTopic(kafka, topic, 5);
 
-    const result = await runUsershard(produceInto(topic, "--rate", "0", "--count", "40"));
-    assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stderr, new RegExp(`topic ${topic} exists with 5 partitions, not 128; using its 5 partitions`));
+    const asked = await runUsershard(produceInto(topic, "--partitions", "12", "--rate", "0", "--count", "20"));
+    assert.equal(asked.code, 0, asked.stderr);
+    assert.match(asked.stderr, new RegExp(`WARNING.*topic ${topic} exists with 5 partitions, not 12; using its 5`));
+    // Without --partitions nobody asked for 128, so there is nothing to warn about.
+    const unasked = await runUsershard(produceInto(topic, "--rate", "0", "--count", "20"));
+    assert.equal(unasked.code, 0, unasked.stderr);
+    assert.doesNotMatch(unasked.stderr, /WARNING/);
+    assert.match(unasked.stderr, new RegExp(`producing to ${topic} \\(5 partitions\\)`));
     const records = await readTopic(kafka, topic);
     assert.equal(records.length, 40);
     for (const record of records) assert.equal(record.partition, partitionFor(String(record.key), 5));
@@ -77,7 +82,7 @@ Deno.test("produce refuses bad flags with one line and exit code 2", async () =>
     [["--partitions", "0"], /--partitions must be an integer from 1/],
     [["--brokers", "localhost"], /--brokers expects host:port entries, got 'localhost'/],
     [["--topic", "bad topic!"], /--topic must be a Kafka topic name/],
-    [["--colour"], /Unknown option '--colour'/],
+    [["--colour"], /unknown flag --colour \(usershard produce --help lists them\)/],
     [["extra"], /unexpected argument 'extra'/],
   ];
   for (const [args, message] of cases) {
@@ -86,6 +91,10 @@ Deno.test("produce refuses bad flags with one line and exit code 2", async () =>
     assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
     assert.match(result.stderr, message);
   }
+  // A bad value from the environment is named by its variable, which is what to fix.
+  const fromEnv = await runUsershard(["produce"], { env: { USERSHARD_PARTITIONS: "abc" } });
+  assert.equal(fromEnv.code, 2);
+  assert.match(fromEnv.stderr, /^usershard produce: USERSHARD_PARTITIONS \(--partitions\) must be an integer/);
 });
 
 Deno.test("produce logs each event at low rates and Ctrl-C flushes, summarises and exits 0", () =>

@@ -93,7 +93,13 @@ export type CoordinatorAction =
   | { readonly type: "startShard"; readonly shard: number; readonly at: NodeId; readonly snapshot?: ShardSnapshot }
   | { readonly type: "rebalanceStarted"; readonly moves: readonly ShardMove[] }
   | { readonly type: "rebalanceCompleted"; readonly shards: number; readonly ms: number }
-  | { readonly type: "shardsLost"; readonly shards: readonly number[]; readonly region: NodeId }
+  | {
+    readonly type: "shardsLost";
+    readonly shards: readonly number[];
+    readonly region: NodeId;
+    /** No member is Up to take them: the whole cluster is stopping (or failing) with its state. */
+    readonly clusterDown: boolean;
+  }
   | {
     readonly type: "activated";
     readonly regions: number;
@@ -227,11 +233,11 @@ export class Coordinator {
       this.#regions.delete(key);
       const lost = [...this.#allocation].filter(([, home]) => sameNode(home, region)).map(([shard]) => shard);
       for (const shard of lost) this.#allocation.delete(shard);
-      if (lost.length > 0) this.#emit({ type: "shardsLost", shards: lost, region });
+      if (lost.length > 0) this.#emit({ type: "shardsLost", shards: lost, region, clusterDown: !this.#anyUp() });
     }
     for (const move of this.#moves.values()) {
       if (move.phase === "stopping" && move.from && !this.#isAlive(move.from)) {
-        this.#emit({ type: "shardsLost", shards: [move.shard], region: move.from });
+        this.#emit({ type: "shardsLost", shards: [move.shard], region: move.from, clusterDown: !this.#anyUp() });
         move.from = undefined;
         move.phase = "starting";
         move.inFlight = false;
@@ -346,6 +352,10 @@ export class Coordinator {
     if (!this.#orphans.has(shard) && !this.#allRegistered()) return;
     const to = this.#desiredHome(shard) ?? this.#fallbackHome(requester);
     if (to) this.#beginMoves([{ shard, to }], now);
+  }
+
+  #anyUp(): boolean {
+    return [...this.#members.values()].some((m) => m.status === "Up");
   }
 
   #answerWaiters(): void {

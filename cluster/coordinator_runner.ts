@@ -222,14 +222,17 @@ export class CoordinatorRunner {
         log.info("rebalance of {count} shards completed in {ms} ms", { count: action.shards, ms: action.ms });
         break;
       case "shardsLost":
-        log.warn(
-          "{count} shards were lost with {region}: [{shards}]; they restart empty on the next consumer of their partitions",
-          {
+        if (action.clusterDown) {
+          log.info("{count} shards of {region} stop with it: no member is Up to take them", {
             count: action.shards.length,
             region: action.region.address,
-            shards: action.shards.join(","),
-          },
-        );
+          });
+        } else {
+          log.warn(
+            "{count} shards were lost with {region}: [{shards}]; they restart empty on the next consumer of their partitions",
+            { count: action.shards.length, region: action.region.address, shards: action.shards.join(",") },
+          );
+        }
         break;
       case "activated":
         log.info("shard coordinator active: {regions} regions registered, {shards} shards in place{missing}", {

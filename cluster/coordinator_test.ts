@@ -169,10 +169,24 @@ Deno.test("the shards of a node that died are lost and start empty where Kafka n
   const w = settledOnAB(4);
   w.dead.add(B.address);
   w.feed({ type: "members", members: [{ node: A, status: "Up" }, { node: B, status: "Down" }], now: 1 });
-  assert.deepEqual(w.log.filter((a) => a.type === "shardsLost"), [{ type: "shardsLost", shards: [1, 3], region: B }]);
+  assert.deepEqual(w.log.filter((a) => a.type === "shardsLost"), [{
+    type: "shardsLost",
+    shards: [1, 3],
+    region: B,
+    clusterDown: false,
+  }]);
   w.feed({ type: "placement", desired: placement(4, [A]), now: 2 });
   w.settle();
   assert.deepEqual(w.homes(A), [0, 1, 2, 3]);
+});
+
+Deno.test("when every member is stopping, a region's shards stop with it rather than count as lost", () => {
+  const w = settledOnAB(2);
+  w.feed({ type: "members", members: [{ node: A, status: "Leaving" }, { node: B, status: "Exiting" }], now: w.now });
+  w.feed({ type: "members", members: [{ node: A, status: "Leaving" }], now: w.now });
+  assert.deepEqual(w.log.filter((a) => a.type === "shardsLost"), [
+    { type: "shardsLost", shards: [1], region: B, clusterDown: true },
+  ]);
 });
 
 Deno.test("an unallocated shard asked for goes to the consumer of its partition, else to the asker", () => {

@@ -262,8 +262,12 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
     }
     const outcome = ready === true ? await ended : ready;
     if (outcome === "signal") {
-      log.info("leaving the cluster: stopping the Kafka consumer, then handing shards off");
-      if (consuming) await pipeline.stop();
+      if (consuming) {
+        log.info("leaving the cluster: stopping the Kafka consumer, then handing shards off");
+        await pipeline.stop();
+      } else {
+        log.info("stopping before this node was ready ({reason})", { reason: sharding.notReadyReason() });
+      }
       node.startLeaving();
       await sharding.handOff(HANDOFF_TIMEOUT_MS);
       const reason = await node.exit();

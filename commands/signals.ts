@@ -6,6 +6,9 @@
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
+
+const log = getLogger(["usershard", "signals"]);
 
 /** Listens for SIGINT/SIGTERM; returns a function that stops listening. */
 export function onStopSignal(graceful: () => void, forced: () => void, debounceMs = 1000): () => void {
@@ -17,6 +20,13 @@ export function onStopSignal(graceful: () => void, forced: () => void, debounceM
       graceful();
     } else if (now - first >= debounceMs) {
       forced();
+    } else {
+      log.info(
+        "another stop signal within {ms} ms of the first: still stopping gracefully (one more later exits at once)",
+        {
+          ms: debounceMs,
+        },
+      );
     }
   };
   Deno.addSignalListener("SIGINT", listener);

@@ -20,6 +20,12 @@ const log = getLogger(["usershard", "consumer"]);
 const HEARTBEAT_WHILE_WAITING_MS = 1000;
 const RETRY_DELIVERY_AFTER_MS = 1000;
 
+/** Events per second for the summary: whole numbers, but a slow trickle is not shown as 0. */
+function ratePerSecond(events: number, ms: number): string {
+  const rate = events / (ms / 1000);
+  return rate >= 10 ? String(Math.round(rate)) : rate.toFixed(1);
+}
+
 /**
  * `work`, heartbeating meanwhile: kafkajs heartbeats only when asked, and a
  * shard that is moving (or Kafka itself) can take longer than the session
@@ -287,7 +293,7 @@ export class ConsumerPipeline {
       {
         events,
         seconds: Math.round((now - last.at) / 1000),
-        rate: Math.round(events / ((now - last.at) / 1000)),
+        rate: ratePerSecond(events, now - last.at),
         local: events > 0 ? Math.round((100 * local) / events) : 100,
         shards: this.#o.hostedShards(),
         partitions: this.#assigned.length,

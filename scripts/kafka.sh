@@ -188,6 +188,7 @@ case "${1:-start}" in
   stop) stop ;;
   status) status ;;
   reset) reset ;;
+  help | -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" ;;
   libs) java_bin >/dev/null; fetch_libs; echo "$libs" ;;
-  *) fail "unknown command '$1' (expected start, stop, reset, status or libs)" ;;
+  *) fail "unknown command '$1' (expected start, stop, reset, status, libs or help)" ;;
 esac

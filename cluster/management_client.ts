@@ -34,38 +34,47 @@ export class ManagementError extends Error {
   override name = "ManagementError";
 }
 
-async function getJson<T>(base: string, path: string, timeoutMs: number): Promise<T> {
+async function getJson<T>(base: string, path: string, timeoutMs: number, notFound?: () => string): Promise<T> {
   let response: Response;
+  let text: string;
   try {
     response = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+    text = await response.text();
   } catch (error) {
     const reason = error instanceof DOMException && error.name === "TimeoutError"
       ? `no answer within ${timeoutMs} ms`
-      : describeFetchError(error);
+      : describeFetchError(error, base);
     throw new ManagementError(`cannot reach the management endpoint ${base}: ${reason}`);
   }
-  if (!response.ok) {
-    const text = await response.text();
-    let message = text;
-    try {
-      message = (JSON.parse(text) as { message?: string }).message ?? text;
-    } catch {
-      // Not JSON: the text is the message.
-    }
-    throw new ManagementError(`${base}${path} answered ${response.status}: ${message}`);
-  }
+  let body: unknown;
   try {
-    return await response.json() as T;
+    body = JSON.parse(text);
   } catch {
-    throw new ManagementError(`${base}${path} did not answer JSON (is that a usershard management port?)`);
+    // Another HTTP server (an HTML page, say): what it says is no use here, and may run to many lines.
+    throw new ManagementError(`${base}${path} answered ${response.status} but not in JSON ${wrongPortHint(base)}`);
   }
+  if (response.ok) return body as T;
+  if (response.status === 404 && notFound) throw new ManagementError(notFound());
+  const message = (body as { message?: unknown } | null)?.message;
+  throw new ManagementError(
+    `${base}${path} answered ${response.status}: ${typeof message === "string" ? message : text}`,
+  );
 }
 
-function describeFetchError(error: unknown): string {
-  // fetch() says "fetch failed"; what happened is in the cause.
+function wrongPortHint(base: string): string {
+  return `(is ${base.replace(/^.*:/, "")} the node's management port? --node takes its --mgmt port)`;
+}
+
+function describeFetchError(error: unknown, base: string): string {
+  // fetch() says "fetch failed"; what happened is in the cause, after a preamble repeating the URL.
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
-  const text = cause instanceof Error ? cause.message : String(cause);
-  return /refused/i.test(text) ? "connection refused (is a node running with that --mgmt port?)" : text;
+  const text = (cause instanceof Error ? cause.message : String(cause))
+    .replace(/^error sending request .*?: client error \(\w+\): /, "");
+  if (/refused/i.test(text)) return "connection refused (is a node running with that --mgmt port?)";
+  if (/dns error|unreachable|no route to host|timed out/i.test(text)) return text;
+  // Something listens there but does not speak HTTP/1.1 ("invalid HTTP version parsed", "received unexpected
+  // message from connection", "connection closed before message completed"): a remoting, gRPC or Kafka port.
+  return `${text} ${wrongPortHint(base)}`;
 }
 
 /** Reads `GET /cluster/members` of the node at `base` (e.g. `http://localhost:8551`). */
@@ -75,7 +84,12 @@ export function fetchMembers(base: string, timeoutMs = 5000): Promise<MembersJso
 
 /** Reads `GET /cluster/shards/{type}` of the node at `base`. */
 export function fetchShards(base: string, type: string, timeoutMs = 5000): Promise<ShardsJson> {
-  return getJson<ShardsJson>(base, `/cluster/shards/${encodeURIComponent(type)}`, timeoutMs);
+  return getJson<ShardsJson>(
+    base,
+    `/cluster/shards/${encodeURIComponent(type)}`,
+    timeoutMs,
+    () => `the node at ${base} has no shard type '${type}' (--type must be the node's consumer group, its --group)`,
+  );
 }
 
 /**

@@ -17,14 +17,14 @@ export const PROMPT = "Enter user id or :q to quit";
 export const querySpec = {
   name: "query",
   summary: "asks a node (gRPC) for users' running totals; no id starts an interactive loop",
-  usage: "usershard query [ID ...] [--grpc HOST:PORT] [--json]",
+  usage: "usershard query [ID ...] [--grpc PORT|HOST:PORT] [--timeout DURATION] [--json]",
   flags: {
     grpc: {
       type: "string",
-      value: "HOST:PORT",
+      value: "PORT|HOST:PORT",
       env: "USERSHARD_GRPC",
       default: "localhost:8081",
-      description: "gRPC endpoint of any processor node",
+      description: "gRPC endpoint of any processor node (its --grpc port; a bare port is on localhost)",
     },
     timeout: {
       type: "string",
@@ -38,7 +38,9 @@ export const querySpec = {
   details: `Examples:
   usershard query 7              User 7 has made 2 purchases for a total of 3096p
   usershard query 1 2 3 --json   {"id":"1","totalPurchases":1,"amountSpent":12060} ...
-  usershard query                ${PROMPT} (reads ids from standard input)`,
+  usershard query --grpc 8082    ${PROMPT} (on standard error; reads ids from standard input)
+
+Exit status: 0 when every query was answered, 1 when any failed, 2 for a usage error.`,
 } as const satisfies CommandSpec;
 
 /** The sentence for a user's totals. */
@@ -49,18 +51,16 @@ export function describeStats(stats: UserStats): string {
 
 /** `usershard query`. */
 export const queryCommand = defineCommand(querySpec, async (flags, ids) => {
-  if (!/^[^\s/]+:\d{1,5}$/.test(flags.grpc)) {
-    throw new UsageError(`--grpc must be host:port, got '${flags.grpc}'`);
-  }
+  const target = grpcTarget(flags.grpc);
   const timeoutMs = durationFlag("timeout", flags.timeout);
-  const client = new UserStatsClient(flags.grpc);
+  const client = new UserStatsClient(target);
   const format = (stats: UserStats) =>
     flags.json
       ? JSON.stringify({ id: stats.id, totalPurchases: stats.totalPurchases, amountSpent: stats.amountSpent })
       : describeStats(stats);
   const ask = async (id: string): Promise<string> => {
     const problem = userIdProblem(id);
-    if (problem) throw new QueryError(status.INVALID_ARGUMENT, `user '${id}': ${problem}`);
+    if (problem) throw new QueryError(status.INVALID_ARGUMENT, problem);
     return format(await client.userStats(id, timeoutMs));
   };
   try {
@@ -71,6 +71,20 @@ export const queryCommand = defineCommand(querySpec, async (flags, ids) => {
   }
 });
 
+/** `--grpc`: `host:port`, or a bare port on localhost as `shards --node` takes one. */
+function grpcTarget(value: string): string {
+  const target = /^\d+$/.test(value) ? `localhost:${value}` : value;
+  const port = Number(/^[^\s/]+:(\d{1,5})$/.exec(target)?.[1] ?? 0);
+  if (port < 1 || port > 65535) throw new UsageError(`--grpc must be a port (1-65535) or host:port, got '${value}'`);
+  return target;
+}
+
+/** The error line of one id's query: it starts with the user, so a line among many says whose it is. */
+function failureLine(id: string, error: QueryError): string {
+  const user = /^[^\s"'\\\p{C}]{1,64}$/u.test(id) ? id : JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id);
+  return `usershard query: user ${user}: ${error.message}`;
+}
+
 async function answerAll(ids: readonly string[], ask: (id: string) => Promise<string>): Promise<number> {
   let failed = 0;
   for (const id of ids) {
@@ -78,29 +92,34 @@ async function answerAll(ids: readonly string[], ask: (id: string) => Promise<st
       await writeStdout(`${await ask(id)}\n`);
     } catch (error) {
       if (!(error instanceof QueryError)) throw error;
-      // An unreachable node fails every id the same way: say it once.
-      if (/^cannot reach/.test(error.message)) throw new CliError(error.message);
-      console.error(`usershard query: ${error.message}`);
+      // A node that fails as a whole fails every id the same way: say it once.
+      if (error.nodeFailed) throw new CliError(error.message);
+      console.error(failureLine(id, error));
       failed++;
     }
   }
   return failed > 0 ? 1 : 0;
 }
 
+// The prompt goes to stderr so that stdout holds only answers (`printf '7\n' | usershard query --json | jq .`).
 async function interactive(ask: (id: string) => Promise<string>): Promise<number> {
-  await writeStdout(`${PROMPT}\n`);
+  let failed = false;
+  console.error(PROMPT);
   for await (const line of lines(Deno.stdin.readable)) {
     const id = line.trim();
     if (id === ":q") break;
-    try {
-      await writeStdout(`${await ask(id)}\n`);
-    } catch (error) {
-      if (!(error instanceof QueryError)) throw error;
-      console.error(`usershard query: ${error.message}`);
+    if (id !== "") {
+      try {
+        await writeStdout(`${await ask(id)}\n`);
+      } catch (error) {
+        if (!(error instanceof QueryError)) throw error;
+        console.error(failureLine(id, error));
+        failed = true;
+      }
     }
-    await writeStdout(`${PROMPT}\n`);
+    console.error(PROMPT);
   }
-  return 0;
+  return failed ? 1 : 0;
 }
 
 /** The lines of a byte stream, without their line ends. */

@@ -52,8 +52,9 @@ export const shardsSpec = {
 export const shardsCommand = defineCommand(shardsSpec, async (flags, positionals) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const target = /^\d+$/.test(flags.node) ? `${flags.host}:${flags.node}` : flags.node;
-  if (!/^[^\s/:]+:\d{1,5}$/.test(target)) {
-    throw new UsageError(`--node must be a port or host:port, got '${flags.node}'`);
+  const port = Number(/^[^\s/:]+:(\d{1,5})$/.exec(target)?.[1] ?? 0);
+  if (port < 1 || port > 65535) {
+    throw new UsageError(`--node must be a port (1-65535) or host:port, got '${flags.node}'`);
   }
   const base = `http://${target}`;
   try {
@@ -96,10 +97,22 @@ interface NodeShards {
   readonly error?: string;
 }
 
+/**
+ * Prints every member's shards. A member that cannot be read gets a line of
+ * its own, the total says it is partial, and after the output the command
+ * fails (exit 1) with one line on stderr: a script must not take a partial
+ * picture for the whole. With no members there is nothing to show at all.
+ */
 async function printAll(base: string, type: string, json: boolean): Promise<void> {
   const members = await fetchMembers(base);
+  const live = members.members.filter((m) => m.status === "Up" || m.status === "Leaving");
+  if (live.length === 0) {
+    throw new ManagementError(
+      `${members.selfNode} knows no Up members, so there is no placement to show (has it joined a cluster yet?)`,
+    );
+  }
   const nodes: NodeShards[] = await Promise.all(
-    members.members.filter((m) => m.status === "Up" || m.status === "Leaving").map(async (m) => {
+    live.map(async (m) => {
       if (!m.management) return { node: m.node, management: "", error: "its management address is unknown" };
       try {
         return { node: m.node, management: m.management, shards: await fetchShards(`http://${m.management}`, type) };
@@ -112,11 +125,19 @@ async function printAll(base: string, type: string, json: boolean): Promise<void
       }
     }),
   );
-  if (nodes.length > 0 && nodes.every((n) => n.error)) {
-    throw new ManagementError(`no member could be read: ${nodes[0].error}`);
+  const unread = nodes.filter((n) => n.error);
+  if (unread.length === nodes.length) throw new ManagementError(`no member could be read: ${nodes[0].error}`);
+  if (json) await writeStdout(JSON.stringify({ type, complete: unread.length === 0, nodes }, null, 2) + "\n");
+  else await writeStdout(placementTable(type, members.selfNode, nodes));
+  if (unread.length > 0) {
+    const which = unread.map((n) => n.node).join(", ");
+    throw new CliError(
+      `${unread.length} of ${nodes.length} members could not be read (${which}); the totals leave out their shards`,
+    );
   }
-  if (json) return writeStdout(JSON.stringify({ type, nodes }, null, 2) + "\n");
+}
 
+function placementTable(type: string, via: string, nodes: readonly NodeShards[]): string {
   const hostedBy = new Map<number, string[]>();
   const rows = nodes.map((n) => {
     const ids = (n.shards?.regions ?? []).map((r) => Number(r.shardId));
@@ -130,28 +151,37 @@ async function printAll(base: string, type: string, json: boolean): Promise<void
       error: n.error,
     };
   });
-  const width = Math.max(4, ...rows.map((r) => r.node.length)) + 2;
+  const read = rows.filter((r) => !r.error);
+  const partial = read.length < rows.length;
+  const totalLabel = partial ? "total (partial)" : "total";
+  const width = Math.max(4, totalLabel.length, ...rows.map((r) => r.node.length)) + 2;
   const line = (a: string, b: string, c: string, d: string) =>
     `${a.padEnd(width)}${b.padStart(6)}  ${c.padStart(8)}  ${d}`;
-  const total = rows.reduce((t, r) => ({
+  const total = read.reduce((t, r) => ({
     shards: t.shards + r.ids.length,
     entities: t.entities + r.entities,
     colocated: t.colocated + r.colocated,
   }), { shards: 0, entities: 0, colocated: 0 });
   const percent = total.shards > 0 ? Math.round((100 * total.colocated) / total.shards) : 100;
+  const counted = partial ? `, counting ${read.length} of ${rows.length} nodes` : "";
   const out = [
-    `Shards of ${type} across ${rows.length} nodes (via ${members.selfNode})`,
+    `Shards of ${type} across ${rows.length} nodes (via ${via})`,
     line("node", "shards", "entities", "co-located with their partition's consumer"),
     ...rows.map((r) =>
       r.error
-        ? line(r.node, "?", "?", `not readable: ${r.error}`)
+        ? line(r.node, "?", "?", `could not be read, its shards are not counted: ${r.error}`)
         : line(r.node, String(r.ids.length), String(r.entities), `${r.colocated}/${r.ids.length}`)
     ),
-    line("total", String(total.shards), String(total.entities), `${total.colocated}/${total.shards} (${percent}%)`),
+    line(
+      totalLabel,
+      String(total.shards),
+      String(total.entities),
+      `${total.colocated}/${total.shards} (${percent}%)${counted}`,
+    ),
     "",
-    ...rows.filter((r) => !r.error).map((r) => `${r.node} hosts shards ${compactRanges(r.ids) || "(none)"}`),
+    ...read.map((r) => `${r.node} hosts shards ${compactRanges(r.ids) || "(none)"}`),
   ];
   const twice = [...hostedBy].filter(([, where]) => where.length > 1).map(([id]) => id);
   if (twice.length > 0) out.push(`hosted on more than one node: ${compactRanges(twice)}`);
-  await writeStdout(out.join("\n") + "\n");
+  return out.join("\n") + "\n";
 }

@@ -23,7 +23,11 @@ export interface UserStats {
 /** A failed call, with its gRPC status. */
 export class QueryError extends Error {
   override name = "QueryError";
-  constructor(readonly code: grpc.status, message: string) {
+  /**
+   * @param nodeFailed whether the node itself failed (cannot be reached, does
+   * not speak gRPC) rather than this one query, so every query would fail alike
+   */
+  constructor(readonly code: grpc.status, message: string, readonly nodeFailed = false) {
     super(message);
   }
 }
@@ -54,7 +58,7 @@ export class UserStatsClient {
         request,
         { deadline: Date.now() + timeoutMs },
         (error, response) => {
-          if (error) return reject(new QueryError(error.code, this.#describe(error)));
+          if (error) return reject(this.#describe(error, timeoutMs));
           resolve({
             id: response!.id,
             totalPurchases: Number(response!.totalPurchases),
@@ -65,19 +69,44 @@ export class UserStatsClient {
     });
   }
 
-  #describe(error: grpc.ServiceError): string {
-    if (
-      error.code === grpc.status.UNAVAILABLE && /No connection established|ECONNREFUSED|connect/i.test(error.details)
-    ) {
-      const cause = (/Last error: (.*)/.exec(error.details)?.[1] ?? error.details)
-        .replace(/^Error: /, "").replace(/\.? ?Resolution note:.*$/, "");
-      return `cannot reach ${this.target}: ${cause} (is a node running with --grpc on that port?)`;
+  #describe(error: grpc.ServiceError, timeoutMs: number): QueryError {
+    const details = error.details.replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)/g, "").replace(/\.? ?Resolution note:.*$/, "");
+    const port = this.target.replace(/^.*:/, "");
+    const notGrpc = `(is ${port} a usershard gRPC port? --grpc takes the node's --grpc port)`;
+    const nodeFailure = (message: string) => new QueryError(error.code, message, true);
+    if (error.code === grpc.status.UNAVAILABLE && /Name resolution failed/.test(details)) {
+      return nodeFailure(`cannot reach ${this.target}: its host name could not be resolved`);
     }
-    return `${grpc.status[error.code]}: ${error.details}`;
+    const connecting = /No connection established(?:\. Last error: (?:Error: )?(.*))?/.exec(details);
+    if (error.code === grpc.status.UNAVAILABLE && connecting) {
+      const cause = connecting[1] ?? "no connection established";
+      if (/ECONNREFUSED/.test(cause)) {
+        return nodeFailure(`cannot reach ${this.target}: ${cause} (is a node running with --grpc on that port?)`);
+      }
+      if (/ENOTFOUND|EAI_AGAIN|UNREACH|ETIMEDOUT/.test(cause)) {
+        return nodeFailure(`cannot reach ${this.target}: ${cause}`);
+      }
+      // Something listens there but does not speak gRPC ("Protocol error", "Failed to connect", "write EPIPE").
+      return nodeFailure(`cannot reach ${this.target}: ${cause} ${notGrpc}`);
+    }
+    // An HTTP/2 server that is not gRPC (a management port, say) answers bytes grpc-js misreads as a huge message.
+    if (/Received message larger than max|Received HTTP status code/.test(details)) {
+      return nodeFailure(`${this.target} does not answer as a gRPC server: ${details} ${notGrpc}`);
+    }
+    // grpc-js's own text is a trace of its internal phases; the server's (naming the shard) is kept as it is.
+    if (error.code === grpc.status.DEADLINE_EXCEEDED && /^Deadline exceeded/.test(details)) {
+      return new QueryError(error.code, `no answer within ${formatDuration(timeoutMs)} (DEADLINE_EXCEEDED)`);
+    }
+    return new QueryError(error.code, `${details} (${grpc.status[error.code]})`);
   }
 
   /** Closes the connection. */
   close(): void {
     this.#client.close();
   }
+}
+
+/** A duration as people write it: "5 s", "1.5 s", "400 ms". */
+function formatDuration(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${ms / 1000} s`;
 }

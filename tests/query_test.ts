@@ -18,7 +18,7 @@ import {
 import { serviceDefinition } from "../grpc/definitions.ts";
 import { QueryError, UserStatsClient } from "../grpc/user_client.ts";
 import { PROMPT } from "../commands/query.ts";
-import { runUsershard } from "./support/cli.ts";
+import { runUsershard, usershardCommand } from "./support/cli.ts";
 import {
   addressOf,
   eventually,
@@ -161,7 +161,15 @@ Deno.test("queries stay right while shards move: no zeros, no errors", async () 
   });
 });
 
-Deno.test("the interactive loop reads ids from stdin, reports bad ones and goes on until :q", async () => {
+/** Runs `usershard` with its standard output closed before it writes, as `| head -1` leaves it. */
+async function withStdoutClosed(args: readonly string[]): Promise<{ code: number; stderr: string }> {
+  const child = usershardCommand(args).spawn();
+  await child.stdout.cancel();
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  return { code: status.code, stderr };
+}
+
+Deno.test("the interactive loop: answers on stdout, the prompt on stderr, blank lines skipped, exit 1 after a failure", async () => {
   await withNodes("query", async (started, stream) => {
     const kafka = testKafka();
     await createTopic(kafka, stream.topic, 4);
@@ -172,38 +180,65 @@ Deno.test("the interactive loop reads ids from stdin, reports bad ones and goes 
     await producePurchases(kafka, stream.topic, purchases);
     const [a] = nodePorts(1);
     started.push(startProcessor(a, [a], stream));
+    // A bare port is localhost:PORT.
+    const grpcFlag = ["--grpc", String(a.grpc)];
     await eventually("user 3 processed", async () => {
-      const result = await runUsershard(["query", "--grpc", `127.0.0.1:${a.grpc}`, "3"]);
+      const result = await runUsershard(["query", ...grpcFlag, "3"]);
       return result.code === 0 && result.stdout.includes("has made 1 purchase");
     }, 60_000);
 
-    const session = await runUsershard(["query", "--grpc", `127.0.0.1:${a.grpc}`], {
-      stdin: "7\n\n3\n5\n:q\n7\n",
-    });
+    const session = await runUsershard(["query", ...grpcFlag], { stdin: "7\n\n3\n  \n5\n:q\n7\n" });
     assert.equal(session.code, 0, session.stderr);
     assert.equal(
       session.stdout,
       [
-        PROMPT,
         "User 7 has made 1 purchase for a total of 3096p",
-        PROMPT,
-        PROMPT,
         "User 3 has made 1 purchase for a total of 12060p",
-        PROMPT,
         "User 5 has made 0 purchases for a total of 0p",
-        PROMPT,
         "",
       ].join("\n"),
     );
-    assert.equal(session.stderr, "usershard query: user '': the user id is empty\n");
+    assert.equal(session.stderr, `${PROMPT}\n`.repeat(6));
 
-    const endOfInput = await runUsershard(["query", "--grpc", `127.0.0.1:${a.grpc}`], { stdin: "7" });
+    const json = await runUsershard(["query", ...grpcFlag, "--json"], { stdin: "7\n3\n" });
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(json.stdout.trim().split("\n").map((line) => JSON.parse(line)), [
+      { id: "7", totalPurchases: 1, amountSpent: 3096 },
+      { id: "3", totalPurchases: 1, amountSpent: 12060 },
+    ]);
+
+    const failing = await runUsershard(["query", ...grpcFlag], { stdin: `7\n${"x".repeat(300)}\n3\n` });
+    assert.equal(failing.code, 1);
+    assert.equal(failing.stdout.trim().split("\n").length, 2, "the loop goes on after a failure");
+    assert.deepEqual(failing.stderr.split("\n").filter((line) => line !== PROMPT), [
+      `usershard query: user "${"x".repeat(64)}…": the user id is longer than 256 characters`,
+      "",
+    ]);
+
+    const endOfInput = await runUsershard(["query", ...grpcFlag], { stdin: "7" });
     assert.equal(endOfInput.code, 0);
     assert.match(endOfInput.stdout, /User 7 has made 1 purchase/);
+
+    const ids = Array.from({ length: 200 }, (_, i) => String(i));
+    assert.deepEqual(await withStdoutClosed(["query", ...grpcFlag, ...ids]), { code: 0, stderr: "" });
+
+    // Other ports of the same node: one line with a hint at --grpc.
+    for (const [port, kind] of [[a.mgmt, "management"], [a.remoting, "remoting"]] as const) {
+      const wrong = await runUsershard(["query", "--grpc", `127.0.0.1:${port}`, "7", "3"]);
+      assert.equal(wrong.code, 1, kind);
+      assert.equal(wrong.stdout, "", kind);
+      assert.match(
+        wrong.stderr,
+        new RegExp(
+          `^usershard query: [^\n]*\\(is ${port} a usershard gRPC port\\? --grpc takes the node's --grpc port\\)\n$`,
+        ),
+        kind,
+      );
+    }
   });
 });
 
-Deno.test("a dead node is one line and exit 1; in the loop, the line and the loop goes on", async () => {
+Deno.test("a dead node is one line and exit 1; in the loop, a line per id and exit 1; bad flags exit 2", async () => {
   const dead = `127.0.0.1:${freePort()}`;
   const once = await runUsershard(["query", "--grpc", dead, "7", "8"]);
   assert.equal(once.code, 1);
@@ -212,16 +247,30 @@ Deno.test("a dead node is one line and exit 1; in the loop, the line and the loo
   assert.match(once.stderr, new RegExp(`^usershard query: cannot reach ${dead}: .*ECONNREFUSED`));
 
   const loop = await runUsershard(["query", "--grpc", dead], { stdin: "7\n8\n" });
-  assert.equal(loop.code, 0);
-  assert.equal(loop.stderr.trim().split("\n").length, 2, loop.stderr);
-  assert.equal(loop.stdout.split(PROMPT).length - 1, 3);
+  assert.equal(loop.code, 1);
+  assert.equal(loop.stdout, "");
+  const lines = loop.stderr.trim().split("\n");
+  assert.equal(lines.filter((line) => line === PROMPT).length, 3, loop.stderr);
+  assert.deepEqual(
+    lines.filter((line) => line !== PROMPT).map((line) => line.replace(/: cannot reach .*ECONNREFUSED.*$/, "")),
+    ["usershard query: user 7", "usershard query: user 8"],
+  );
 
-  const bad = await runUsershard(["query", "--grpc", "nohostport", "7"]);
-  assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--grpc must be host:port, got 'nohostport'/);
+  const usage: [string[], string][] = [
+    [["--grpc", "nohostport"], "--grpc must be a port (1-65535) or host:port, got 'nohostport'"],
+    [["--grpc", "99999"], "--grpc must be a port (1-65535) or host:port, got '99999'"],
+    [["--timeout", "0s"], "--timeout must be a duration above zero"],
+    [["--timeout", "0"], "--timeout must be a duration above zero"],
+  ];
+  const results = await Promise.all(usage.map(([flags]) => runUsershard(["query", ...flags, "7"])));
+  for (const [i, result] of results.entries()) {
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stderr.split("\n").length, 2, result.stderr);
+    assert.ok(result.stderr.startsWith(`usershard query: ${usage[i][1]}`), result.stderr);
+  }
 });
 
-Deno.test("gRPC statuses: INVALID_ARGUMENT, DEADLINE_EXCEEDED, UNAVAILABLE; health and reflection", async () => {
+Deno.test("a node outside a cluster: gRPC statuses and the CLI's lines for them; health and reflection", async () => {
   await withNodes("query", async (started, stream) => {
     // A node that waits for a first seed that never comes: no coordinator, so no shard can be reached.
     const [lonely, missing] = nodePorts(2);
@@ -253,10 +302,50 @@ Deno.test("gRPC statuses: INVALID_ARGUMENT, DEADLINE_EXCEEDED, UNAVAILABLE; heal
       const unavailable = await failure("7", 5000);
       assert.equal(unavailable.code, grpc.status.UNAVAILABLE, unavailable.message);
       assert.match(unavailable.message, /shard \d+ of user 7 could not be reached within 1000 ms/);
+      // The server gives up a little before the client's deadline, so its answer names the shard.
       const late = await failure("7", 400);
       assert.equal(late.code, grpc.status.DEADLINE_EXCEEDED, late.message);
+      assert.match(late.message, /^shard \d+ of user 7 did not answer before the client's deadline of \d+ ms: /);
     } finally {
       client.close();
+    }
+
+    // Each error line of the CLI starts with its user; a deadline too short for the server's answer is said plainly.
+    const cli = await Promise.all(
+      ["700ms", "20ms"].map((timeout) => runUsershard(["query", "--grpc", target, "--timeout", timeout, "16", "17"])),
+    );
+    for (const result of cli) assert.equal(result.code, 1, result.stderr);
+    const deadlineLines = cli[0].stderr.split("\n");
+    assert.equal(deadlineLines.length, 3, cli[0].stderr);
+    for (const [i, user] of ["16", "17"].entries()) {
+      assert.match(
+        deadlineLines[i],
+        new RegExp(
+          `^usershard query: user ${user}: shard \\d+ of user ${user} did not answer before the client's deadline`,
+        ),
+      );
+      assert.match(deadlineLines[i], /\(DEADLINE_EXCEEDED\)$/);
+    }
+    assert.equal(
+      cli[1].stderr,
+      "usershard query: user 16: no answer within 20 ms (DEADLINE_EXCEEDED)\n" +
+        "usershard query: user 17: no answer within 20 ms (DEADLINE_EXCEEDED)\n",
+    );
+
+    // Outside a cluster there is no placement to show: `shards --all` says so and fails.
+    for (const json of [[], ["--json"]]) {
+      const all = await runUsershard([
+        "shards",
+        "--node",
+        String(lonely.mgmt),
+        "--all",
+        "--type",
+        stream.group,
+        ...json,
+      ]);
+      assert.equal(all.code, 1, all.stderr);
+      assert.equal(all.stdout, "");
+      assert.match(all.stderr, /^usershard shards: 127\.0\.0\.1:\d+ knows no Up members, [^\n]*\n$/);
     }
 
     const raw = new grpc.Client(target, grpc.credentials.createInsecure());

@@ -5,7 +5,7 @@ import { UserPurchaseProtoSchema } from "../proto/gen/user_events_pb.ts";
 import { groupPlacement } from "../kafka/assignment.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import type { Purchase } from "../kafka/purchase.ts";
-import { runUsershard } from "./support/cli.ts";
+import { runUsershard, usershardCommand } from "./support/cli.ts";
 import { freePort } from "./support/process.ts";
 import {
   addressOf,
@@ -154,6 +154,70 @@ Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three
       /^usershard shards: cannot reach the management endpoint http:\/\/127\.0\.0\.1:\d+: connection refused/,
     );
     assert.equal(dead.stderr.trim().split("\n").length, 1);
+
+    // Mistaken --node and --type: one line each that says what to give instead.
+    const mistakes = await Promise.all([
+      runUsershard(["shards", "--node", `127.0.0.1:${a.remoting}`, ...type]),
+      runUsershard(["shards", "--node", `127.0.0.1:${a.grpc}`, ...type]),
+      runUsershard(["shards", "--node", `127.0.0.1:${a.mgmt}`]),
+      runUsershard(["shards", "--node", "99999", ...type]),
+    ]);
+    assert.deepEqual(mistakes.map((m) => [m.code, m.stdout, m.stderr.split("\n").length]), [
+      [1, "", 2],
+      [1, "", 2],
+      [1, "", 2],
+      [2, "", 2],
+    ]);
+    for (const [i, port] of [a.remoting, a.grpc].entries()) {
+      assert.match(
+        mistakes[i].stderr,
+        new RegExp(`\\(is ${port} the node's management port\\? --node takes its --mgmt port\\)\n$`),
+      );
+    }
+    assert.match(
+      mistakes[2].stderr,
+      new RegExp(
+        `^usershard shards: the node at http://127\\.0\\.0\\.1:${a.mgmt} has no shard type 'user-processing' ` +
+          "\\(--type must be the node's consumer group, its --group\\)\n$",
+      ),
+    );
+    assert.match(mistakes[3].stderr, /^usershard shards: --node must be a port \(1-65535\) or host:port, got '99999'/);
+
+    // A closed stdout (a pipe into `head`) ends the command quietly.
+    const piped = usershardCommand(["shards", "--node", `127.0.0.1:${a.mgmt}`, "--all", ...type]).spawn();
+    await piped.stdout.cancel();
+    const [pipedStatus, pipedStderr] = await Promise.all([piped.status, new Response(piped.stderr).text()]);
+    assert.deepEqual([pipedStatus.code, pipedStderr], [0, ""]);
+
+    // A member that cannot be read (kill -9; it stays a member for seconds): its own line, a total that says it
+    // is partial, and exit 1.
+    started[2].kill("SIGKILL");
+    await started[2].exited();
+    const [partial, partialJson] = await Promise.all(
+      [[], ["--json"]].map((json) =>
+        runUsershard(["shards", "--node", `127.0.0.1:${a.mgmt}`, "--all", ...type, ...json])
+      ),
+    );
+    const lost = addressOf(c);
+    assert.equal(partial.code, 1);
+    assert.match(
+      partial.stdout,
+      new RegExp(`\n${lost.replaceAll(".", "\\.")} +\\? +\\? +could not be read, its shards are not counted: `),
+    );
+    const counted = 128 - three[2].shards.length;
+    assert.match(
+      partial.stdout,
+      new RegExp(`\ntotal \\(partial\\) +${counted} +\\d+ +${counted}/${counted} \\(100%\\), counting 2 of 3 nodes\n`),
+    );
+    assert.equal(
+      partial.stderr,
+      `usershard shards: 1 of 3 members could not be read (${lost}); the totals leave out their shards\n`,
+    );
+    assert.equal(partialJson.code, 1);
+    assert.equal(partialJson.stderr, partial.stderr);
+    const view = JSON.parse(partialJson.stdout) as { complete: boolean; nodes: { node: string; error?: string }[] };
+    assert.equal(view.complete, false);
+    assert.deepEqual(view.nodes.filter((n) => n.error).map((n) => n.node), [lost]);
   });
 });
 

@@ -97,7 +97,7 @@ export type CoordinatorAction =
     readonly type: "shardsLost";
     readonly shards: readonly number[];
     readonly region: NodeId;
-    /** No member is Up to take them: the whole cluster is stopping (or failing) with its state. */
+    /** No member is joining or Up to take them: the whole cluster is stopping (or failing) with its state. */
     readonly clusterDown: boolean;
   }
   | {
@@ -233,11 +233,11 @@ export class Coordinator {
       this.#regions.delete(key);
       const lost = [...this.#allocation].filter(([, home]) => sameNode(home, region)).map(([shard]) => shard);
       for (const shard of lost) this.#allocation.delete(shard);
-      if (lost.length > 0) this.#emit({ type: "shardsLost", shards: lost, region, clusterDown: !this.#anyUp() });
+      if (lost.length > 0) this.#emit({ type: "shardsLost", shards: lost, region, clusterDown: !this.#anyStaying() });
     }
     for (const move of this.#moves.values()) {
       if (move.phase === "stopping" && move.from && !this.#isAlive(move.from)) {
-        this.#emit({ type: "shardsLost", shards: [move.shard], region: move.from, clusterDown: !this.#anyUp() });
+        this.#emit({ type: "shardsLost", shards: [move.shard], region: move.from, clusterDown: !this.#anyStaying() });
         move.from = undefined;
         move.phase = "starting";
         move.inFlight = false;
@@ -354,8 +354,9 @@ export class Coordinator {
     if (to) this.#beginMoves([{ shard, to }], now);
   }
 
-  #anyUp(): boolean {
-    return [...this.#members.values()].some((m) => m.status === "Up");
+  /** Whether any member is joining or Up, and so could take shards now or soon. */
+  #anyStaying(): boolean {
+    return [...this.#members.values()].some((m) => m.status === "Up" || m.status === "Joining");
   }
 
   #answerWaiters(): void {

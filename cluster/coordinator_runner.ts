@@ -223,7 +223,7 @@ export class CoordinatorRunner {
         break;
       case "shardsLost":
         if (action.clusterDown) {
-          log.info("{count} shards of {region} stop with it: no member is Up to take them", {
+          log.info("{count} shards of {region} stop with it: no member is joining or Up to take them", {
             count: action.shards.length,
             region: action.region.address,
           });

@@ -54,6 +54,7 @@ export function defineCommand<F extends Readonly<Record<string, FlagSpec>>>(
       try {
         return await run(parsed.flags, parsed.positionals, parsed.sources);
       } catch (error) {
+        if (error instanceof StdoutClosed) return 0;
         throw error instanceof UsageError ? namingEnvironment(error, spec, parsed.sources) : error;
       }
     },
@@ -66,23 +67,30 @@ function namingEnvironment<F extends Readonly<Record<string, FlagSpec>>>(
   spec: CommandSpec & { readonly flags: F },
   sources: Parsed<F>["sources"],
 ): UsageError {
-  const name = /^--([a-z-]+)/.exec(error.message)?.[1];
-  const env = name && sources[name] === "env" ? spec.flags[name]?.env : undefined;
-  return env ? new UsageError(error.message.replace(`--${name}`, `${env} (--${name})`)) : error;
+  const message = error.message.replace(/--([a-z-]+)/g, (flag, name: string) => {
+    const env = sources[name] === "env" ? spec.flags[name]?.env : undefined;
+    return env ? `${env} (${flag})` : flag;
+  });
+  return message === error.message ? error : new UsageError(message);
 }
 
 const encoder = new TextEncoder();
 
 /**
- * Writes `text` to standard output, all of it. When the reader has gone (a
- * pipe into `head`), the program ends quietly with status 0, as Unix tools do.
+ * Nobody reads standard output any more (a pipe into `head`). A command ends
+ * quietly then, as Unix tools do: with status 0, unless it already knows of a
+ * failure, which it returns instead.
  */
+export class StdoutClosed extends Error {
+  override name = "StdoutClosed";
+}
+
+/** Writes `text` to standard output, all of it; throws {@linkcode StdoutClosed} when the reader has gone. */
 export async function writeStdout(text: string): Promise<void> {
   const bytes = encoder.encode(text);
   try {
     for (let written = 0; written < bytes.length;) written += await Deno.stdout.write(bytes.subarray(written));
   } catch (error) {
-    if (error instanceof Deno.errors.BrokenPipe) Deno.exit(0);
-    throw error;
+    throw error instanceof Deno.errors.BrokenPipe ? new StdoutClosed("standard output was closed") : error;
   }
 }

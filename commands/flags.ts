@@ -74,7 +74,7 @@ export function parseFlags<F extends Readonly<Record<string, FlagSpec>>>(
   try {
     parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError(argsProblem(error instanceof Error ? error.message : String(error), spec.name));
+    throw new UsageError(argsProblem(error instanceof Error ? error.message : String(error)));
   }
   const flags: Record<string, string | boolean | undefined> = {};
   const sources: Record<string, "flag" | "env" | "default"> = {};
@@ -99,14 +99,14 @@ export function parseFlags<F extends Readonly<Record<string, FlagSpec>>>(
 }
 
 /** node:util's wording (several lines of hints) as one line in the program's own words. */
-function argsProblem(message: string, command: string): string {
+function argsProblem(message: string): string {
   const first = message.split("\n")[0].split(". ")[0].replace(/\.$/, "");
   const ambiguous = /Option '(--[^']+)' argument is ambiguous/.exec(first)?.[1];
   if (ambiguous) return `${ambiguous} needs a value; write ${ambiguous}=VALUE for one starting with '-'`;
   const missing = /Option '(--[^ ']+)[^']*' argument missing/.exec(first)?.[1];
   if (missing) return `${missing} needs a value`;
   const unknown = /Unknown option '([^']+)'/.exec(first)?.[1];
-  if (unknown) return `unknown flag ${unknown} (usershard ${command} --help lists them)`;
+  if (unknown) return `unknown flag ${unknown}`;
   return first;
 }
 
@@ -168,6 +168,23 @@ export function numberFlag(name: string, value: string, min = 0): number {
 /** Reads a TCP port flag (1..65535). */
 export function portFlag(name: string, value: string): number {
   return intFlag(name, value, { min: 1, max: 65535 });
+}
+
+/**
+ * Reads a flag that names one endpoint: `host:port`, or a bare port on
+ * `defaultHost`.
+ *
+ * @example
+ * ```ts
+ * endpointFlag("node", "8552", "localhost"); // "localhost:8552"
+ * endpointFlag("node", "10.0.0.5:8552", "localhost"); // "10.0.0.5:8552"
+ * ```
+ */
+export function endpointFlag(name: string, value: string, defaultHost: string): string {
+  const endpoint = /^\d+$/.test(value) ? `${defaultHost}:${value}` : value;
+  const port = Number(/^[^\s/]+:(\d{1,5})$/.exec(endpoint)?.[1] ?? 0);
+  if (port < 1 || port > 65535) throw new UsageError(`--${name} must be a port (1-65535) or host:port, got '${value}'`);
+  return endpoint;
 }
 
 /**

@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { helpText, hostPortList, intFlag, numberFlag, parseFlags, UsageError } from "./flags.ts";
+import {
+  durationFlag,
+  endpointFlag,
+  helpText,
+  hostPortList,
+  intFlag,
+  numberFlag,
+  parseFlags,
+  UsageError,
+} from "./flags.ts";
 
 const spec = {
   name: "demo",
@@ -51,4 +60,20 @@ Deno.test("intFlag(), numberFlag() and hostPortList() say what they expected", (
   assert.deepEqual(hostPortList("seeds", "a:1, b:2"), ["a:1", "b:2"]);
   assert.throws(() => hostPortList("seeds", "a:1,b"), /--seeds expects host:port entries, got 'b'/);
   assert.throws(() => hostPortList("seeds", "a:0"), UsageError);
+});
+
+Deno.test("endpointFlag() takes host:port or a bare port, and durationFlag() only durations above zero", () => {
+  assert.equal(endpointFlag("node", "8552", "localhost"), "localhost:8552");
+  assert.equal(endpointFlag("grpc", "10.0.0.5:8082", "localhost"), "10.0.0.5:8082");
+  assert.throws(() => endpointFlag("node", "99999", "localhost"), /--node must be a port \(1-65535\) or host:port/);
+  assert.throws(() => endpointFlag("grpc", "http://x:1", "localhost"), UsageError);
+  assert.equal(durationFlag("timeout", "1.5s"), 1500);
+  assert.equal(durationFlag("down-after", "1h"), 3_600_000);
+  assert.throws(() => durationFlag("timeout", "0s"), /--timeout must be a duration above zero/);
+  assert.throws(() => durationFlag("timeout", "5"), UsageError);
+});
+
+Deno.test("parseFlags() says where each value came from", () => {
+  const env = (name: string) => (name === "DEMO_BROKERS" ? "kafka:9092" : undefined);
+  assert.deepEqual(parseFlags(spec, ["--count", "3"], env).sources, { brokers: "env", count: "flag", json: "default" });
 });

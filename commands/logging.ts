@@ -38,21 +38,24 @@ const stderrSink: Sink = (record) => {
   Deno.stderr.writeSync(encoder.encode(formatter(record)));
 };
 
-// grpc-js writes its own lines ("E No address added out of total 1 resolved") straight to
-// stderr; they belong with the rest of the log, at debug level.
-const grpcLog = getLogger(["usershard", "grpc-js"]);
-grpc.setLogger({ error: (...parts: unknown[]) => grpcLog.debug(parts.map(String).join(" ")) });
-
 /** Sends the program's logs at `level` and above to standard error. */
 export async function setUpLogging(level: LogLevel): Promise<void> {
+  // grpc-js writes its own lines ("E No address added out of total 1 resolved") straight to
+  // stderr; they belong with the rest of the log, at debug level, unless someone asked
+  // grpc-js itself for them (GRPC_TRACE, GRPC_VERBOSITY).
+  if (!Deno.env.get("GRPC_TRACE") && !Deno.env.get("GRPC_VERBOSITY")) {
+    const grpcLog = getLogger(["usershard", "grpc-js"]);
+    grpc.setLogger({ error: (...parts: unknown[]) => grpcLog.debug(parts.map(String).join(" ")) });
+  }
+  const libraries = level === "trace" || level === "debug" ? level : "fatal";
   await configure({
     reset: true,
     sinks: { stderr: stderrSink },
     loggers: [
       { category: ["usershard"], lowestLevel: level, sinks: ["stderr"] },
       // kafkajs and grpc-js report every retry and bind attempt; our own code reports what finally happened.
-      { category: ["usershard", "kafkajs"], lowestLevel: level === "trace" || level === "debug" ? level : "fatal" },
-      { category: ["usershard", "grpc-js"], lowestLevel: level === "trace" || level === "debug" ? level : "fatal" },
+      { category: ["usershard", "kafkajs"], lowestLevel: libraries },
+      { category: ["usershard", "grpc-js"], lowestLevel: libraries },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });

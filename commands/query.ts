@@ -7,8 +7,8 @@
 import { status } from "@grpc/grpc-js";
 import { QueryError, type UserStats, UserStatsClient } from "../grpc/user_client.ts";
 import { userIdProblem } from "../grpc/user_service.ts";
-import { CliError, defineCommand, writeStdout } from "./command.ts";
-import { type CommandSpec, durationFlag, UsageError } from "./flags.ts";
+import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
+import { type CommandSpec, durationFlag, endpointFlag } from "./flags.ts";
 
 /** The interactive loop's prompt, as in the sample. */
 export const PROMPT = "Enter user id or :q to quit";
@@ -51,7 +51,7 @@ export function describeStats(stats: UserStats): string {
 
 /** `usershard query`. */
 export const queryCommand = defineCommand(querySpec, async (flags, ids) => {
-  const target = grpcTarget(flags.grpc);
+  const target = endpointFlag("grpc", flags.grpc, "localhost");
   const timeoutMs = durationFlag("timeout", flags.timeout);
   const client = new UserStatsClient(target);
   const format = (stats: UserStats) =>
@@ -71,14 +71,6 @@ export const queryCommand = defineCommand(querySpec, async (flags, ids) => {
   }
 });
 
-/** `--grpc`: `host:port`, or a bare port on localhost as `shards --node` takes one. */
-function grpcTarget(value: string): string {
-  const target = /^\d+$/.test(value) ? `localhost:${value}` : value;
-  const port = Number(/^[^\s/]+:(\d{1,5})$/.exec(target)?.[1] ?? 0);
-  if (port < 1 || port > 65535) throw new UsageError(`--grpc must be a port (1-65535) or host:port, got '${value}'`);
-  return target;
-}
-
 /** The error line of one id's query: it starts with the user, so a line among many says whose it is. */
 function failureLine(id: string, error: QueryError): string {
   const user = /^[^\s"'\\\p{C}]{1,64}$/u.test(id) ? id : JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id);
@@ -91,6 +83,7 @@ async function answerAll(ids: readonly string[], ask: (id: string) => Promise<st
     try {
       await writeStdout(`${await ask(id)}\n`);
     } catch (error) {
+      if (error instanceof StdoutClosed) break;
       if (!(error instanceof QueryError)) throw error;
       // A node that fails as a whole fails every id the same way: say it once.
       if (error.nodeFailed) throw new CliError(error.message);
@@ -112,6 +105,7 @@ async function interactive(ask: (id: string) => Promise<string>): Promise<number
       try {
         await writeStdout(`${await ask(id)}\n`);
       } catch (error) {
+        if (error instanceof StdoutClosed) break;
         if (!(error instanceof QueryError)) throw error;
         console.error(failureLine(id, error));
         failed = true;

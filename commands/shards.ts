@@ -11,8 +11,8 @@ import {
   ManagementError,
   type ShardsJson,
 } from "../cluster/management_client.ts";
-import { CliError, defineCommand, writeStdout } from "./command.ts";
-import { type CommandSpec, UsageError } from "./flags.ts";
+import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
+import { type CommandSpec, endpointFlag, UsageError } from "./flags.ts";
 
 /** Flags of `usershard shards`. */
 export const shardsSpec = {
@@ -51,12 +51,7 @@ export const shardsSpec = {
 /** `usershard shards`. */
 export const shardsCommand = defineCommand(shardsSpec, async (flags, positionals) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const target = /^\d+$/.test(flags.node) ? `${flags.host}:${flags.node}` : flags.node;
-  const port = Number(/^[^\s/:]+:(\d{1,5})$/.exec(target)?.[1] ?? 0);
-  if (port < 1 || port > 65535) {
-    throw new UsageError(`--node must be a port (1-65535) or host:port, got '${flags.node}'`);
-  }
-  const base = `http://${target}`;
+  const base = `http://${endpointFlag("node", flags.node, flags.host)}`;
   try {
     if (flags.all) await printAll(base, flags.type, flags.json);
     else await printOne(base, flags.type, flags.json);
@@ -127,8 +122,13 @@ async function printAll(base: string, type: string, json: boolean): Promise<void
   );
   const unread = nodes.filter((n) => n.error);
   if (unread.length === nodes.length) throw new ManagementError(`no member could be read: ${nodes[0].error}`);
-  if (json) await writeStdout(JSON.stringify({ type, complete: unread.length === 0, nodes }, null, 2) + "\n");
-  else await writeStdout(placementTable(type, members.selfNode, nodes));
+  try {
+    if (json) await writeStdout(JSON.stringify({ type, complete: unread.length === 0, nodes }, null, 2) + "\n");
+    else await writeStdout(placementTable(type, members.selfNode, nodes));
+  } catch (error) {
+    // A closed pipe ends the output, not the verdict on the members.
+    if (!(error instanceof StdoutClosed)) throw error;
+  }
   if (unread.length > 0) {
     const which = unread.map((n) => n.node).join(", ");
     throw new CliError(

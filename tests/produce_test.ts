@@ -82,7 +82,7 @@ Deno.test("produce refuses bad flags with one line and exit code 2", async () =>
     [["--partitions", "0"], /--partitions must be an integer from 1/],
     [["--brokers", "localhost"], /--brokers expects host:port entries, got 'localhost'/],
     [["--topic", "bad topic!"], /--topic must be a Kafka topic name/],
-    [["--colour"], /unknown flag --colour \(usershard produce --help lists them\)/],
+    [["--colour"], /usershard produce: unknown flag --colour \(see usershard produce --help\)$/m],
     [["extra"], /unexpected argument 'extra'/],
   ];
   for (const [args, message] of cases) {

@@ -213,6 +213,14 @@ Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three
       partial.stderr,
       `usershard shards: 1 of 3 members could not be read (${lost}); the totals leave out their shards\n`,
     );
+    // A closed stdout ends the table, not the verdict.
+    const pipedPartial = usershardCommand(["shards", "--node", `127.0.0.1:${a.mgmt}`, "--all", ...type]).spawn();
+    await pipedPartial.stdout.cancel();
+    const [pipedPartialStatus, pipedPartialStderr] = await Promise.all([
+      pipedPartial.status,
+      new Response(pipedPartial.stderr).text(),
+    ]);
+    assert.deepEqual([pipedPartialStatus.code, pipedPartialStderr], [1, partial.stderr]);
     assert.equal(partialJson.code, 1);
     assert.equal(partialJson.stderr, partial.stderr);
     const view = JSON.parse(partialJson.stdout) as { complete: boolean; nodes: { node: string; error?: string }[] };

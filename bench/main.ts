@@ -6,6 +6,7 @@
  */
 import { setUpLogging } from "../commands/logging.ts";
 import { benchContext, deleteBenchTopics } from "./context.ts";
+import { benchDurability } from "./durability.ts";
 import { benchMembership } from "./membership.ts";
 import { benchProduce } from "./produce.ts";
 import { benchQuery } from "./query.ts";
@@ -16,6 +17,7 @@ const benchmarks: Record<string, (context: ReturnType<typeof benchContext>) => P
   membership: benchMembership,
   sharding: benchSharding,
   query: benchQuery,
+  durability: benchDurability,
 };
 
 const chosen = Deno.args.length > 0 ? Deno.args : Object.keys(benchmarks);

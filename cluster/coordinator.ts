@@ -5,7 +5,7 @@
  * It returns commands (stop this shard there, start it here with this state)
  * and the caller carries them out and reports back. No sockets, no clock.
  *
- * Rules that keep a shard in one place (invariant 1 of DESIGN.md):
+ * Rules that keep a shard in one place (invariant 1 of ARCHITECTURE.md):
  * - A shard moves in two steps: the old home stops it and hands over its
  *   state; only then is the new home told to start it with that state.
  * - A coordinator that has just taken over allocates nothing until every Up

@@ -229,7 +229,8 @@ export class CoordinatorRunner {
           });
         } else {
           log.warn(
-            "{count} shards were lost with {region}: [{shards}]; they restart empty on the next consumer of their partitions",
+            "{count} shards were lost with {region}: [{shards}]; they restart on the next consumer of their " +
+              "partitions, restored from the changelog (or empty, with --state memory)",
             { count: action.shards.length, region: action.region.address, shards: action.shards.join(",") },
           );
         }
@@ -264,7 +265,14 @@ export class CoordinatorRunner {
       // The reply must come from the incarnation the command was for.
       (reply) => sameNode(reply.from, at) ? onReply(reply.body) : onFailure(),
       (error) => {
-        log.debug("{kind} of shard on {at} failed: {error}", { kind: body.case, at: at.address, error: String(error) });
+        // A move that cannot go on says why; the coordinator tries the command again.
+        const shard = body.case === "stopShard" || body.case === "startShard" ? body.value.shard : "?";
+        log.warn("{kind} of shard {shard} on {at} failed: {error}; trying again", {
+          kind: body.case,
+          shard,
+          at: at.address,
+          error: error instanceof Error ? error.message : String(error),
+        });
         return onFailure();
       },
     ).then((input) => {

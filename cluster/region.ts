@@ -23,10 +23,12 @@ import {
 } from "../proto/gen/cluster_pb.ts";
 import { WAITER_TTL_MS } from "./coordinator.ts";
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
+import { HostedShard } from "./hosted_shard.ts";
 import { type NodeId, nodeKey, sameNode } from "./members.ts";
 import { nodeFromProto } from "./membership_codec.ts";
 import { type Body, type Inbound, type Remoting, RemotingError, within } from "./remoting.ts";
-import { Shard, type ShardSnapshot } from "./shard.ts";
+import type { ShardSnapshot } from "./shard.ts";
+import { ShardFencedError, type ShardStorage } from "./shard_storage.ts";
 import { eventsFromProto, eventsToProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
 const log = getLogger(["usershard", "sharding"]);
@@ -39,6 +41,9 @@ export const MAX_WAITING = 10_000;
 
 /** How long a region keeps the state of a shard it handed off, in case the handoff was cut short. */
 export const HANDED_OFF_TTL_MS = 120_000;
+
+/** Most events in one forwarded message: a batch for a remote shard goes in pieces this size. */
+export const MAX_EVENTS_PER_MESSAGE = 2000;
 
 /** The message kinds a region answers. */
 export const REGION_MESSAGES = ["applyEvents", "getUser", "stopShard", "startShard"] as const;
@@ -62,22 +67,27 @@ export interface RegionOptions {
   readonly remoting: Remoting;
   /** The node the coordinator runs on (the oldest member), when known. */
   readonly coordinator: () => NodeId | undefined;
-  /** How long an ask may take before it fails (DESIGN: 10 s). */
+  /** How long an ask may take before it fails (10 s by default, `--ask-timeout`). */
   readonly askTimeoutMs: number;
   /** The shard of a user (the producer's partitioner, so shard == partition). */
   readonly shardOf: (userId: string) => number;
+  /** Where hosted shards keep their state. */
+  readonly storage: ShardStorage;
 }
 
 /** This node's shard region. */
 export class ShardRegion {
   readonly #o: RegionOptions;
-  readonly #shards = new Map<number, Shard>();
-  readonly #handedOff = new Map<number, { snapshot: ShardSnapshot; at: number }>();
+  readonly #shards = new Map<number, HostedShard>();
+  /** Shards stopped here lately, with the state handed over when the storage is not durable. */
+  readonly #handedOff = new Map<number, { snapshot: ShardSnapshot | undefined; at: number }>();
   readonly #homes = new Map<number, NodeId>();
   readonly #resolving = new Map<number, Promise<NodeId>>();
   #waiting = 0;
   #registeredWith: string | undefined;
   #registering = false;
+  #closed = false;
+  readonly #stopping = new Map<number, Promise<ShardSnapshot | undefined>>();
 
   constructor(options: RegionOptions) {
     this.#o = options;
@@ -101,9 +111,16 @@ export class ShardRegion {
       .sort((a, b) => a.shardId - b.shardId);
   }
 
-  /** The state of a shard hosted here, `undefined` when it is not. */
+  /** The state of a shard hosted here, `undefined` when it is not (or is still restoring). */
   shardState(shard: number): ShardSnapshot | undefined {
     return this.#shards.get(shard)?.snapshot();
+  }
+
+  /** How many hosted shards are still restoring their state. */
+  get restoringCount(): number {
+    let restoring = 0;
+    for (const hosted of this.#shards.values()) if (!hosted.isReady) restoring++;
+    return restoring;
   }
 
   /**
@@ -112,13 +129,13 @@ export class ShardRegion {
    * the state is surely out of this node; `false` if that takes past `deadline`.
    */
   async confirmHandoffs(deadline: number): Promise<boolean> {
-    for (const snapshot of this.#recentHandoffs()) {
+    for (const shard of this.#recentHandoffs().keys()) {
       while (true) {
         const remaining = deadline - Date.now();
         if (remaining <= 0) return false;
         try {
-          this.#homes.delete(snapshot.shard);
-          const home = await this.#resolve(snapshot.shard, remaining);
+          this.#homes.delete(shard);
+          const home = await this.#resolve(shard, remaining);
           if (!sameNode(home, this.#o.self)) break;
         } catch {
           await new Promise((resolve) => setTimeout(resolve, 100));
@@ -128,10 +145,11 @@ export class ShardRegion {
     return true;
   }
 
-  #recentHandoffs(): ShardSnapshot[] {
+  /** Shards handed off lately, with their state when it travels with them. */
+  #recentHandoffs(): Map<number, ShardSnapshot | undefined> {
     const now = Date.now();
     for (const [id, entry] of this.#handedOff) if (now - entry.at > HANDED_OFF_TTL_MS) this.#handedOff.delete(id);
-    return [...this.#handedOff.values()].map((entry) => entry.snapshot);
+    return new Map([...this.#handedOff].map(([id, entry]) => [id, entry.snapshot]));
   }
 
   /** How many shards are hosted here. */
@@ -154,7 +172,7 @@ export class ShardRegion {
         value: create(RegisterRegionSchema, {
           shardCount: this.#o.shardCount,
           shards: [...this.#shards.keys()],
-          handedOff: this.#recentHandoffs().map(snapshotToProto),
+          handedOff: [...this.#recentHandoffs().values()].filter((s) => s !== undefined).map(snapshotToProto),
         }),
       }, this.#o.askTimeoutMs);
       if (!sameNode(reply.from, coordinator)) return undefined;
@@ -184,15 +202,22 @@ export class ShardRegion {
    */
   applyEvents(shard: number, events: readonly PurchaseEvent[]): Promise<Delivery> {
     return this.#route<Delivery>(shard, Date.now() + this.#o.askTimeoutMs, {
-      local: (s) => ({ lastOffset: s.apply(events).lastOffset, local: true }),
+      local: async (s) => ({ lastOffset: (await s.apply(events)).lastOffset, local: true }),
       remote: async (home, timeoutMs) => {
-        const reply = await this.#o.remoting.ask(home.address, {
-          case: "applyEvents",
-          value: create(ApplyEventsSchema, { shard, events: eventsToProto(events) }),
-        }, timeoutMs);
-        return reply.body.case === "eventsApplied"
-          ? { lastOffset: Number(reply.body.value.lastOffset), local: false }
-          : undefined;
+        const deadline = Date.now() + timeoutMs;
+        let lastOffset = -1;
+        // In pieces, so that no frame nears the size limit; a home that answers "not here"
+        // part way has the caller find the new home, which skips what was already applied.
+        for (let from = 0; from < events.length; from += MAX_EVENTS_PER_MESSAGE) {
+          const piece = events.slice(from, from + MAX_EVENTS_PER_MESSAGE);
+          const reply = await this.#o.remoting.ask(home.address, {
+            case: "applyEvents",
+            value: create(ApplyEventsSchema, { shard, events: eventsToProto(piece) }),
+          }, Math.max(1, deadline - Date.now()));
+          if (reply.body.case !== "eventsApplied") return undefined;
+          lastOffset = Number(reply.body.value.lastOffset);
+        }
+        return { lastOffset, local: false };
       },
     });
   }
@@ -201,7 +226,7 @@ export class ShardRegion {
   userTotals(userId: string, timeoutMs: number = this.#o.askTimeoutMs): Promise<UserTotals> {
     const shard = this.#o.shardOf(userId);
     return this.#route<UserTotals>(shard, Date.now() + timeoutMs, {
-      local: (s) => s.get(userId) ?? NO_PURCHASES,
+      local: async (s) => (await s.get(userId)) ?? NO_PURCHASES,
       remote: async (home, remaining) => {
         const reply = await this.#o.remoting.ask(home.address, {
           case: "getUser",
@@ -220,13 +245,16 @@ export class ShardRegion {
   async #route<T>(
     shard: number,
     deadline: number,
-    how: { local: (shard: Shard) => T; remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined> },
+    how: {
+      local: (shard: HostedShard) => Promise<T>;
+      remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined>;
+    },
   ): Promise<T> {
     if (!Number.isInteger(shard) || shard < 0 || shard >= this.#o.shardCount) {
       throw new RangeError(`shard ${shard} is outside 0..${this.#o.shardCount - 1}`);
     }
     const hosted = this.#shards.get(shard);
-    if (hosted) return how.local(hosted);
+    if (hosted?.isReady) return how.local(hosted);
     if (this.#waiting >= MAX_WAITING) {
       throw new ShardUnavailableError(`${MAX_WAITING} requests already wait for shard homes; try again shortly`);
     }
@@ -241,16 +269,28 @@ export class ShardRegion {
   async #routeWaiting<T>(
     shard: number,
     deadline: number,
-    how: { local: (shard: Shard) => T; remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined> },
+    how: {
+      local: (shard: HostedShard) => Promise<T>;
+      remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined>;
+    },
   ): Promise<T> {
     let pause = 25;
     let last = "no home known";
     while (true) {
-      const hosted = this.#shards.get(shard);
-      if (hosted) return how.local(hosted);
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
         throw new ShardUnavailableError(`shard ${shard} could not be reached in time (${last})`);
+      }
+      const hosted = this.#shards.get(shard);
+      if (hosted) {
+        try {
+          return await within(how.local(hosted), remaining, `restoring shard ${shard}`);
+        } catch (error) {
+          // Restoring past the deadline, or stopped or broken meanwhile: ask where it is now.
+          last = error instanceof Error ? error.message : String(error);
+          if (!(error instanceof RemotingError) && this.#shards.get(shard) === hosted) throw error;
+          continue;
+        }
       }
       try {
         // The lookup may be shared with an earlier caller whose deadline is later than this one's.
@@ -293,7 +333,7 @@ export class ShardRegion {
   }
 
   /** Answers the region's messages from other nodes (and from the coordinator). */
-  handle(message: Inbound): Body {
+  handle(message: Inbound): Body | Promise<Body> {
     const { body } = message;
     if (body.case === "stopShard" || body.case === "startShard") {
       // A deposed coordinator's late command must not move shards behind the new one's back.
@@ -304,50 +344,39 @@ export class ShardRegion {
     }
     switch (body.case) {
       case "applyEvents": {
-        const shard = this.#shards.get(body.value.shard);
-        if (!shard) return notHere(body.value.shard);
-        const result = shard.apply(eventsFromProto(body.value.events));
-        return {
-          case: "eventsApplied",
-          value: create(EventsAppliedSchema, { lastOffset: BigInt(result.lastOffset), applied: result.applied }),
-        };
-      }
-      case "getUser": {
-        const shard = this.#shards.get(body.value.shard);
-        if (!shard) return notHere(body.value.shard);
-        const totals = shard.get(body.value.userId) ?? NO_PURCHASES;
-        return {
-          case: "userTotals",
-          value: create(UserTotalsSchema, {
-            userId: body.value.userId,
-            totalPurchases: BigInt(totals.totalPurchases),
-            amountSpent: BigInt(totals.amountSpent),
-          }),
-        };
-      }
-      case "stopShard": {
         const id = body.value.shard;
         const shard = this.#shards.get(id);
-        this.#shards.delete(id);
-        this.#homes.delete(id);
-        if (shard) {
-          // Kept until it is surely started elsewhere: the only copy is in the reply otherwise.
-          this.#handedOff.set(id, { snapshot: shard.snapshot(), at: Date.now() });
-          log.debug("shard {shard} stopped here for handoff ({users} users, offset {offset})", {
-            shard: id,
-            users: shard.numEntities,
-            offset: shard.lastOffset,
-          });
-        }
-        // A repeated stop (the first reply was lost) gets the same state again, and keeps it
-        // here for as long as the coordinator still asks: expiring it would start the shard empty.
-        const kept = this.#recentHandoffs().find((s) => s.shard === id);
-        if (kept && !shard) this.#handedOff.set(id, { snapshot: kept, at: Date.now() });
-        return {
-          case: "shardStopped",
-          value: create(ShardStoppedSchema, { hosted: kept !== undefined, snapshot: kept && snapshotToProto(kept) }),
-        };
+        if (!shard) return notHere(id);
+        return shard.apply(eventsFromProto(body.value.events)).then(
+          (result): Body => ({
+            case: "eventsApplied",
+            value: create(EventsAppliedSchema, { lastOffset: BigInt(result.lastOffset), applied: result.applied }),
+          }),
+          // Stopped or broken while the batch waited: the sender finds the shard's home again.
+          () => notHere(id),
+        );
       }
+      case "getUser": {
+        const { shard: id, userId } = body.value;
+        const shard = this.#shards.get(id);
+        if (!shard) return notHere(id);
+        return shard.get(userId).then(
+          (found): Body => {
+            const totals = found ?? NO_PURCHASES;
+            return {
+              case: "userTotals",
+              value: create(UserTotalsSchema, {
+                userId,
+                totalPurchases: BigInt(totals.totalPurchases),
+                amountSpent: BigInt(totals.amountSpent),
+              }),
+            };
+          },
+          () => notHere(id),
+        );
+      }
+      case "stopShard":
+        return this.#stop(body.value.shard);
       case "startShard": {
         const id = body.value.shard;
         if (id >= this.#o.shardCount) throw new RangeError(`shard ${id} is outside 0..${this.#o.shardCount - 1}`);
@@ -355,10 +384,14 @@ export class ShardRegion {
         // A repeated start (its first answer was lost) must not replace newer state.
         if (!this.#shards.has(id)) {
           const snapshot = body.value.snapshot ? snapshotFromProto(body.value.snapshot) : undefined;
-          this.#shards.set(id, new Shard(id, snapshot));
-          log.debug("shard {shard} started here ({how})", {
+          this.#host(id, snapshot);
+          log.debug("shard {shard} starting here ({how})", {
             shard: id,
-            how: snapshot ? `${snapshot.entities.length} users, offset ${snapshot.lastOffset}` : "empty",
+            how: this.#o.storage.durable
+              ? "restoring from its changelog"
+              : snapshot
+              ? `${snapshot.entities.length} users, offset ${snapshot.lastOffset}`
+              : "empty",
           });
         }
         this.#homes.set(id, this.#o.self);
@@ -367,6 +400,100 @@ export class ShardRegion {
       default:
         throw new Error(`a shard region does not handle ${body.case}`);
     }
+  }
+
+  #host(id: number, snapshot?: ShardSnapshot): void {
+    const hosted: HostedShard = new HostedShard(id, this.#o.storage, (error) => this.#broken(hosted, error), snapshot);
+    this.#shards.set(id, hosted);
+  }
+
+  /**
+   * Stops a shard for handoff. The write in flight ends first; the state goes
+   * in the reply only when the storage is not durable (the new home restores
+   * it otherwise). A repeated stop (the first reply was lost) gets the same
+   * answer, for as long as the coordinator still asks: expiring it would
+   * start the shard empty.
+   */
+  async #stop(id: number): Promise<Body> {
+    const hosted = this.#shards.get(id);
+    this.#homes.delete(id);
+    if (hosted) {
+      this.#shards.delete(id);
+      const closing = hosted.close();
+      this.#stopping.set(id, closing);
+      try {
+        const snapshot = await closing;
+        this.#handedOff.set(id, { snapshot: this.#o.storage.durable ? undefined : snapshot, at: Date.now() });
+        log.debug("shard {shard} stopped here for handoff ({users} users, offset {offset})", {
+          shard: id,
+          users: snapshot?.entities.length ?? 0,
+          offset: snapshot?.lastOffset ?? -1,
+        });
+      } finally {
+        this.#stopping.delete(id);
+      }
+    }
+    await this.#stopping.get(id);
+    const kept = this.#recentHandoffs();
+    if (kept.has(id) && !hosted) this.#handedOff.set(id, { snapshot: kept.get(id), at: Date.now() });
+    const snapshot = kept.get(id);
+    return {
+      case: "shardStopped",
+      value: create(ShardStoppedSchema, {
+        hosted: snapshot !== undefined,
+        snapshot: snapshot && snapshotToProto(snapshot),
+      }),
+    };
+  }
+
+  /**
+   * A write of `hosted` failed: its memory is ahead of its store, so the copy
+   * goes. If the coordinator still places the shard here, it is opened again
+   * (which restores what the store holds); if not, or if the write was fenced
+   * by a newer owner, it stays gone. Reopening without asking could fence the
+   * shard's rightful owner in turn.
+   */
+  #broken(hosted: HostedShard, error: unknown): void {
+    const id = hosted.id;
+    if (this.#shards.get(id) !== hosted) return;
+    this.#shards.delete(id);
+    this.#homes.delete(id);
+    void hosted.close();
+    const fenced = error instanceof ShardFencedError;
+    log.warn("shard {shard}: a changelog write failed ({error}); its copy here is dropped{then}", {
+      shard: id,
+      error: error instanceof Error ? error.message : String(error),
+      then: fenced ? "" : ", and it is reopened if the coordinator still places it here",
+    });
+    if (!fenced) void this.#reclaim(id);
+  }
+
+  async #reclaim(id: number): Promise<void> {
+    for (let pause = 250; !this.#closed && !this.#shards.has(id); pause = Math.min(2 * pause, 5000)) {
+      try {
+        this.#homes.delete(id);
+        const home = await this.#resolve(id, this.#o.askTimeoutMs);
+        if (this.#closed || this.#shards.has(id)) return;
+        if (!sameNode(home, this.#o.self)) {
+          log.info("shard {shard} lives on {home} now; not reopened here", { shard: id, home: home.address });
+          return;
+        }
+        log.info("reopening shard {shard} here: the coordinator still places it on this node", { shard: id });
+        this.#host(id);
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  }
+
+  /** Stops every hosted shard (writes in flight end first) and the storage. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const hosted = [...this.#shards.values()];
+    this.#shards.clear();
+    await Promise.all(hosted.map((shard) => shard.close()));
+    await this.#o.storage.close();
   }
 }
 

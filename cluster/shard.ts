@@ -51,7 +51,9 @@ export class Shard {
 
   /**
    * Applies events in offset order; events at or below the last applied
-   * offset are skipped (they were counted before a redelivery).
+   * offset are skipped (they were counted before a redelivery). The users
+   * whose totals moved are added to `changed`, when given: they are what a
+   * durable store must write.
    *
    * @example
    * ```ts
@@ -61,12 +63,13 @@ export class Shard {
    * shard.apply([e]);        // { applied: 0, skipped: 1, lastOffset: 10 }
    * ```
    */
-  apply(events: readonly PurchaseEvent[]): ApplyResult {
+  apply(events: readonly PurchaseEvent[], changed?: Set<string>): ApplyResult {
     let applied = 0;
     for (const event of events) {
       if (event.offset <= this.#lastOffset) continue;
       this.#entities.set(event.userId, applyPurchase(this.#entities.get(event.userId) ?? NO_PURCHASES, event));
       this.#lastOffset = event.offset;
+      changed?.add(event.userId);
       applied++;
     }
     return { applied, skipped: events.length - applied, lastOffset: this.#lastOffset };

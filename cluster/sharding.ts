@@ -15,6 +15,7 @@ import { COORDINATOR_MESSAGES, CoordinatorRunner, type PlacementSource } from ".
 import { json, type ManagementRoute } from "./management.ts";
 import { sameNode } from "./members.ts";
 import { REGION_MESSAGES, ShardRegion } from "./region.ts";
+import type { ShardStorage } from "./shard_storage.ts";
 
 const log = getLogger(["usershard", "sharding"]);
 
@@ -29,6 +30,8 @@ export interface ShardingOptions {
   readonly askTimeoutMs: number;
   readonly placement: PlacementSource;
   readonly shardOf: (userId: string) => number;
+  /** Where hosted shards keep their state. */
+  readonly storage: ShardStorage;
 }
 
 /** Sharding on one node. */
@@ -49,6 +52,7 @@ export class Sharding {
       coordinator: () => node.snapshot().oldest,
       askTimeoutMs: options.askTimeoutMs,
       shardOf: options.shardOf,
+      storage: options.storage,
     });
     this.#runner = new CoordinatorRunner({
       self: node.self,
@@ -163,9 +167,10 @@ export class Sharding {
     });
   }
 
-  /** Stops timers. */
-  close(): void {
+  /** Stops timers, then every shard still hosted here (their writes in flight end first). */
+  async close(): Promise<void> {
     clearInterval(this.#timer);
     this.#runner.close();
+    await this.region.close();
   }
 }

@@ -14,6 +14,8 @@ import { newUid } from "../cluster/members.ts";
 import { BindError } from "../cluster/remoting.ts";
 import { Sharding } from "../cluster/sharding.ts";
 import { ensureTopic, partitionCount } from "../kafka/admin.ts";
+import { ChangelogLayoutError, changelogTopicFor, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
+import { MEMORY_STORAGE, type ShardStorage } from "../cluster/shard_storage.ts";
 import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
@@ -124,6 +126,14 @@ export const processSpec = {
       default: `${DEFAULT_TIMINGS.downAfterMs / 1000}s`,
       description: "an unreachable member is downed (removed) after this much longer",
     },
+    state: {
+      type: "string",
+      value: "kafka|memory",
+      env: "USERSHARD_STATE",
+      default: "kafka",
+      description: "where shard state lives: 'kafka' keeps it in the compacted topic GROUP-changelog (exactly once, " +
+        "survives crashes and restarts); 'memory' loses it with the node, for comparison",
+    },
     "log-level": LOG_LEVEL_FLAG,
   },
   details: `SIGINT or SIGTERM leaves the cluster gracefully (consumer stopped, shards handed off,
@@ -160,6 +170,9 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
   }
   const partitions = intFlag("partitions", flags.partitions, { min: 1, max: 10_000 });
   const askTimeoutMs = durationFlag("ask-timeout", flags["ask-timeout"]);
+  if (flags.state !== "kafka" && flags.state !== "memory") {
+    throw new UsageError(`--state must be kafka or memory, got '${flags.state}'`);
+  }
   const timings = {
     ...DEFAULT_TIMINGS,
     unreachableAfterMs: durationFlag("unreachable-after", flags["unreachable-after"]),
@@ -171,19 +184,23 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
   const self = { address: `${host}:${remotingPort}`, uid: newUid() };
   const kafka = createKafka({ brokers, clientId: nodeClientId(self.address) });
   const admin = kafka.admin();
+  const changelog = changelogTopicFor(flags.group);
   let shardCount: number;
   try {
     await admin.connect();
     shardCount = (await ensureTopic(admin, topic, partitions, sources.partitions !== "default")).partitions;
+    if (flags.state === "kafka") await ensureChangelog(admin, changelog, shardCount);
   } catch (error) {
     await admin.disconnect().catch(() => {});
-    throw new CliError(kafkaErrorLine(error, brokers));
+    throw new CliError(error instanceof ChangelogLayoutError ? error.message : kafkaErrorLine(error, brokers));
   }
-  log.info("topic {topic} has {count} partitions: {count} shards, consumer group {group}", {
+  log.info("topic {topic} has {count} partitions: {count} shards, consumer group {group}, state {state}", {
     topic: topic,
     count: shardCount,
     group: flags.group,
+    state: flags.state === "kafka" ? `in ${changelog}` : "in memory only (lost with the node)",
   });
+  const storage: ShardStorage = flags.state === "kafka" ? new KafkaShardStorage(kafka, changelog) : MEMORY_STORAGE;
 
   const parts = new Parts();
   parts.add(() => admin.disconnect());
@@ -206,6 +223,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       askTimeoutMs,
       placement: () => groupPlacement(admin, flags.group, topic),
       shardOf: (userId) => partitionFor(userId, shardCount),
+      storage,
     });
     parts.add(() => sharding.close());
     const pipeline = new ConsumerPipeline({

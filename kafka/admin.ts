@@ -39,7 +39,8 @@ export async function partitionCount(admin: Admin, topic: string): Promise<numbe
  * Creates `topic` with `partitions` partitions unless it exists; an existing
  * topic with another count is kept as it is, since changing it would move
  * users between partitions (said with a warning when the count was
- * `requested`, rather than a default). Resolves once every partition has a
+ * `requested`, rather than a default). `config` applies to a topic created
+ * here (`cleanup.policy`, say). Resolves once every partition has a
  * leader, so the caller can produce and consume at once.
  */
 export async function ensureTopic(
@@ -47,6 +48,7 @@ export async function ensureTopic(
   topic: string,
   partitions: number,
   requested = true,
+  config: Readonly<Record<string, string>> = {},
 ): Promise<TopicInfo> {
   const existing = await partitionCount(admin, topic);
   if (existing !== undefined) {
@@ -60,7 +62,11 @@ export async function ensureTopic(
   }
   // kafkajs's own waitForLeaders fails when the broker has not yet learnt of the topic from the
   // KRaft controller, which is a matter of milliseconds; knownPartitionCount waits that out.
-  const created = await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: false });
+  const configEntries = Object.entries(config).map(([name, value]) => ({ name, value }));
+  const created = await admin.createTopics({
+    topics: [{ topic, numPartitions: partitions, configEntries }],
+    waitForLeaders: false,
+  });
   // false means another client created it in between; its count is the one that holds.
   const count = await knownPartitionCount(admin, topic, created);
   if (created) log.info("created topic {topic} with {partitions} partitions", { topic, partitions });

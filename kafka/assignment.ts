@@ -1,7 +1,7 @@
 /**
  * Which node consumes which partition, read from Kafka itself: the consumer
  * group's description while the group is Stable. That is the ordered,
- * authoritative source of desired shard placement (invariant 5 of DESIGN.md);
+ * authoritative source of desired shard placement (invariant 5 of ARCHITECTURE.md);
  * nodes' own reports only say "look again".
  *
  * @module

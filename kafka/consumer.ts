@@ -2,8 +2,9 @@
  * The consumer pipeline of a processor node. One event's path:
  * Kafka record → {@linkcode decodePurchase} → shard id (= partition) →
  * `sink.applyEvents` (the shard region: local shard, or its home over TCP) →
- * the shard applies and acknowledges → offset committed. Nothing is committed
- * before the shard has applied it (invariant 2), partitions run in parallel,
+ * the shard applies, writes its changelog and acknowledges → offset committed,
+ * once per fetched batch. Nothing is committed before the shard has applied
+ * and stored it (invariant 2 of ARCHITECTURE.md), partitions run in parallel,
  * and inside a partition events keep their order.
  *
  * @module
@@ -66,8 +67,6 @@ export interface PipelineOptions {
   readonly hostedShards: () => number;
   /** Partitions processed at the same time. */
   readonly concurrency?: number;
-  /** Events per ask; a larger batch from Kafka is sent in pieces of this size. */
-  readonly maxEventsPerAsk?: number;
   readonly summaryEveryMs?: number;
 }
 
@@ -180,48 +179,9 @@ export class ConsumerPipeline {
       await whileWaiting(heartbeat, this.#topicResized());
       return retryLater();
     }
-    const maxEvents = this.#o.maxEventsPerAsk ?? 2000;
-    let events: PurchaseEvent[] = [];
+    const events: PurchaseEvent[] = [];
     let lastOffset = -1;
-
-    /** Delivers and commits what is gathered; false when delivery failed and the batch must be fetched again. */
-    const flush = async (): Promise<boolean> => {
-      if (lastOffset < 0) return true;
-      if (events.length > 0) {
-        try {
-          const delivery = await whileWaiting(heartbeat, this.#o.sink.applyEvents(partition, events));
-          this.stats.events += events.length;
-          if (delivery.local) this.stats.local += events.length;
-        } catch (error) {
-          log.warn(
-            "could not deliver {count} events of {topic}/{partition} to shard {partition}: {error}; " +
-              "they stay uncommitted and are fetched again in {ms} ms",
-            {
-              count: events.length,
-              topic,
-              partition,
-              error: error instanceof Error ? error.message : String(error),
-              ms: RETRY_DELIVERY_AFTER_MS,
-            },
-          );
-          // Throwing would make kafkajs restart the whole consumer, which leaves and rejoins
-          // the group: a rebalance of every node for one unreachable shard.
-          retryLater();
-          return false;
-        }
-      }
-      resolveOffset(String(lastOffset));
-      await commitOffsetsIfNecessary({
-        topics: [{ topic, partitions: [{ partition, offset: String(lastOffset + 1) }] }],
-      });
-      await heartbeat();
-      events = [];
-      lastOffset = -1;
-      return true;
-    };
-
     for (const message of batch.messages) {
-      if (!isRunning() || isStale()) break;
       const offset = Number(message.offset);
       const decoded = decodePurchase(message.key, message.value);
       if (!decoded.ok) {
@@ -231,18 +191,45 @@ export class ConsumerPipeline {
         // The key is the user id's UTF-8 (decodePurchase checked), so hash it as it is.
         const shard = partitionForBytes(message.key!, this.#o.partitions);
         if (shard !== partition) {
+          // Nothing past this record may be committed before the resize check says it is a stray.
           const resized = await whileWaiting(heartbeat, this.#topicResized());
           if (resized !== false) return retryLater();
           this.#malformed(topic, partition, offset, `user ${userId} belongs in partition ${shard}, not ${partition}`);
         } else {
-          log.debug("Forwarding message for entity {userId} to cluster sharding", { userId });
           events.push({ offset, userId, product, quantity, price });
         }
       }
       lastOffset = offset;
-      if (events.length >= maxEvents && !await flush()) return;
     }
-    if (isRunning() && !isStale()) await flush();
+    if (lastOffset < 0 || !isRunning() || isStale()) return;
+    if (events.length > 0) {
+      try {
+        // The whole batch in one delivery: one changelog transaction and one commit for it.
+        const delivery = await whileWaiting(heartbeat, this.#o.sink.applyEvents(partition, events));
+        this.stats.events += events.length;
+        if (delivery.local) this.stats.local += events.length;
+      } catch (error) {
+        log.warn(
+          "could not deliver {count} events of {topic}/{partition} to shard {partition}: {error}; " +
+            "they stay uncommitted and are fetched again in {ms} ms",
+          {
+            count: events.length,
+            topic,
+            partition,
+            error: error instanceof Error ? error.message : String(error),
+            ms: RETRY_DELIVERY_AFTER_MS,
+          },
+        );
+        // Throwing would make kafkajs restart the whole consumer, which leaves and rejoins
+        // the group: a rebalance of every node for one unreachable shard.
+        return retryLater();
+      }
+    }
+    resolveOffset(String(lastOffset));
+    await commitOffsetsIfNecessary({
+      topics: [{ topic, partitions: [{ partition, offset: String(lastOffset + 1) }] }],
+    });
+    await heartbeat();
   }
 
   /**

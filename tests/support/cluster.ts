@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { BROKERS, uniqueName, withTopic } from "./kafka.ts";
+import { BROKERS, deleteTopics, uniqueName, withTopic } from "./kafka.ts";
 import { freePort, RunningUsershard } from "./process.ts";
 
 /** Ports of one node. */
@@ -162,8 +162,8 @@ export async function shardState(ports: NodePorts, group: string, shard: number)
 
 /**
  * Runs `run` with a topic and group of its own, stops (kill -9) every node it
- * pushed onto `started`, whatever happens, and deletes the topic and any
- * other whose name starts with it.
+ * pushed onto `started`, whatever happens, and deletes the topic, the group's
+ * changelog, and any other topic whose name starts with either.
  */
 export function withNodes(
   prefix: string,
@@ -182,6 +182,8 @@ export function withNodes(
       throw error;
     } finally {
       await Promise.all(started.map((node) => node.stop()));
+      // The nodes' changelog topic is named after the group.
+      await deleteTopics(stream.group);
     }
   });
 }

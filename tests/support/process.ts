@@ -12,11 +12,13 @@ export class RunningUsershard {
   #stderr = "";
   #waiters = new Set<() => void>();
   readonly #pumps: Promise<void>;
+  #running = true;
   readonly args: readonly string[];
 
   constructor(args: readonly string[], env: Record<string, string> = {}) {
     this.args = args;
     this.#child = usershardCommand(args, { env }).spawn();
+    this.#child.status.then(() => (this.#running = false));
     this.#pumps = Promise.all([
       this.#pump(this.#child.stdout, (text) => (this.#stdout += text)),
       this.#pump(this.#child.stderr, (text) => (this.#stderr += text)),
@@ -38,6 +40,11 @@ export class RunningUsershard {
   /** Everything written to standard error (the logs) so far. */
   get stderr(): string {
     return this.#stderr;
+  }
+
+  /** Whether the process still runs. */
+  get running(): boolean {
+    return this.#running;
   }
 
   /** The process id. */

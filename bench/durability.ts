@@ -1,0 +1,182 @@
+/**
+ * What durable state costs and buys, on real processes and the local broker:
+ * - the drain rate of a pre-filled topic through two nodes, with `--state
+ *   kafka` and `--state memory`, next to raw kafkajs consuming the same
+ *   topic in the same run, for 10k users and for 1M users;
+ * - the restore of a shard of a million users (entities/s);
+ * - failover: from kill -9 of a node to every one of its shards answering
+ *   its totals on the other node.
+ *
+ * @module
+ */
+import type { Kafka } from "kafkajs";
+import { createKafka } from "../kafka/client.ts";
+import { ensureTopic } from "../kafka/admin.ts";
+import { createPurchaseProducer, produce, purchaseMessage } from "../kafka/producer.ts";
+import { partitionFor } from "../kafka/partitioner.ts";
+import { UserStatsClient } from "../grpc/user_client.ts";
+import { eventually, type NodePorts, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
+import type { RunningUsershard } from "../tests/support/process.ts";
+import type { BenchContext } from "./context.ts";
+import { uniqueTopic } from "./context.ts";
+
+const SHARDS = 128;
+
+async function processed(node: NodePorts): Promise<number> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${node.mgmt}/stats`);
+    return ((await response.json()) as { events: number }).events;
+  } catch {
+    return 0;
+  }
+}
+
+/** Raw kafkajs: consume the whole topic and count, nothing else; events/s. */
+async function rawConsume(kafka: Kafka, topic: string, events: number): Promise<number> {
+  const raw = kafka.consumer({ groupId: uniqueTopic("bench-raw"), maxWaitTimeInMs: 250 });
+  const started = performance.now();
+  await raw.connect();
+  await raw.subscribe({ topic, fromBeginning: true });
+  let seen = 0;
+  const done = Promise.withResolvers<number>();
+  await raw.run({
+    partitionsConsumedConcurrently: 8,
+    eachBatch: ({ batch }) => {
+      seen += batch.messages.length;
+      if (seen >= events) done.resolve(performance.now());
+      return Promise.resolve();
+    },
+  });
+  const seconds = (await done.promise - started) / 1000;
+  await raw.disconnect();
+  return events / seconds;
+}
+
+/** Drains `topic` through two fresh nodes in a group of their own; events/s once flowing. */
+async function drain(topic: string, events: number, state: string): Promise<{ rate: number; nodes: Drained }> {
+  const stream = { topic, group: uniqueTopic(`bench-${state}`) };
+  const ports = nodePorts(2);
+  const nodes = ports.map((p) => startProcessor(p, ports, stream, ["--state", state]));
+  let first: { at: number; events: number } | undefined;
+  await eventually(`${events} events drained (${state})`, async () => {
+    const count = (await Promise.all(ports.map(processed))).reduce((a, b) => a + b, 0);
+    if (first === undefined && count > 0) first = { at: performance.now(), events: count };
+    return count >= events;
+  }, 900_000);
+  const rate = (events - first!.events) / ((performance.now() - first!.at) / 1000);
+  return { rate, nodes: { ports, nodes, group: stream.group } };
+}
+
+interface Drained {
+  readonly ports: NodePorts[];
+  readonly nodes: RunningUsershard[];
+  readonly group: string;
+}
+
+/** Runs the durability benchmarks. */
+export async function benchDurability(context: BenchContext): Promise<void> {
+  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
+  const admin = kafka.admin();
+  await admin.connect();
+  const producer = createPurchaseProducer(kafka);
+  await producer.connect();
+  const events = 500_000;
+  try {
+    for (const users of [10_000, 1_000_000]) {
+      const topic = uniqueTopic(`bench-durability-${users}`);
+      await ensureTopic(admin, topic, SHARDS);
+      await produce(producer, { topic, users, rate: 0, count: events }, new AbortController().signal);
+      const raw = await rawConsume(kafka, topic, events);
+      context.report(`durability: raw kafkajs consume, ${users} users`, `${Math.round(raw)} events/s`, { events });
+      for (const state of ["memory", "kafka"]) {
+        const { rate, nodes } = await drain(topic, events, state);
+        context.report(`durability: 2 nodes, --state ${state}, ${users} users`, `${Math.round(rate)} events/s`, {
+          ratio: `${(rate / raw).toFixed(2)} × raw`,
+          from: "the first event processed",
+        });
+        if (state === "kafka" && users === 10_000) await failover(context, nodes);
+        await Promise.all(nodes.nodes.map((n) => n.stop()));
+      }
+    }
+    await restore(context, kafka, admin);
+  } finally {
+    await producer.disconnect();
+    await admin.disconnect();
+  }
+}
+
+/** kill -9 of one of two drained nodes, until every one of its shards answers on the other. */
+async function failover(context: BenchContext, drained: Drained): Promise<void> {
+  const [survivor, victim] = drained.ports;
+  const lost = (await shardsOf(victim, drained.group))!.shards;
+  // One user of each lost shard, with the totals it has before the crash.
+  const users = lost.map((shard) => {
+    for (let u = 0;; u++) if (partitionFor(String(u), SHARDS) === shard) return String(u);
+  });
+  const client = new UserStatsClient(`127.0.0.1:${survivor.grpc}`);
+  try {
+    const before = await Promise.all(users.map((u) => client.userStats(u, 10_000)));
+    const killed = performance.now();
+    drained.nodes[1].kill("SIGKILL");
+    await eventually("every lost shard answers on the survivor", async () => {
+      const now = await Promise.all(users.map((u) => client.userStats(u, 2000).catch(() => undefined)));
+      return now.every((s, i) => s?.totalPurchases === before[i].totalPurchases);
+    }, 120_000);
+    context.report(
+      "durability: failover, kill -9 → lost shards answer",
+      `${Math.round(performance.now() - killed)} ms`,
+      {
+        shards: lost.length,
+        bound: "membership downs after --unreachable-after + --down-after (3 s + 5 s)",
+      },
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** One shard of a million users, restored by a node that starts after the only other one was killed. */
+async function restore(context: BenchContext, kafka: Kafka, admin: ReturnType<Kafka["admin"]>): Promise<void> {
+  const users = 1_000_000;
+  const topic = uniqueTopic("bench-restore");
+  await ensureTopic(admin, topic, 1);
+  const producer = createPurchaseProducer(kafka);
+  await producer.connect();
+  try {
+    for (let i = 0; i < users; i += 2000) {
+      await producer.send({
+        topic,
+        messages: Array.from(
+          { length: Math.min(2000, users - i) },
+          (_, j) => purchaseMessage({ userId: String(i + j), product: "rope", quantity: 1, price: 100 }),
+        ),
+      });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  const stream = { topic, group: uniqueTopic("bench-restore-group") };
+  const [a, b] = nodePorts(2);
+  const first = startProcessor(a, [a], stream);
+  let second: RunningUsershard | undefined;
+  try {
+    await eventually("a million users in the shard", async () => (await processed(a)) >= users, 900_000);
+    first.kill("SIGKILL");
+    await first.exited();
+    second = startProcessor(b, [b], stream);
+    const line = await second.waitForOutput(
+      /restored shard 0 from \S+: (\d+) users up to offset \d+, (\d+) records read in (\d+) ms/,
+      600_000,
+    );
+    const [entities, records, ms] = [Number(line[1]), Number(line[2]), Number(line[3])];
+    context.report("durability: restore of a shard of 1M users", `${Math.round(entities / (ms / 1000))} entities/s`, {
+      entities,
+      records,
+      seconds: (ms / 1000).toFixed(1),
+    });
+  } finally {
+    first.kill("SIGKILL");
+    await first.stop();
+    await second?.stop();
+  }
+}

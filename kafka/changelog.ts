@@ -1,0 +1,241 @@
+/**
+ * Durable shard state in Kafka, as Kafka Streams keeps it: a compacted
+ * changelog topic co-partitioned with the input (changelog partition = shard
+ * id), key = user id, value = the user's totals and the offset of the input
+ * partition up to which the shard had applied events when it was written.
+ *
+ * Each hosted shard writes through a transactional producer whose id belongs
+ * to the shard (`<changelog>-<shard>`), one transaction per applied batch, and
+ * the input offsets are committed only after it. Opening a shard calls
+ * `InitProducerId` with that id: Kafka aborts the previous owner's open
+ * transaction and refuses every later write of it, so a frozen, cut-off or
+ * downed node cannot change the state once the new owner reads it back
+ * (`read_committed`). Why this is exact under every interleaving is in
+ * ARCHITECTURE.md, "Durable state".
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import type { Admin, Kafka, Producer, Transaction } from "kafkajs";
+import { getLogger } from "@logtape/logtape";
+import type { UserTotals } from "../cluster/entity.ts";
+import type { ShardSnapshot } from "../cluster/shard.ts";
+import { ShardFencedError, type ShardLog, type ShardStorage } from "../cluster/shard_storage.ts";
+import { ensureTopic } from "./admin.ts";
+import { errorChain } from "./client.ts";
+import { PartitionReader } from "./partition_reader.ts";
+
+const log = getLogger(["usershard", "changelog"]);
+
+/** The changelog topic of a consumer group: `<group>-changelog`. */
+export function changelogTopicFor(group: string): string {
+  return `${group}-changelog`;
+}
+
+const VALUE_VERSION = 1;
+const VALUE_BYTES = 25;
+
+/** Bytes of changelog records per produce request, well under a broker's default 1 MiB batch limit. */
+const MAX_SEND_BYTES = 512 * 1024;
+/** A record's size beyond its key (at most 3 bytes a UTF-16 unit): the value and the record's framing. */
+const RECORD_OVERHEAD_BYTES = VALUE_BYTES + 20;
+const TWO_32 = 2 ** 32;
+
+/** A changelog record's value: the user's totals as of `shardOffset` of the input partition. */
+export interface ChangelogValue {
+  readonly totals: UserTotals;
+  readonly shardOffset: number;
+}
+
+/**
+ * Encodes a changelog value: a version byte, then total purchases, amount
+ * spent and the shard's offset as big-endian int64 (25 bytes).
+ *
+ * @example
+ * ```ts
+ * const value = encodeChangelogValue({ totals: { totalPurchases: 2, amountSpent: 3096 }, shardOffset: 41 });
+ * decodeChangelogValue(value); // { totals: { totalPurchases: 2, amountSpent: 3096 }, shardOffset: 41 }
+ * ```
+ */
+export function encodeChangelogValue(value: ChangelogValue): Buffer {
+  const bytes = Buffer.allocUnsafe(VALUE_BYTES);
+  bytes[0] = VALUE_VERSION;
+  writeInt64(bytes, 1, value.totals.totalPurchases);
+  writeInt64(bytes, 9, value.totals.amountSpent);
+  writeInt64(bytes, 17, value.shardOffset);
+  return bytes;
+}
+
+/** Decodes a changelog value; `undefined` for anything this version did not write. */
+export function decodeChangelogValue(bytes: Uint8Array): ChangelogValue | undefined {
+  if (bytes.length !== VALUE_BYTES || bytes[0] !== VALUE_VERSION) return undefined;
+  return {
+    totals: { totalPurchases: readInt64(bytes, 1), amountSpent: readInt64(bytes, 9) },
+    shardOffset: readInt64(bytes, 17),
+  };
+}
+
+// Totals stay below 2^53 (entity.ts refuses more), so two 32-bit halves carry them exactly.
+function writeInt64(bytes: Buffer, at: number, n: number): void {
+  bytes.writeInt32BE(Math.floor(n / TWO_32), at);
+  bytes.writeUInt32BE(n >>> 0, at + 4);
+}
+
+function readInt64(bytes: Uint8Array, at: number): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + at, 8);
+  return view.getInt32(0) * TWO_32 + view.getUint32(4);
+}
+
+/** The changelog topic cannot hold these shards. */
+export class ChangelogLayoutError extends Error {
+  override name = "ChangelogLayoutError";
+}
+
+/**
+ * Creates the changelog topic (compacted, one partition per shard) unless it
+ * exists; an existing one with another partition count cannot hold these
+ * shards, and is refused with one line.
+ */
+export async function ensureChangelog(admin: Admin, topic: string, shards: number): Promise<void> {
+  const info = await ensureTopic(admin, topic, shards, false, { "cleanup.policy": "compact" });
+  if (info.created) log.info("created changelog topic {topic} with {shards} partitions (compacted)", { topic, shards });
+  if (info.partitions !== shards) {
+    throw new ChangelogLayoutError(
+      `changelog topic ${topic} has ${info.partitions} partitions but there are ${shards} shards; ` +
+        "it belongs to another topic layout (delete it, or use another --group)",
+    );
+  }
+}
+
+/** Shard state kept in the changelog topic. */
+export class KafkaShardStorage implements ShardStorage {
+  readonly durable = true;
+  readonly #kafka: Kafka;
+  readonly #topic: string;
+  readonly #reader: PartitionReader;
+
+  constructor(kafka: Kafka, changelogTopic: string) {
+    this.#kafka = kafka;
+    this.#topic = changelogTopic;
+    this.#reader = new PartitionReader(kafka);
+  }
+
+  /** Fences the shard's earlier writers, then restores it from its changelog partition. */
+  async open(shard: number): Promise<ShardLog> {
+    const started = performance.now();
+    const producer = this.#kafka.producer({
+      transactionalId: `${this.#topic}-${shard}`,
+      // The transaction's own producer is idempotent; a second, plain idempotent one would only cost a request.
+      idempotent: false,
+      maxInFlightRequests: 1,
+      transactionTimeout: 30_000,
+      allowAutoTopicCreation: false,
+    });
+    try {
+      await producer.connect();
+      // The first transaction calls InitProducerId: from here on no earlier owner's write can commit.
+      const first = await producer.transaction();
+      const fenced = performance.now();
+      const entities = new Map<string, UserTotals>();
+      let lastOffset = -1;
+      const read = await this.#reader.readAll(this.#topic, shard, (record) => {
+        if (record.key === null) return;
+        const user = record.key.toString("utf8");
+        const value = record.value && decodeChangelogValue(record.value);
+        if (!value) {
+          entities.delete(user);
+          return;
+        }
+        entities.set(user, value.totals);
+        if (value.shardOffset > lastOffset) lastOffset = value.shardOffset;
+      });
+      log.info(
+        "restored shard {shard} from {topic}: {entities} users up to offset {offset}, {records} records read in " +
+          "{ms} ms ({fenceMs} ms to fence the previous owner)",
+        {
+          shard,
+          topic: this.#topic,
+          entities: entities.size,
+          offset: lastOffset,
+          records: read.records,
+          ms: Math.round(performance.now() - started),
+          fenceMs: Math.round(fenced - started),
+        },
+      );
+      const restored: ShardSnapshot | undefined = read.records === 0
+        ? undefined
+        : { shard, lastOffset, entities: [...entities] };
+      return new KafkaShardLog(producer, this.#topic, shard, first, restored);
+    } catch (error) {
+      await producer.disconnect().catch(() => {});
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#reader.close();
+  }
+}
+
+class KafkaShardLog implements ShardLog {
+  readonly restored: ShardSnapshot | undefined;
+  readonly #producer: Producer;
+  readonly #topic: string;
+  readonly #shard: number;
+  #next: Transaction | undefined;
+
+  constructor(producer: Producer, topic: string, shard: number, first: Transaction, restored?: ShardSnapshot) {
+    this.#producer = producer;
+    this.#topic = topic;
+    this.#shard = shard;
+    this.#next = first;
+    this.restored = restored;
+  }
+
+  async write(changed: readonly (readonly [string, UserTotals])[], lastOffset: number): Promise<void> {
+    const transaction = this.#next ?? await this.#producer.transaction();
+    this.#next = undefined;
+    try {
+      // A broker refuses a record batch past message.max.bytes (1 MiB by default), and a shard of
+      // many users changes more than that in one batch: the transaction takes it in pieces.
+      let from = 0;
+      while (from < changed.length) {
+        let to = from;
+        for (let bytes = 0; to < changed.length && bytes < MAX_SEND_BYTES; to++) {
+          bytes += changed[to][0].length * 3 + RECORD_OVERHEAD_BYTES;
+        }
+        await transaction.send({
+          topic: this.#topic,
+          messages: changed.slice(from, to).map(([user, totals]) => ({
+            key: user,
+            value: encodeChangelogValue({ totals, shardOffset: lastOffset }),
+            partition: this.#shard,
+          })),
+        });
+        from = to;
+      }
+      await transaction.commit();
+    } catch (error) {
+      if (isFenced(error)) {
+        throw new ShardFencedError(`shard ${this.#shard} was opened by another node; this copy may no longer write`);
+      }
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    const open = this.#next;
+    this.#next = undefined;
+    if (open?.isActive()) await open.abort().catch(() => {});
+    await this.#producer.disconnect();
+  }
+}
+
+/** Kafka's ways of saying that a newer producer holds the transactional id. */
+function isFenced(error: unknown): boolean {
+  return errorChain(error).some((e) => {
+    const type = (e as Error & { type?: unknown }).type;
+    return type === "INVALID_PRODUCER_EPOCH" || type === "PRODUCER_FENCED" ||
+      /old epoch|fenced/i.test(e.message);
+  });
+}

@@ -1,0 +1,78 @@
+/**
+ * The changelog against the real broker: what one owner commits, the next
+ * restores; once a new owner has opened a shard, the old one cannot write.
+ */
+import assert from "node:assert/strict";
+import { ShardFencedError } from "../cluster/shard_storage.ts";
+import { ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
+import { testKafka, withTopic } from "./support/kafka.ts";
+
+Deno.test("a new owner fences the old one: its later writes are refused and never restored", async () => {
+  await withTopic("changelog-fence", async (topic) => {
+    const kafka = testKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureChangelog(admin, topic, 2);
+    await admin.disconnect();
+    const first = new KafkaShardStorage(kafka, topic);
+    const second = new KafkaShardStorage(kafka, topic);
+    try {
+      const old = await first.open(1);
+      assert.equal(old.restored, undefined);
+      await old.write(
+        [["7", { totalPurchases: 1, amountSpent: 100 }], ["8", { totalPurchases: 1, amountSpent: 5 }]],
+        1,
+      );
+      await old.write([["7", { totalPurchases: 2, amountSpent: 300 }]], 4);
+
+      const current = await second.open(1);
+      assert.deepEqual(current.restored, {
+        shard: 1,
+        lastOffset: 4,
+        entities: [["7", { totalPurchases: 2, amountSpent: 300 }], ["8", { totalPurchases: 1, amountSpent: 5 }]],
+      });
+      // The old owner woke up (a pause, a cut) and tries to write what it applied meanwhile.
+      await assert.rejects(old.write([["7", { totalPurchases: 3, amountSpent: 999 }]], 6), ShardFencedError);
+      await current.write([["8", { totalPurchases: 2, amountSpent: 10 }]], 7);
+      await old.close().catch(() => {});
+      await current.close();
+
+      const again = await first.open(1);
+      assert.deepEqual(again.restored, {
+        shard: 1,
+        lastOffset: 7,
+        entities: [["7", { totalPurchases: 2, amountSpent: 300 }], ["8", { totalPurchases: 2, amountSpent: 10 }]],
+      });
+      await again.close();
+      // The other shard's partition holds nothing of this one.
+      const other = await first.open(0);
+      assert.equal(other.restored, undefined);
+      await other.close();
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+});
+
+Deno.test("a changelog topic with another partition count is refused with one line", async () => {
+  await withTopic("changelog-layout", async (topic) => {
+    const kafka = testKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await ensureChangelog(admin, topic, 4);
+      await assert.rejects(
+        ensureChangelog(admin, topic, 8),
+        new RegExp(`^ChangelogLayoutError: changelog topic ${topic} has 4 partitions but there are 8 shards`),
+      );
+      const configs = await admin.describeConfigs({
+        resources: [{ type: 2, name: topic, configNames: ["cleanup.policy"] }],
+        includeSynonyms: false,
+      });
+      assert.equal(configs.resources[0].configEntries[0].configValue, "compact");
+    } finally {
+      await admin.disconnect();
+    }
+  });
+});

@@ -200,7 +200,9 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
     group: flags.group,
     state: flags.state === "kafka" ? `in ${changelog}` : "in memory only (lost with the node)",
   });
-  const storage: ShardStorage = flags.state === "kafka" ? new KafkaShardStorage(kafka, changelog) : MEMORY_STORAGE;
+  const storage: ShardStorage = flags.state === "kafka"
+    ? new KafkaShardStorage({ kafka, brokers, clientId: nodeClientId(self.address), topic: changelog })
+    : MEMORY_STORAGE;
 
   const parts = new Parts();
   parts.add(() => admin.disconnect());

@@ -16,13 +16,13 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import type { Admin, Kafka, Producer, Transaction } from "kafkajs";
+import type { Admin, Kafka } from "kafkajs";
+import { Producer } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import type { UserTotals } from "../cluster/entity.ts";
 import type { ShardSnapshot } from "../cluster/shard.ts";
 import { ShardFencedError, type ShardLog, type ShardStorage } from "../cluster/shard_storage.ts";
 import { ensureTopic } from "./admin.ts";
-import { errorChain } from "./client.ts";
 import { PartitionReader } from "./partition_reader.ts";
 
 const log = getLogger(["usershard", "changelog"]);
@@ -107,38 +107,61 @@ export async function ensureChangelog(admin: Admin, topic: string, shards: numbe
   }
 }
 
-/** Shard state kept in the changelog topic. */
+/** How the changelog writers reach Kafka. */
+export interface ChangelogSettings {
+  /** The kafkajs client, for restores. */
+  readonly kafka: Kafka;
+  /** Bootstrap brokers as `host:port`, for the writers. */
+  readonly brokers: readonly string[];
+  /** The client id Kafka's tools show for this node's writers. */
+  readonly clientId: string;
+  readonly topic: string;
+}
+
+/**
+ * Shard state kept in the changelog topic. Restores read through kafkajs
+ * (`partition_reader.ts`); writes go through `@platformatic/kafka`'s
+ * transactional producer, which encodes records about 2.5 times as fast as
+ * kafkajs's on this workload (the changelog carries a record for every user a
+ * batch changes, so with many users it carries as much as the input).
+ */
 export class KafkaShardStorage implements ShardStorage {
   readonly durable = true;
-  readonly #kafka: Kafka;
-  readonly #topic: string;
+  readonly #settings: ChangelogSettings;
   readonly #reader: PartitionReader;
 
-  constructor(kafka: Kafka, changelogTopic: string) {
-    this.#kafka = kafka;
-    this.#topic = changelogTopic;
-    this.#reader = new PartitionReader(kafka);
+  constructor(settings: ChangelogSettings) {
+    this.#settings = settings;
+    this.#reader = new PartitionReader(settings.kafka);
   }
 
   /** Fences the shard's earlier writers, then restores it from its changelog partition. */
   async open(shard: number): Promise<ShardLog> {
+    const { topic, brokers, clientId } = this.#settings;
     const started = performance.now();
-    const producer = this.#kafka.producer({
-      transactionalId: `${this.#topic}-${shard}`,
-      // The transaction's own producer is idempotent; a second, plain idempotent one would only cost a request.
-      idempotent: false,
-      maxInFlightRequests: 1,
-      transactionTimeout: 30_000,
-      allowAutoTopicCreation: false,
+    const producer = new Producer({
+      clientId: `${clientId}-shard-${shard}`,
+      bootstrapBrokers: [...brokers],
+      transactionalId: `${topic}-${shard}`,
+      idempotent: true,
+      // "No producer yet": the client's default (0 and 0) makes the broker take this for an old
+      // producer of the id, refuse it as fenced, and leave the real previous owner unfenced.
+      producerId: -1n,
+      producerEpoch: -1,
+      // A transaction's first send is refused (CONCURRENT_TRANSACTIONS) until the broker has
+      // finished the previous one, a matter of milliseconds: retry soon, and for long enough
+      // (about 6 s in all) that a busy broker does not break the shard.
+      retries: 12,
+      retryDelay: (_client: unknown, _operation: string, attempt: number) => Math.min(10 * 2 ** attempt, 2000),
+      timeout: 10_000,
     });
     try {
-      await producer.connect();
       // The first transaction calls InitProducerId: from here on no earlier owner's write can commit.
-      const first = await producer.transaction();
+      const first = await producer.beginTransaction();
       const fenced = performance.now();
       const entities = new Map<string, UserTotals>();
       let lastOffset = -1;
-      const read = await this.#reader.readAll(this.#topic, shard, (record) => {
+      const read = await this.#reader.readAll(topic, shard, (record) => {
         if (record.key === null) return;
         const user = record.key.toString("utf8");
         const value = record.value && decodeChangelogValue(record.value);
@@ -154,7 +177,7 @@ export class KafkaShardStorage implements ShardStorage {
           "{ms} ms ({fenceMs} ms to fence the previous owner)",
         {
           shard,
-          topic: this.#topic,
+          topic,
           entities: entities.size,
           offset: lastOffset,
           records: read.records,
@@ -165,9 +188,9 @@ export class KafkaShardStorage implements ShardStorage {
       const restored: ShardSnapshot | undefined = read.records === 0
         ? undefined
         : { shard, lastOffset, entities: [...entities] };
-      return new KafkaShardLog(producer, this.#topic, shard, first, restored);
+      return new KafkaShardLog(producer, topic, shard, first, restored);
     } catch (error) {
-      await producer.disconnect().catch(() => {});
+      await producer.close(true).catch(() => {});
       throw error;
     }
   }
@@ -176,6 +199,8 @@ export class KafkaShardStorage implements ShardStorage {
     await this.#reader.close();
   }
 }
+
+type Transaction = Awaited<ReturnType<Producer["beginTransaction"]>>;
 
 class KafkaShardLog implements ShardLog {
   readonly restored: ShardSnapshot | undefined;
@@ -193,9 +218,9 @@ class KafkaShardLog implements ShardLog {
   }
 
   async write(changed: readonly (readonly [string, UserTotals])[], lastOffset: number): Promise<void> {
-    const transaction = this.#next ?? await this.#producer.transaction();
-    this.#next = undefined;
     try {
+      const transaction = this.#next ?? await this.#producer.beginTransaction();
+      this.#next = undefined;
       // A broker refuses a record batch past message.max.bytes (1 MiB by default), and a shard of
       // many users changes more than that in one batch: the transaction takes it in pieces.
       let from = 0;
@@ -205,11 +230,11 @@ class KafkaShardLog implements ShardLog {
           bytes += changed[to][0].length * 3 + RECORD_OVERHEAD_BYTES;
         }
         await transaction.send({
-          topic: this.#topic,
           messages: changed.slice(from, to).map(([user, totals]) => ({
-            key: user,
-            value: encodeChangelogValue({ totals, shardOffset: lastOffset }),
+            topic: this.#topic,
             partition: this.#shard,
+            key: Buffer.from(user),
+            value: encodeChangelogValue({ totals, shardOffset: lastOffset }),
           })),
         });
         from = to;
@@ -226,16 +251,18 @@ class KafkaShardLog implements ShardLog {
   async close(): Promise<void> {
     const open = this.#next;
     this.#next = undefined;
-    if (open?.isActive()) await open.abort().catch(() => {});
-    await this.#producer.disconnect();
+    if (open && !open.completed) await open.abort().catch(() => {});
+    await this.#producer.close(true);
   }
 }
 
-/** Kafka's ways of saying that a newer producer holds the transactional id. */
-function isFenced(error: unknown): boolean {
-  return errorChain(error).some((e) => {
-    const type = (e as Error & { type?: unknown }).type;
-    return type === "INVALID_PRODUCER_EPOCH" || type === "PRODUCER_FENCED" ||
-      /old epoch|fenced/i.test(e.message);
-  });
+/** Kafka's ways of saying that a newer producer holds the transactional id, wherever the client nests them. */
+function isFenced(error: unknown, depth = 0): boolean {
+  if (!(error instanceof Error) || depth > 4) return false;
+  const { apiId, errors, cause } = error as Error & { apiId?: unknown; errors?: unknown; cause?: unknown };
+  if (apiId === "INVALID_PRODUCER_EPOCH" || apiId === "PRODUCER_FENCED" || /fence|old epoch/i.test(error.message)) {
+    return true;
+  }
+  const inner = Array.isArray(errors) ? errors : [];
+  return inner.some((e) => isFenced(e, depth + 1)) || isFenced(cause, depth + 1);
 }

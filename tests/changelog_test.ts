@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { ShardFencedError } from "../cluster/shard_storage.ts";
 import { ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
-import { testKafka, withTopic } from "./support/kafka.ts";
+import { BROKERS, testKafka, withTopic } from "./support/kafka.ts";
 
 Deno.test("a new owner fences the old one: its later writes are refused and never restored", async () => {
   await withTopic("changelog-fence", async (topic) => {
@@ -14,8 +14,9 @@ Deno.test("a new owner fences the old one: its later writes are refused and neve
     await admin.connect();
     await ensureChangelog(admin, topic, 2);
     await admin.disconnect();
-    const first = new KafkaShardStorage(kafka, topic);
-    const second = new KafkaShardStorage(kafka, topic);
+    const settings = { kafka, brokers: BROKERS, clientId: "usershard-test", topic };
+    const first = new KafkaShardStorage(settings);
+    const second = new KafkaShardStorage(settings);
     try {
       const old = await first.open(1);
       assert.equal(old.restored, undefined);

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { errorText } from "./error_text.ts";
 import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
 import { RegionRegisteredSchema, ShardHomeSchema, StartShardSchema, StopShardSchema } from "../proto/gen/cluster_pb.ts";
@@ -271,7 +272,7 @@ export class CoordinatorRunner {
           kind: body.case,
           shard,
           at: at.address,
-          error: error instanceof Error ? error.message : String(error),
+          error: errorText(error),
         });
         return onFailure();
       },

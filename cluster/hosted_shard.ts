@@ -10,6 +10,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { PurchaseEvent, UserTotals } from "./entity.ts";
+import { errorText } from "./error_text.ts";
 import { type ApplyResult, Shard, type ShardSnapshot } from "./shard.ts";
 import type { ShardLog, ShardStorage } from "./shard_storage.ts";
 
@@ -66,7 +67,7 @@ export class HostedShard {
         if (this.#closed) continue;
         log.warn("shard {shard}: could not open its stored state ({error}); trying again in {ms} ms", {
           shard: this.id,
-          error: error instanceof Error ? error.message : String(error),
+          error: errorText(error),
           ms: pause,
         });
         await new Promise((resolve) => setTimeout(resolve, pause));
@@ -86,13 +87,17 @@ export class HostedShard {
 
   /**
    * Applies a batch of the shard's partition, in offset order, and resolves
-   * once the store holds it. Rejects when the shard is closed, or when the
-   * write failed (the copy is then broken, and `onBroken` was told).
+   * once the store holds it. Rejects when the shard is closed, when its turn
+   * comes after `deadline` (ms since the epoch), or when the write failed (the
+   * copy is then broken, and `onBroken` was told).
    */
-  apply(events: readonly PurchaseEvent[]): Promise<ApplyResult> {
+  apply(events: readonly PurchaseEvent[], deadline = Infinity): Promise<ApplyResult> {
     const run = this.#chain.then(async () => {
       const shard = await this.ready;
       if (this.#closed || this.#broken) throw new ShardClosedError(`shard ${this.id} no longer runs here`);
+      // A caller that gave up (a slow restore, say) will send the batch again; applying this copy
+      // would count nothing twice, but piles up work behind the shard.
+      if (Date.now() > deadline) throw new ShardClosedError(`the batch for shard ${this.id} waited past its deadline`);
       const changed = this.#storage.durable ? new Set<string>() : undefined;
       const result = shard.apply(events, changed);
       if (changed && changed.size > 0) {
@@ -122,8 +127,9 @@ export class HostedShard {
 
   /**
    * Stops the shard here: waits for the write in flight, then gives the
-   * store up. Resolves with the state to hand over, `undefined` when there is
-   * none worth handing (still restoring, or broken).
+   * store up. Resolves with the state to hand over: `undefined` when the store
+   * is durable (the next home restores from it), or when there is none worth
+   * handing (still restoring, or broken).
    */
   async close(): Promise<ShardSnapshot | undefined> {
     this.#closed = true;
@@ -133,6 +139,6 @@ export class HostedShard {
     const opened = this.#log;
     this.#log = undefined;
     await opened?.close().catch(() => {});
-    return this.snapshot();
+    return this.#storage.durable ? undefined : this.snapshot();
   }
 }

@@ -24,11 +24,12 @@ import {
 import { WAITER_TTL_MS } from "./coordinator.ts";
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
 import { HostedShard } from "./hosted_shard.ts";
+import { errorText } from "./error_text.ts";
 import { type NodeId, nodeKey, sameNode } from "./members.ts";
 import { nodeFromProto } from "./membership_codec.ts";
 import { type Body, type Inbound, type Remoting, RemotingError, within } from "./remoting.ts";
 import type { ShardSnapshot } from "./shard.ts";
-import { ShardFencedError, type ShardStorage } from "./shard_storage.ts";
+import type { ShardStorage } from "./shard_storage.ts";
 import { eventsFromProto, eventsToProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
 const log = getLogger(["usershard", "sharding"]);
@@ -116,13 +117,6 @@ export class ShardRegion {
     return this.#shards.get(shard)?.snapshot();
   }
 
-  /** How many hosted shards are still restoring their state. */
-  get restoringCount(): number {
-    let restoring = 0;
-    for (const hosted of this.#shards.values()) if (!hosted.isReady) restoring++;
-    return restoring;
-  }
-
   /**
    * Resolves `true` once the coordinator reports a home for every shard this
    * region handed off lately (it answers only when the shard runs there), so
@@ -202,7 +196,7 @@ export class ShardRegion {
    */
   applyEvents(shard: number, events: readonly PurchaseEvent[]): Promise<Delivery> {
     return this.#route<Delivery>(shard, Date.now() + this.#o.askTimeoutMs, {
-      local: async (s) => ({ lastOffset: (await s.apply(events)).lastOffset, local: true }),
+      local: async (s, deadline) => ({ lastOffset: (await s.apply(events, deadline)).lastOffset, local: true }),
       remote: async (home, timeoutMs) => {
         const deadline = Date.now() + timeoutMs;
         let lastOffset = -1;
@@ -242,19 +236,12 @@ export class ShardRegion {
     });
   }
 
-  async #route<T>(
-    shard: number,
-    deadline: number,
-    how: {
-      local: (shard: HostedShard) => Promise<T>;
-      remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined>;
-    },
-  ): Promise<T> {
+  async #route<T>(shard: number, deadline: number, how: Routes<T>): Promise<T> {
     if (!Number.isInteger(shard) || shard < 0 || shard >= this.#o.shardCount) {
       throw new RangeError(`shard ${shard} is outside 0..${this.#o.shardCount - 1}`);
     }
     const hosted = this.#shards.get(shard);
-    if (hosted?.isReady) return how.local(hosted);
+    if (hosted?.isReady) return how.local(hosted, deadline);
     if (this.#waiting >= MAX_WAITING) {
       throw new ShardUnavailableError(`${MAX_WAITING} requests already wait for shard homes; try again shortly`);
     }
@@ -266,14 +253,7 @@ export class ShardRegion {
     }
   }
 
-  async #routeWaiting<T>(
-    shard: number,
-    deadline: number,
-    how: {
-      local: (shard: HostedShard) => Promise<T>;
-      remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined>;
-    },
-  ): Promise<T> {
+  async #routeWaiting<T>(shard: number, deadline: number, how: Routes<T>): Promise<T> {
     let pause = 25;
     let last = "no home known";
     while (true) {
@@ -284,10 +264,10 @@ export class ShardRegion {
       const hosted = this.#shards.get(shard);
       if (hosted) {
         try {
-          return await within(how.local(hosted), remaining, `restoring shard ${shard}`);
+          return await within(how.local(hosted, deadline), remaining, `restoring shard ${shard}`);
         } catch (error) {
           // Restoring past the deadline, or stopped or broken meanwhile: ask where it is now.
-          last = error instanceof Error ? error.message : String(error);
+          last = errorText(error);
           if (!(error instanceof RemotingError) && this.#shards.get(shard) === hosted) throw error;
           continue;
         }
@@ -347,7 +327,8 @@ export class ShardRegion {
         const id = body.value.shard;
         const shard = this.#shards.get(id);
         if (!shard) return notHere(id);
-        return shard.apply(eventsFromProto(body.value.events)).then(
+        // A batch that waits here longer than any sender waits for it is refused rather than queued.
+        return shard.apply(eventsFromProto(body.value.events), Date.now() + this.#o.askTimeoutMs).then(
           (result): Body => ({
             case: "eventsApplied",
             value: create(EventsAppliedSchema, { lastOffset: BigInt(result.lastOffset), applied: result.applied }),
@@ -380,6 +361,8 @@ export class ShardRegion {
       case "startShard": {
         const id = body.value.shard;
         if (id >= this.#o.shardCount) throw new RangeError(`shard ${id} is outside 0..${this.#o.shardCount - 1}`);
+        // Opening fences the shard's owner: a region that is closing must not take one.
+        if (this.#closed) throw new Error(`this node is stopping; shard ${id} cannot start here`);
         this.#handedOff.delete(id);
         // A repeated start (its first answer was lost) must not replace newer state.
         if (!this.#shards.has(id)) {
@@ -424,10 +407,9 @@ export class ShardRegion {
       try {
         const snapshot = await closing;
         this.#handedOff.set(id, { snapshot: this.#o.storage.durable ? undefined : snapshot, at: Date.now() });
-        log.debug("shard {shard} stopped here for handoff ({users} users, offset {offset})", {
+        log.debug("shard {shard} stopped here for handoff ({how})", {
           shard: id,
-          users: snapshot?.entities.length ?? 0,
-          offset: snapshot?.lastOffset ?? -1,
+          how: snapshot ? `${snapshot.entities.length} users, offset ${snapshot.lastOffset}` : "its state is stored",
         });
       } finally {
         this.#stopping.delete(id);
@@ -448,10 +430,11 @@ export class ShardRegion {
 
   /**
    * A write of `hosted` failed: its memory is ahead of its store, so the copy
-   * goes. If the coordinator still places the shard here, it is opened again
-   * (which restores what the store holds); if not, or if the write was fenced
-   * by a newer owner, it stays gone. Reopening without asking could fence the
-   * shard's rightful owner in turn.
+   * goes. If the coordinator still places the shard here, it is opened again,
+   * which restores what the store holds. That holds for a fenced write too:
+   * Kafka also fences a transaction it timed out itself, and the coordinator,
+   * not the error, says who owns the shard. Reopening without asking could
+   * fence the shard's rightful owner in turn.
    */
   #broken(hosted: HostedShard, error: unknown): void {
     const id = hosted.id;
@@ -459,13 +442,12 @@ export class ShardRegion {
     this.#shards.delete(id);
     this.#homes.delete(id);
     void hosted.close();
-    const fenced = error instanceof ShardFencedError;
-    log.warn("shard {shard}: a changelog write failed ({error}); its copy here is dropped{then}", {
-      shard: id,
-      error: error instanceof Error ? error.message : String(error),
-      then: fenced ? "" : ", and it is reopened if the coordinator still places it here",
-    });
-    if (!fenced) void this.#reclaim(id);
+    log.warn(
+      "shard {shard}: a changelog write failed ({error}); its copy here is dropped, and it is reopened if the " +
+        "coordinator still places it here",
+      { shard: id, error: errorText(error) },
+    );
+    void this.#reclaim(id);
   }
 
   async #reclaim(id: number): Promise<void> {
@@ -495,6 +477,12 @@ export class ShardRegion {
     await Promise.all(hosted.map((shard) => shard.close()));
     await this.#o.storage.close();
   }
+}
+
+/** How {@linkcode ShardRegion}'s routing reaches a shard: here, or at its home. */
+interface Routes<T> {
+  readonly local: (shard: HostedShard, deadline: number) => Promise<T>;
+  readonly remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined>;
 }
 
 function notHere(shard: number): Body {

@@ -15,6 +15,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
 import { type Envelope, EnvelopeSchema, FailureSchema } from "../proto/gen/cluster_pb.ts";
+import { errorText } from "./error_text.ts";
 import { encodeFrame, FrameDecoder, FrameError, MAX_FRAME_BYTES } from "./frame.ts";
 import { type NodeId, splitAddress } from "./members.ts";
 import { nodeFromProto, nodeToProto } from "./membership_codec.ts";
@@ -234,10 +235,6 @@ class Link {
 
 function isDecodeError(error: unknown): boolean {
   return error instanceof Error && /premature|invalid|cannot|wire type|decode|illegal/i.test(error.message);
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 interface Pending {

@@ -32,6 +32,9 @@ export function changelogTopicFor(group: string): string {
   return `${group}-changelog`;
 }
 
+/** How long Kafka lets a transaction stay open; see ARCHITECTURE.md, "Timing". */
+export const TRANSACTION_TIMEOUT_MS = 30_000;
+
 const VALUE_VERSION = 1;
 const VALUE_BYTES = 25;
 
@@ -105,7 +108,22 @@ export async function ensureChangelog(admin: Admin, topic: string, shards: numbe
         "it belongs to another topic layout (delete it, or use another --group)",
     );
   }
+  const described = await admin.describeConfigs({
+    resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: ["cleanup.policy"] }],
+    includeSynonyms: false,
+  });
+  const policy = described.resources[0]?.configEntries.find((e) => e.configName === "cleanup.policy")?.configValue;
+  // Retention would delete users whose totals did not change for a while.
+  if (policy !== undefined && policy !== "compact") {
+    throw new ChangelogLayoutError(
+      `changelog topic ${topic} has cleanup.policy=${policy}, which deletes state; it must be compact ` +
+        `(kafka-configs --alter --entity-type topics --entity-name ${topic} --add-config cleanup.policy=compact)`,
+    );
+  }
 }
+
+/** kafkajs's ConfigResourceTypes.TOPIC. */
+const TOPIC_RESOURCE = 2;
 
 /** How the changelog writers reach Kafka. */
 export interface ChangelogSettings {
@@ -153,7 +171,9 @@ export class KafkaShardStorage implements ShardStorage {
       // (about 6 s in all) that a busy broker does not break the shard.
       retries: 12,
       retryDelay: (_client: unknown, _operation: string, attempt: number) => Math.min(10 * 2 ** attempt, 2000),
-      timeout: 10_000,
+      // Also the transaction timeout: Kafka aborts a transaction left open this long (a new owner
+      // aborts it at once), so it must outlast the retries above (about 15 s).
+      timeout: TRANSACTION_TIMEOUT_MS,
     });
     try {
       // The first transaction calls InitProducerId: from here on no earlier owner's write can commit.
@@ -161,14 +181,16 @@ export class KafkaShardStorage implements ShardStorage {
       const fenced = performance.now();
       const entities = new Map<string, UserTotals>();
       let lastOffset = -1;
-      const read = await this.#reader.readAll(topic, shard, (record) => {
+      const records = await this.#reader.readAll(topic, shard, (record) => {
         if (record.key === null) return;
         const user = record.key.toString("utf8");
-        const value = record.value && decodeChangelogValue(record.value);
-        if (!value) {
+        if (record.value === null) {
           entities.delete(user);
           return;
         }
+        const value = decodeChangelogValue(record.value);
+        // A value this version cannot read (a newer build's): restoring without it would lose the user.
+        if (!value) throw new Error(`${topic}/${shard} holds a value for user ${user} this version cannot read`);
         entities.set(user, value.totals);
         if (value.shardOffset > lastOffset) lastOffset = value.shardOffset;
       });
@@ -180,12 +202,12 @@ export class KafkaShardStorage implements ShardStorage {
           topic,
           entities: entities.size,
           offset: lastOffset,
-          records: read.records,
+          records,
           ms: Math.round(performance.now() - started),
           fenceMs: Math.round(fenced - started),
         },
       );
-      const restored: ShardSnapshot | undefined = read.records === 0
+      const restored: ShardSnapshot | undefined = records === 0
         ? undefined
         : { shard, lastOffset, entities: [...entities] };
       return new KafkaShardLog(producer, topic, shard, first, restored);
@@ -249,9 +271,9 @@ class KafkaShardLog implements ShardLog {
   }
 
   async close(): Promise<void> {
-    const open = this.#next;
+    // A transaction is begun ahead of its first send, and one with nothing sent is nothing to Kafka:
+    // aborting it would only be a request that a broker that is down can hold up.
     this.#next = undefined;
-    if (open && !open.completed) await open.abort().catch(() => {});
     await this.#producer.close(true);
   }
 }

@@ -23,20 +23,10 @@ export interface StoredRecord {
   readonly value: Buffer | null;
 }
 
-/** What a whole read came to. */
-export interface ReadSummary {
-  /** Committed records seen. */
-  readonly records: number;
-  /** The partition's last stable offset when the read ended. */
-  readonly endOffset: number;
-}
-
 // The shapes of the kafkajs internals used here; kafkajs has no types for them.
 interface FetchedPartition {
   readonly partition: number;
-  readonly errorCode: number;
   readonly lastStableOffset: string;
-  readonly highWatermark: string;
 }
 interface InternalBroker {
   fetch(request: unknown): Promise<{ responses: { partitions: FetchedPartition[] }[] }>;
@@ -45,7 +35,6 @@ interface InternalCluster {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
   addTargetTopic(topic: string): Promise<void>;
-  refreshMetadata(): Promise<void>;
   findTopicPartitionMetadata(topic: string): { partitionId: number; leader: number }[];
   findBroker(query: { nodeId: string }): Promise<InternalBroker>;
 }
@@ -84,14 +73,16 @@ export class PartitionReader {
 
   /**
    * Calls `each` with every committed record of `topic`/`partition` in offset
-   * order, up to the last stable offset. A failure drops the connections, so
-   * the next read starts afresh (after a broker restart, say).
+   * order, up to the last stable offset, and resolves with their number. A
+   * failure drops the connections, so the next read starts afresh (after a
+   * broker restart, say).
    */
-  async readAll(topic: string, partition: number, each: (record: StoredRecord) => void): Promise<ReadSummary> {
+  async readAll(topic: string, partition: number, each: (record: StoredRecord) => void): Promise<number> {
     try {
       const cluster = await this.#connected();
+      // Metadata is fetched when the topic is new to this pool; a stale leader fails the fetch,
+      // which drops the pool, so the next read asks afresh.
       await cluster.addTargetTopic(topic);
-      await cluster.refreshMetadata();
       const leader = cluster.findTopicPartitionMetadata(topic).find((p) => p.partitionId === partition)?.leader;
       if (leader === undefined || leader < 0) throw new Error(`${topic}/${partition} has no leader`);
       const broker = await cluster.findBroker({ nodeId: String(leader) });
@@ -115,10 +106,11 @@ export class PartitionReader {
         }
         const seen = batch.messagesWithinOffset;
         const end = Number(data.lastStableOffset);
-        if (seen.length > 0) offset = Number(seen[seen.length - 1].offset) + 1;
-        // Empty below the end means the rest was compacted or aborted away up to there.
-        else offset = end;
-        if (offset >= end) return { records, endOffset: end };
+        // Nothing at or past the offset, below the end: the broker sent only batches the cleaner
+        // emptied (kafkajs keeps no batch headers to skip them by), so step past one offset.
+        // Jumping to the end could skip the segments after them.
+        offset = seen.length > 0 ? Number(seen[seen.length - 1].offset) + 1 : offset + 1;
+        if (offset >= end) return records;
       }
     } catch (error) {
       const cluster = this.#cluster;

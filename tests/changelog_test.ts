@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ShardFencedError } from "../cluster/shard_storage.ts";
+import { ensureTopic } from "../kafka/admin.ts";
 import { ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
 import { BROKERS, testKafka, withTopic } from "./support/kafka.ts";
 
@@ -56,7 +57,7 @@ Deno.test("a new owner fences the old one: its later writes are refused and neve
   });
 });
 
-Deno.test("a changelog topic with another partition count is refused with one line", async () => {
+Deno.test("a changelog topic with another partition count, or one that deletes, is refused with one line", async () => {
   await withTopic("changelog-layout", async (topic) => {
     const kafka = testKafka();
     const admin = kafka.admin();
@@ -72,6 +73,13 @@ Deno.test("a changelog topic with another partition count is refused with one li
         includeSynonyms: false,
       });
       assert.equal(configs.resources[0].configEntries[0].configValue, "compact");
+      // A topic someone made by hand with retention would delete users whose totals stood still.
+      const deleting = `${topic}-delete`;
+      await ensureTopic(admin, deleting, 4);
+      await assert.rejects(
+        ensureChangelog(admin, deleting, 4),
+        new RegExp(`^ChangelogLayoutError: changelog topic ${deleting} has cleanup.policy=delete, which deletes state`),
+      );
     } finally {
       await admin.disconnect();
     }

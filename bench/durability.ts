@@ -18,6 +18,7 @@ import { UserStatsClient } from "../grpc/user_client.ts";
 import { eventually, type NodePorts, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
 import type { RunningUsershard } from "../tests/support/process.ts";
 import type { BenchContext } from "./context.ts";
+import { rawConsume } from "./raw_consume.ts";
 import { uniqueTopic } from "./context.ts";
 
 const SHARDS = 128;
@@ -29,27 +30,6 @@ async function processed(node: NodePorts): Promise<number> {
   } catch {
     return 0;
   }
-}
-
-/** Raw kafkajs: consume the whole topic and count, nothing else; events/s. */
-async function rawConsume(kafka: Kafka, topic: string, events: number): Promise<number> {
-  const raw = kafka.consumer({ groupId: uniqueTopic("bench-raw"), maxWaitTimeInMs: 250 });
-  const started = performance.now();
-  await raw.connect();
-  await raw.subscribe({ topic, fromBeginning: true });
-  let seen = 0;
-  const done = Promise.withResolvers<number>();
-  await raw.run({
-    partitionsConsumedConcurrently: 8,
-    eachBatch: ({ batch }) => {
-      seen += batch.messages.length;
-      if (seen >= events) done.resolve(performance.now());
-      return Promise.resolve();
-    },
-  });
-  const seconds = (await done.promise - started) / 1000;
-  await raw.disconnect();
-  return events / seconds;
 }
 
 /** Drains `topic` through two fresh nodes in a group of their own; events/s once flowing. */

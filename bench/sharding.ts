@@ -16,6 +16,7 @@ import { createPurchaseProducer, produce } from "../kafka/producer.ts";
 import { addressOf, eventually, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
 import type { BenchContext } from "./context.ts";
 import { uniqueTopic } from "./context.ts";
+import { rawConsume } from "./raw_consume.ts";
 
 interface Stats {
   events: number;
@@ -39,23 +40,9 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
   await producer.connect();
   await produce(producer, { topic, users: 10_000, rate: 0, count: events }, new AbortController().signal);
 
-  // Raw kafkajs: consume and count, nothing else.
-  const raw = kafka.consumer({ groupId: uniqueTopic("bench-raw"), maxWaitTimeInMs: 250 });
-  const rawStart = performance.now();
-  await raw.connect();
-  await raw.subscribe({ topic, fromBeginning: true });
-  let seen = 0;
-  const rawDone = Promise.withResolvers<number>();
-  await raw.run({
-    partitionsConsumedConcurrently: 8,
-    eachBatch: ({ batch }) => {
-      seen += batch.messages.length;
-      if (seen >= events) rawDone.resolve(performance.now());
-      return Promise.resolve();
-    },
-  });
-  const rawSeconds = (await rawDone.promise - rawStart) / 1000;
-  await raw.disconnect();
+  const started = performance.now();
+  const rawRate = await rawConsume(kafka, topic, events);
+  const rawSeconds = (performance.now() - started) / 1000;
 
   // The same topic end to end through two nodes, from the first node's start.
   const stream = { topic, group: uniqueTopic("bench-group") };
@@ -72,7 +59,6 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
     }, 600_000);
     const end = performance.now();
     const e2eSeconds = (end - start) / 1000;
-    const rawRate = events / rawSeconds;
     const e2eRate = events / e2eSeconds;
     const steadyRate = (events - first!.events) / ((end - first!.at) / 1000);
     context.report("sharding: raw kafkajs consume", `${Math.round(rawRate)} events/s`, {

@@ -4,6 +4,7 @@
  * user's totals are exactly what the topic's own records add up to.
  */
 import assert from "node:assert/strict";
+import type { Kafka } from "kafkajs";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { UserStatsClient } from "../grpc/user_client.ts";
 import {
@@ -39,6 +40,24 @@ async function settled(nodes: readonly NodePorts[], stream: Stream, shards: numb
   );
 }
 
+/**
+ * A topic of 16 partitions for the test, three nodes' ports, and the first
+ * `running` of them started, ready and hosting every shard.
+ */
+async function streamingCluster(started: RunningUsershard[], stream: Stream, running = 3) {
+  const kafka = testKafka();
+  await createTopic(kafka, stream.topic, 16);
+  const ports = nodePorts(3);
+  const nodes = await startCluster(ports.slice(0, running), stream, started);
+  await settled(ports.slice(0, running), stream, 16);
+  return { kafka, ports, nodes };
+}
+
+/** The stream the fault tests run their faults through: 200 users, about 400 events a second. */
+function steadyStream(kafka: Kafka, stream: Stream, seed?: number): SteadyStream {
+  return new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400, seed });
+}
+
 /** Starts the nodes of `ports` (the first two are the seeds) and waits until every one is ready. */
 async function startCluster(ports: readonly NodePorts[], stream: Stream, started: RunningUsershard[]) {
   const nodes = ports.map((port) => startProcessor(port, ports.slice(0, 2), stream));
@@ -55,12 +74,8 @@ function nextOutput(node: RunningUsershard, pattern: RegExp, timeoutMs = 60_000)
 
 Deno.test("kill -9 of a random node, three times during a steady stream: every total exact on every node", async () => {
   await withNodes("fault-kill", async (started, stream) => {
-    const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 16);
-    const ports = nodePorts(3);
-    const nodes = await startCluster(ports, stream, started);
-    await settled(ports, stream, 16);
-    const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
+    const { kafka, ports, nodes } = await streamingCluster(started, stream);
+    const steady = steadyStream(kafka, stream);
     try {
       for (let round = 0; round < 3; round++) {
         await steady.reach(steady.sent + 800);
@@ -84,12 +99,8 @@ Deno.test("kill -9 of a random node, three times during a steady stream: every t
 
 Deno.test("a node frozen with SIGSTOP past failure detection and the Kafka session, then resumed: totals exact", async () => {
   await withNodes("fault-freeze", async (started, stream) => {
-    const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 16);
-    const ports = nodePorts(3);
-    const nodes = await startCluster(ports, stream, started);
-    await settled(ports, stream, 16);
-    const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
+    const { kafka, ports, nodes } = await streamingCluster(started, stream);
+    const steady = steadyStream(kafka, stream);
     try {
       await steady.reach(800);
       const frozenAt = Date.now();
@@ -116,12 +127,8 @@ Deno.test("a node frozen with SIGSTOP past failure detection and the Kafka sessi
 
 Deno.test("every node stopped with SIGTERM and started again: totals carry on from where they were", async () => {
   await withNodes("fault-restart", async (started, stream) => {
-    const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 16);
-    const ports = nodePorts(3);
-    const first = await startCluster(ports, stream, started);
-    await settled(ports, stream, 16);
-    const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
+    const { kafka, ports, nodes: first } = await streamingCluster(started, stream);
+    const steady = steadyStream(kafka, stream);
     await steady.reach(1000);
     await steady.stop();
     const before = await exactOnEveryNode(kafka, stream.topic, ports);
@@ -131,7 +138,7 @@ Deno.test("every node stopped with SIGTERM and started again: totals carry on fr
 
     const again = await startCluster(ports, stream, started);
     await settled(ports, stream, 16);
-    const more = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400, seed: 99 });
+    const more = steadyStream(kafka, stream, 99);
     await more.reach(1000);
     await more.stop();
     const after = await exactOnEveryNode(kafka, stream.topic, ports);
@@ -143,12 +150,8 @@ Deno.test("every node stopped with SIGTERM and started again: totals carry on fr
 
 Deno.test("the broker restarted mid-stream: nodes reconnect by themselves, nothing lost or doubled", async () => {
   await withNodes("fault-broker", async (started, stream) => {
-    const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 16);
-    const ports = nodePorts(3);
-    const nodes = await startCluster(ports, stream, started);
-    await settled(ports, stream, 16);
-    const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
+    const { kafka, ports, nodes } = await streamingCluster(started, stream);
+    const steady = steadyStream(kafka, stream);
     try {
       await steady.reach(800);
       const stop = await new Deno.Command("bash", { args: [`${SCRIPTS}kafka.sh`, "stop"] }).output();
@@ -169,13 +172,9 @@ Deno.test("the broker restarted mid-stream: nodes reconnect by themselves, nothi
 
 Deno.test("the node running the coordinator killed while shards move: totals exact on every node", async () => {
   await withNodes("fault-coordinator", async (started, stream) => {
-    const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 16);
-    const ports = nodePorts(3);
+    const { kafka, ports, nodes } = await streamingCluster(started, stream, 2);
     const seeds = ports.slice(0, 2);
-    const nodes = await startCluster(ports.slice(0, 2), stream, started);
-    await settled(ports.slice(0, 2), stream, 16);
-    const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
+    const steady = steadyStream(kafka, stream);
     try {
       await steady.reach(800);
       // The first seed is the oldest member, so it runs the coordinator; the third node's join moves shards.

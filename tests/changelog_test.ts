@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { ShardFencedError } from "../cluster/shard_storage.ts";
 import { ensureTopic } from "../kafka/admin.ts";
-import { ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
+import { encodeChangelogValue, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
 import { BROKERS, testKafka, withTopic } from "./support/kafka.ts";
 
 Deno.test("a new owner fences the old one: its later writes are refused and never restored", async () => {
@@ -82,6 +82,45 @@ Deno.test("a changelog topic with another partition count, or one that deletes, 
       );
     } finally {
       await admin.disconnect();
+    }
+  });
+});
+
+Deno.test("a restore skips what an owner left in an open transaction, and reads on past it", async () => {
+  await withTopic("changelog-aborted", async (topic) => {
+    const kafka = testKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureChangelog(admin, topic, 1);
+    await admin.disconnect();
+    const storage = new KafkaShardStorage({ kafka, brokers: BROKERS, clientId: "usershard-test", topic });
+    // An owner that froze half way through a batch: its records are in the log, uncommitted.
+    const frozen = kafka.producer({ transactionalId: `${topic}-0`, maxInFlightRequests: 1, idempotent: true });
+    await frozen.connect();
+    try {
+      const open = await frozen.transaction();
+      await open.send({
+        topic,
+        messages: [{
+          key: "7",
+          partition: 0,
+          value: encodeChangelogValue({ totals: { totalPurchases: 99, amountSpent: 99 }, shardOffset: 99 }),
+        }],
+      });
+      const next = await storage.open(0);
+      assert.equal(next.restored, undefined, "an aborted write was restored");
+      await next.write([["7", { totalPurchases: 1, amountSpent: 10 }]], 3);
+      await next.close();
+      const again = await storage.open(0);
+      assert.deepEqual(again.restored, {
+        shard: 0,
+        lastOffset: 3,
+        entities: [["7", { totalPurchases: 1, amountSpent: 10 }]],
+      });
+      await again.close();
+    } finally {
+      await frozen.disconnect();
+      await storage.close();
     }
   });
 });

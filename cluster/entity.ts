@@ -49,3 +49,23 @@ export function applyPurchase(totals: UserTotals, event: PurchaseEvent): UserTot
   }
   return { totalPurchases: totals.totalPurchases + 1, amountSpent };
 }
+
+/** Longest user id a query accepts, in characters. */
+export const MAX_USER_ID_LENGTH = 256;
+
+/**
+ * Why a user id is not acceptable in a query, or `undefined` when it is.
+ *
+ * @example
+ * ```ts
+ * userIdProblem("7"); // undefined
+ * userIdProblem(" "); // "the user id is empty"
+ * ```
+ */
+export function userIdProblem(id: string): string | undefined {
+  if (id.trim() === "") return "the user id is empty";
+  if (id.length > MAX_USER_ID_LENGTH) return `the user id is longer than ${MAX_USER_ID_LENGTH} characters`;
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(id)) return "the user id contains control characters";
+  return undefined;
+}

@@ -14,7 +14,8 @@ import type { ClusterNode } from "./cluster_node.ts";
 import { COORDINATOR_MESSAGES, CoordinatorRunner, type PlacementSource } from "./coordinator_runner.ts";
 import { json, type ManagementRoute } from "./management.ts";
 import { sameNode } from "./members.ts";
-import { REGION_MESSAGES, ShardRegion } from "./region.ts";
+import { userIdProblem } from "./entity.ts";
+import { REGION_MESSAGES, ShardRegion, ShardUnavailableError } from "./region.ts";
 import type { ShardStorage } from "./shard_storage.ts";
 
 const log = getLogger(["usershard", "sharding"]);
@@ -153,6 +154,26 @@ export class Sharding {
         regions: this.region.hostedShards().map((s) => ({ shardId: String(s.shardId), numEntities: s.numEntities })),
         consumedPartitions: consumedPartitions(),
       });
+    };
+  }
+
+  /**
+   * `GET /users/{id}`: one user's totals, from the one live copy wherever it
+   * is (as a gRPC query; the same shape as `usershard query --json`). 400 for
+   * an id a query refuses, 503 when the shard cannot be reached in time.
+   */
+  userRoute(): ManagementRoute {
+    return async (requested) => {
+      if (!requested.startsWith("/users/")) return undefined;
+      const id = requested.slice("/users/".length);
+      const problem = userIdProblem(id);
+      if (problem) return json({ message: problem }, 400);
+      try {
+        return json({ id, ...await this.region.userTotals(id) });
+      } catch (error) {
+        if (error instanceof ShardUnavailableError) return json({ message: error.message }, 503);
+        throw error;
+      }
     };
   }
 

@@ -244,6 +244,7 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
       notReadyReason: () => sharding.notReadyReason(),
       routes: [
         sharding.managementRoute(() => pipeline.assigned),
+        sharding.userRoute(),
         (path) =>
           path === "/stats" ? json({ ...pipeline.stats, hostedShards: sharding.region.hostedCount }) : undefined,
       ],

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { userIdProblem } from "../cluster/entity.ts";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
@@ -25,9 +26,6 @@ import { addHealthService } from "./health.ts";
 import { addReflectionService } from "./reflection.ts";
 
 const log = getLogger(["usershard", "grpc"]);
-
-/** Longest user id accepted, in characters. */
-export const MAX_USER_ID_LENGTH = 256;
 
 /**
  * How long before the client's deadline the server stops waiting for a shard,
@@ -54,15 +52,6 @@ export interface GrpcServerOptions {
   readonly serving: () => boolean;
   /** Longest wait for a shard when the client sets no earlier deadline. */
   readonly askTimeoutMs: number;
-}
-
-/** Why a user id is not acceptable, or `undefined` when it is. */
-export function userIdProblem(id: string): string | undefined {
-  if (id.trim() === "") return "the user id is empty";
-  if (id.length > MAX_USER_ID_LENGTH) return `the user id is longer than ${MAX_USER_ID_LENGTH} characters`;
-  // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(id)) return "the user id contains control characters";
-  return undefined;
 }
 
 /** A gRPC port that cannot be bound. */

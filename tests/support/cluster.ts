@@ -5,7 +5,7 @@
  * @module
  */
 import { BROKERS, deleteTopics, uniqueName, withTopic } from "./kafka.ts";
-import { freePort, RunningUsershard } from "./process.ts";
+import { RunningUsershard } from "./process.ts";
 
 /** Ports of one node. */
 export interface NodePorts {
@@ -14,9 +14,17 @@ export interface NodePorts {
   readonly grpc: number;
 }
 
-/** Free ports for `count` nodes. */
+/** Free ports for `count` nodes, all different. */
 export function nodePorts(count: number): NodePorts[] {
-  return Array.from({ length: count }, () => ({ remoting: freePort(), mgmt: freePort(), grpc: freePort() }));
+  // Held open until all are picked: a port let go at once can be handed out again by the next pick.
+  const listeners = Array.from({ length: 3 * count }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = listeners.map((listener) => (listener.addr as Deno.NetAddr).port);
+  for (const listener of listeners) listener.close();
+  return Array.from({ length: count }, (_, i) => ({
+    remoting: ports[3 * i],
+    mgmt: ports[3 * i + 1],
+    grpc: ports[3 * i + 2],
+  }));
 }
 
 /** The remoting address of a node. */

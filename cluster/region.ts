@@ -406,7 +406,7 @@ export class ShardRegion {
       this.#stopping.set(id, closing);
       try {
         const snapshot = await closing;
-        this.#handedOff.set(id, { snapshot: this.#o.storage.durable ? undefined : snapshot, at: Date.now() });
+        this.#handedOff.set(id, { snapshot, at: Date.now() });
         log.debug("shard {shard} stopped here for handoff ({how})", {
           shard: id,
           how: snapshot ? `${snapshot.entities.length} users, offset ${snapshot.lastOffset}` : "its state is stored",

@@ -3,18 +3,25 @@
  * restores; once a new owner has opened a shard, the old one cannot write.
  */
 import assert from "node:assert/strict";
+import type { Kafka } from "kafkajs";
 import { ShardFencedError } from "../cluster/shard_storage.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { encodeChangelogValue, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
 import { BROKERS, testKafka, withTopic } from "./support/kafka.ts";
 
-Deno.test("a new owner fences the old one: its later writes are refused and never restored", async () => {
-  await withTopic("changelog-fence", async (topic) => {
+/** Runs `run` with a changelog topic of its own, made the way `process` makes it. */
+function withChangelog(prefix: string, shards: number, run: (kafka: Kafka, topic: string) => Promise<void>) {
+  return withTopic(prefix, async (topic) => {
     const kafka = testKafka();
     const admin = kafka.admin();
     await admin.connect();
-    await ensureChangelog(admin, topic, 2);
-    await admin.disconnect();
+    await ensureChangelog(admin, topic, shards).finally(() => admin.disconnect());
+    await run(kafka, topic);
+  });
+}
+
+Deno.test("a new owner fences the old one: its later writes are refused and never restored", async () => {
+  await withChangelog("changelog-fence", 2, async (kafka, topic) => {
     const settings = { kafka, brokers: BROKERS, clientId: "usershard-test", topic };
     const first = new KafkaShardStorage(settings);
     const second = new KafkaShardStorage(settings);
@@ -87,12 +94,7 @@ Deno.test("a changelog topic with another partition count, or one that deletes, 
 });
 
 Deno.test("a restore skips what an owner left in an open transaction, and reads on past it", async () => {
-  await withTopic("changelog-aborted", async (topic) => {
-    const kafka = testKafka();
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureChangelog(admin, topic, 1);
-    await admin.disconnect();
+  await withChangelog("changelog-aborted", 1, async (kafka, topic) => {
     const storage = new KafkaShardStorage({ kafka, brokers: BROKERS, clientId: "usershard-test", topic });
     // An owner that froze half way through a batch: its records are in the log, uncommitted.
     const frozen = kafka.producer({ transactionalId: `${topic}-0`, maxInFlightRequests: 1, idempotent: true });

@@ -17,9 +17,8 @@ import { partitionFor } from "../kafka/partitioner.ts";
 import { UserStatsClient } from "../grpc/user_client.ts";
 import { eventually, type NodePorts, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
 import type { RunningUsershard } from "../tests/support/process.ts";
-import type { BenchContext } from "./context.ts";
+import { type BenchContext, uniqueTopic } from "./context.ts";
 import { rawConsume } from "./raw_consume.ts";
-import { uniqueTopic } from "./context.ts";
 
 const SHARDS = 128;
 

@@ -14,8 +14,7 @@ import { ensureTopic } from "../kafka/admin.ts";
 import { groupPlacement } from "../kafka/assignment.ts";
 import { createPurchaseProducer, produce } from "../kafka/producer.ts";
 import { addressOf, eventually, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
-import type { BenchContext } from "./context.ts";
-import { uniqueTopic } from "./context.ts";
+import { type BenchContext, uniqueTopic } from "./context.ts";
 import { rawConsume } from "./raw_consume.ts";
 
 interface Stats {

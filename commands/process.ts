@@ -7,15 +7,15 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { ClusterNode } from "../cluster/cluster_node.ts";
-import { DEFAULT_TIMINGS } from "../cluster/config.ts";
-import { json, startManagement } from "../cluster/management.ts";
-import { newUid } from "../cluster/members.ts";
-import { BindError } from "../cluster/remoting.ts";
-import { Sharding } from "../cluster/sharding.ts";
+import { ClusterNode } from "../cluster/membership/cluster_node.ts";
+import { DEFAULT_TIMINGS } from "../cluster/timings.ts";
+import { json, startManagement } from "../cluster/management/management.ts";
+import { newUid } from "../cluster/remoting/node.ts";
+import { BindError } from "../cluster/remoting/remoting.ts";
+import { Sharding } from "../cluster/sharding/sharding.ts";
 import { ensureTopic, partitionCount } from "../kafka/admin.ts";
 import { ChangelogLayoutError, changelogTopicFor, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
-import { MEMORY_STORAGE, type ShardStorage } from "../cluster/shard_storage.ts";
+import { MEMORY_STORAGE, type ShardStorage } from "../cluster/sharding/shard_storage.ts";
 import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";

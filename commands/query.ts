@@ -6,7 +6,7 @@
  */
 import { status } from "@grpc/grpc-js";
 import { QueryError, type UserStats, UserStatsClient } from "../grpc/user_client.ts";
-import { userIdProblem } from "../cluster/entity.ts";
+import { userIdProblem } from "../cluster/sharding/entity.ts";
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
 import { type CommandSpec, durationFlag, endpointFlag } from "./flags.ts";
 

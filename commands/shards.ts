@@ -4,13 +4,7 @@
  *
  * @module
  */
-import {
-  compactRanges,
-  fetchMembers,
-  fetchShards,
-  ManagementError,
-  type ShardsJson,
-} from "../cluster/management_client.ts";
+import { compactRanges, fetchMembers, fetchShards, ManagementError, type ShardsJson } from "./management_client.ts";
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
 import { type CommandSpec, endpointFlag, UsageError } from "./flags.ts";
 

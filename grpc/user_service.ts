@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { userIdProblem } from "../cluster/entity.ts";
+import { userIdProblem, type UserTotals } from "../cluster/sharding/entity.ts";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
@@ -19,8 +19,7 @@ import {
   type UserStatsResponse,
   UserStatsResponseSchema,
 } from "../proto/gen/users_pb.ts";
-import type { UserTotals } from "../cluster/entity.ts";
-import { ShardUnavailableError } from "../cluster/region.ts";
+import { ShardUnavailableError } from "../cluster/sharding/region.ts";
 import { serviceDefinition } from "./definitions.ts";
 import { addHealthService } from "./health.ts";
 import { addReflectionService } from "./reflection.ts";

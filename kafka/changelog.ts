@@ -19,9 +19,9 @@ import { Buffer } from "node:buffer";
 import type { Admin, Kafka } from "kafkajs";
 import { Producer } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
-import type { UserTotals } from "../cluster/entity.ts";
-import type { ShardSnapshot } from "../cluster/shard.ts";
-import { ShardFencedError, type ShardLog, type ShardStorage } from "../cluster/shard_storage.ts";
+import type { UserTotals } from "../cluster/sharding/entity.ts";
+import type { ShardSnapshot } from "../cluster/sharding/shard.ts";
+import { ShardFencedError, type ShardLog, type ShardStorage } from "../cluster/sharding/shard_storage.ts";
 import { ensureTopic } from "./admin.ts";
 import { PartitionReader } from "./partition_reader.ts";
 

@@ -11,7 +11,7 @@
  */
 import { type Consumer, type EachBatchPayload, type Kafka, PartitionAssigners } from "kafkajs";
 import { getLogger } from "@logtape/logtape";
-import type { PurchaseEvent } from "../cluster/entity.ts";
+import type { PurchaseEvent } from "../cluster/sharding/entity.ts";
 import { partitionForBytes } from "./partitioner.ts";
 import { decodePurchase } from "./purchase.ts";
 import { stickyAssigner } from "./sticky_assignor.ts";

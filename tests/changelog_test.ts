@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { Kafka } from "kafkajs";
-import { ShardFencedError } from "../cluster/shard_storage.ts";
+import { ShardFencedError } from "../cluster/sharding/shard_storage.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { encodeChangelogValue, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
 import { BROKERS, testKafka, withTopic } from "./support/kafka.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { PurchaseEvent } from "../cluster/entity.ts";
+import type { PurchaseEvent } from "../cluster/sharding/entity.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { eventually } from "./support/cluster.ts";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Envelope, EnvelopeSchema } from "../proto/gen/cluster_pb.ts";
-import { encodeFrame, FrameDecoder } from "../cluster/frame.ts";
-import { compareAddresses } from "../cluster/members.ts";
-import { PROTOCOL_VERSION } from "../cluster/remoting.ts";
+import { encodeFrame, FrameDecoder } from "../cluster/remoting/frame.ts";
+import { compareAddresses } from "../cluster/remoting/node.ts";
+import { PROTOCOL_VERSION } from "../cluster/remoting/remoting.ts";
 import { runUsershard } from "./support/cli.ts";
 import {
   addressOf,

@@ -16,7 +16,8 @@
  *
  * @module
  */
-import { compareAddresses, type MemberStatus, type NodeId, nodeKey, sameNode } from "./members.ts";
+import { type MemberStatus } from "../membership/members.ts";
+import { compareAddresses, type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 import type { ShardSnapshot } from "./shard.ts";
 
 /** How long a new coordinator waits for regions to register before it allocates anyway. */

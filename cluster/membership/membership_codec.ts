@@ -15,14 +15,13 @@ import {
   InitJoinSchema,
   JoinSchema,
   MemberStatus as StatusProto,
-  type Node as NodeProto,
-  NodeSchema,
   WelcomeSchema,
-} from "../proto/gen/cluster_pb.ts";
+} from "../../proto/gen/cluster_pb.ts";
 import type { GossipState, Observation } from "./gossip.ts";
-import type { Member, MemberStatus, NodeId } from "./members.ts";
+import { type Member, type MemberStatus } from "./members.ts";
+import { nodeFromProto, nodeToProto } from "../remoting/node.ts";
 import type { MembershipMessage } from "./membership.ts";
-import type { Body } from "./remoting.ts";
+import type { Body } from "../remoting/remoting.ts";
 
 const STATUS_TO_PROTO: Record<MemberStatus, StatusProto> = {
   Joining: StatusProto.JOINING,
@@ -36,17 +35,6 @@ const STATUS_TO_PROTO: Record<MemberStatus, StatusProto> = {
 const STATUS_FROM_PROTO = new Map<StatusProto, MemberStatus>(
   Object.entries(STATUS_TO_PROTO).map(([status, proto]) => [proto, status as MemberStatus]),
 );
-
-/** A node id in protobuf form. */
-export function nodeToProto(node: NodeId): NodeProto {
-  return create(NodeSchema, { address: node.address, uid: BigInt(node.uid) });
-}
-
-/** A node id from protobuf form. */
-export function nodeFromProto(node: NodeProto | undefined): NodeId {
-  if (!node || node.address === "") throw new Error("missing node");
-  return { address: node.address, uid: Number(node.uid) };
-}
 
 function gossipToProto(state: GossipState): GossipProto {
   return create(GossipStateSchema, {

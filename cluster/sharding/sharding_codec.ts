@@ -9,7 +9,7 @@ import {
   PurchaseEventSchema,
   type ShardSnapshot as ShardSnapshotProto,
   ShardSnapshotSchema,
-} from "../proto/gen/cluster_pb.ts";
+} from "../../proto/gen/cluster_pb.ts";
 import type { PurchaseEvent } from "./entity.ts";
 import type { ShardSnapshot } from "./shard.ts";
 

@@ -8,15 +8,19 @@
  *
  * @module
  */
-import { errorText } from "./error_text.ts";
+import { errorText } from "../error_text.ts";
 import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
-import { RegionRegisteredSchema, ShardHomeSchema, StartShardSchema, StopShardSchema } from "../proto/gen/cluster_pb.ts";
-import type { ClusterSnapshot } from "./cluster_node.ts";
+import {
+  RegionRegisteredSchema,
+  ShardHomeSchema,
+  StartShardSchema,
+  StopShardSchema,
+} from "../../proto/gen/cluster_pb.ts";
+import type { ClusterSnapshot } from "../membership/cluster_node.ts";
 import { Coordinator, type CoordinatorAction, type CoordinatorInput, type MemberInfo } from "./coordinator.ts";
-import { type NodeId, sameNode } from "./members.ts";
-import { nodeToProto } from "./membership_codec.ts";
-import type { Body, Inbound, Remoting } from "./remoting.ts";
+import { type NodeId, nodeToProto, sameNode } from "../remoting/node.ts";
+import type { Body, Inbound, Remoting } from "../remoting/remoting.ts";
 import { snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
 const log = getLogger(["usershard", "coordinator"]);

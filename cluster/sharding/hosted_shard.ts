@@ -10,7 +10,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { PurchaseEvent, UserTotals } from "./entity.ts";
-import { errorText } from "./error_text.ts";
+import { errorText } from "../error_text.ts";
 import { type ApplyResult, Shard, type ShardSnapshot } from "./shard.ts";
 import type { ShardLog, ShardStorage } from "./shard_storage.ts";
 

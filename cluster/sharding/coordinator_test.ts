@@ -7,8 +7,7 @@ import {
   REGISTRATION_GRACE_MS,
   WAITER_TTL_MS,
 } from "./coordinator.ts";
-import type { NodeId } from "./members.ts";
-import { sameNode } from "./members.ts";
+import { type NodeId, sameNode } from "../remoting/node.ts";
 import type { ShardSnapshot } from "./shard.ts";
 
 const A: NodeId = { address: "127.0.0.1:2551", uid: 1 };

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { DEFAULT_TIMINGS } from "./config.ts";
+import { DEFAULT_TIMINGS } from "../timings.ts";
 import { leaderOf, liveMembers, mergeGossip, oldestOf, sameGossip, unreachableMembers } from "./gossip.ts";
 import { Membership, type MembershipEvent, type MembershipMessage } from "./membership.ts";
-import type { NodeId } from "./members.ts";
+import { type NodeId } from "../remoting/node.ts";
 
 const SEEDS = ["127.0.0.1:2551", "127.0.0.1:2552"];
 

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { compareAddresses, isActive, type Member, type NodeId, sameNode, statusRank } from "./members.ts";
+import { isActive, type Member, statusRank } from "./members.ts";
+import { compareAddresses, type NodeId, sameNode } from "../remoting/node.ts";
 
 /** One observer's failure-detector verdicts; a higher version replaces a lower one. */
 export interface Observation {

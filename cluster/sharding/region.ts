@@ -20,14 +20,13 @@ import {
   ShardStartedSchema,
   ShardStoppedSchema,
   UserTotalsSchema,
-} from "../proto/gen/cluster_pb.ts";
+} from "../../proto/gen/cluster_pb.ts";
 import { WAITER_TTL_MS } from "./coordinator.ts";
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
 import { HostedShard } from "./hosted_shard.ts";
-import { errorText } from "./error_text.ts";
-import { type NodeId, nodeKey, sameNode } from "./members.ts";
-import { nodeFromProto } from "./membership_codec.ts";
-import { type Body, type Inbound, type Remoting, RemotingError, within } from "./remoting.ts";
+import { errorText } from "../error_text.ts";
+import { nodeFromProto, type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
+import { type Body, type Inbound, type Remoting, RemotingError, within } from "../remoting/remoting.ts";
 import type { ShardSnapshot } from "./shard.ts";
 import type { ShardStorage } from "./shard_storage.ts";
 import { eventsFromProto, eventsToProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";

@@ -14,11 +14,10 @@
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
-import { type Envelope, EnvelopeSchema, FailureSchema } from "../proto/gen/cluster_pb.ts";
-import { errorText } from "./error_text.ts";
+import { type Envelope, EnvelopeSchema, FailureSchema } from "../../proto/gen/cluster_pb.ts";
+import { errorText } from "../error_text.ts";
 import { encodeFrame, FrameDecoder, FrameError, MAX_FRAME_BYTES } from "./frame.ts";
-import { type NodeId, splitAddress } from "./members.ts";
-import { nodeFromProto, nodeToProto } from "./membership_codec.ts";
+import { nodeFromProto, type NodeId, nodeToProto, splitAddress } from "./node.ts";
 
 const log = getLogger(["usershard", "remoting"]);
 

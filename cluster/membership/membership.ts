@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { ClusterTimings } from "./config.ts";
+import type { ClusterTimings } from "../timings.ts";
 import {
   EMPTY_GOSSIP,
   type GossipState,
@@ -36,7 +36,8 @@ import {
   withMember,
   withObservation,
 } from "./gossip.ts";
-import { isActive, type Member, type MemberStatus, type NodeId, nodeKey, sameNode, statusRank } from "./members.ts";
+import { isActive, type Member, type MemberStatus, statusRank } from "./members.ts";
+import { type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 
 /** What members say to each other about membership. */
 export type MembershipMessage =

@@ -1,39 +1,17 @@
 /**
- * Who is in the cluster: node identities, member states and their order.
+ * Node incarnations: who a message is from and for. An address alone is not
+ * enough: a node restarted at the same port is another incarnation, with a
+ * higher uid, and work meant for its previous life must not reach it.
  *
  * @module
  */
+import { create } from "@bufbuild/protobuf";
+import { type Node as NodeProto, NodeSchema } from "../../proto/gen/cluster_pb.ts";
 
 /** A node incarnation: its `host:port` remoting address and the uid it picked at start. */
 export interface NodeId {
   readonly address: string;
   readonly uid: number;
-}
-
-/** A member's life cycle, in the only order it may move. */
-export const MEMBER_STATUSES = ["Joining", "Up", "Leaving", "Exiting", "Down", "Removed"] as const;
-
-/** One of {@linkcode MEMBER_STATUSES}. */
-export type MemberStatus = typeof MEMBER_STATUSES[number];
-
-/** A member as the cluster's shared view holds it. */
-export interface Member {
-  readonly node: NodeId;
-  readonly status: MemberStatus;
-  /** Order of becoming Up (1 = first); 0 until then. The lowest is the oldest. */
-  readonly upNumber: number;
-  /** `host:port` of the member's management HTTP endpoint ("" when unknown). */
-  readonly management: string;
-}
-
-/** Position of a status in the life cycle; a merge keeps the later one. */
-export function statusRank(status: MemberStatus): number {
-  return MEMBER_STATUSES.indexOf(status);
-}
-
-/** Whether a member in this status takes part (counts for leader, oldest, failure detection). */
-export function isActive(status: MemberStatus): boolean {
-  return status === "Up" || status === "Leaving";
 }
 
 /**
@@ -73,4 +51,15 @@ export function sameNode(a: NodeId, b: NodeId): boolean {
 /** `address#uid`, for logs and map keys. */
 export function nodeKey(node: NodeId): string {
   return `${node.address}#${node.uid}`;
+}
+
+/** A node id in protobuf form. */
+export function nodeToProto(node: NodeId): NodeProto {
+  return create(NodeSchema, { address: node.address, uid: BigInt(node.uid) });
+}
+
+/** A node id from protobuf form. */
+export function nodeFromProto(node: NodeProto | undefined): NodeId {
+  if (!node || node.address === "") throw new Error("missing node");
+  return { address: node.address, uid: Number(node.uid) };
 }

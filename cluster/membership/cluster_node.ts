@@ -7,13 +7,13 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { ClusterTimings } from "./config.ts";
+import type { ClusterTimings } from "../timings.ts";
 import { leaderOf, liveMembers, oldestOf, unreachableMembers } from "./gossip.ts";
-import type { Member, NodeId } from "./members.ts";
-import { sameNode } from "./members.ts";
+import { type Member } from "./members.ts";
+import { type NodeId, sameNode } from "../remoting/node.ts";
 import { Membership, type MembershipAction, type MembershipEvent } from "./membership.ts";
 import { membershipFromBody, membershipToBody } from "./membership_codec.ts";
-import { type Body, type Inbound, type InboundHandler, Remoting } from "./remoting.ts";
+import { type Body, type Inbound, type InboundHandler, Remoting } from "../remoting/remoting.ts";
 
 const log = getLogger(["usershard", "cluster"]);
 

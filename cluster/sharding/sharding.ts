@@ -9,11 +9,11 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
-import { AssignmentChangedSchema } from "../proto/gen/cluster_pb.ts";
-import type { ClusterNode } from "./cluster_node.ts";
+import { AssignmentChangedSchema } from "../../proto/gen/cluster_pb.ts";
+import type { ClusterNode } from "../membership/cluster_node.ts";
 import { COORDINATOR_MESSAGES, CoordinatorRunner, type PlacementSource } from "./coordinator_runner.ts";
-import { json, type ManagementRoute } from "./management.ts";
-import { sameNode } from "./members.ts";
+import { json, type ManagementRoute } from "../management/management.ts";
+import { sameNode } from "../remoting/node.ts";
 import { userIdProblem } from "./entity.ts";
 import { REGION_MESSAGES, ShardRegion, ShardUnavailableError } from "./region.ts";
 import type { ShardStorage } from "./shard_storage.ts";

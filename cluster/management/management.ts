@@ -6,9 +6,9 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { ClusterSnapshot } from "./cluster_node.ts";
-import { BindError } from "./remoting.ts";
-import type { Member } from "./members.ts";
+import type { ClusterSnapshot } from "../membership/cluster_node.ts";
+import { BindError } from "../remoting/remoting.ts";
+import { type Member } from "../membership/members.ts";
 
 const log = getLogger(["usershard", "management"]);
 

@@ -11,7 +11,7 @@ import { ClusterNode } from "../cluster/membership/cluster_node.ts";
 import { DEFAULT_TIMINGS } from "../cluster/timings.ts";
 import { json, startManagement } from "../cluster/management/management.ts";
 import { newUid } from "../cluster/remoting/node.ts";
-import { BindError } from "../cluster/remoting/remoting.ts";
+import { BindError } from "../cluster/remoting/errors.ts";
 import { Sharding } from "../cluster/sharding/sharding.ts";
 import { ensureTopic, partitionCount } from "../kafka/admin.ts";
 import { ChangelogLayoutError, changelogTopicFor, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { type Envelope, EnvelopeSchema } from "../proto/gen/cluster_pb.ts";
-import { encodeFrame, FrameDecoder } from "../cluster/remoting/frame.ts";
 import { compareAddresses } from "../cluster/remoting/node.ts";
 import { PROTOCOL_VERSION } from "../cluster/remoting/remoting.ts";
 import { runUsershard } from "./support/cli.ts";
@@ -17,6 +16,7 @@ import {
   withNodes,
 } from "./support/cluster.ts";
 import type { RunningUsershard } from "./support/process.ts";
+import { RawPeer } from "./support/raw_peer.ts";
 import { BROKERS, withTopic } from "./support/kafka.ts";
 
 Deno.test("three nodes started in any order converge to three Up members with one leader", async () => {
@@ -112,53 +112,6 @@ Deno.test("SIGTERM leaves gracefully: exit 0, and the others see it removed, nev
     assert.equal((await members(c))?.leader, [b, c].map(addressOf).sort(compareAddresses)[0]);
   });
 });
-
-/** Opens a raw TCP connection to a node's remoting port and speaks frames by hand. */
-class RawPeer {
-  readonly #decoder = new FrameDecoder();
-  #frames: Uint8Array[] = [];
-  private constructor(readonly conn: Deno.TcpConn) {}
-
-  static async connect(port: number): Promise<RawPeer> {
-    return new RawPeer(await Deno.connect({ hostname: "127.0.0.1", port }));
-  }
-
-  async write(bytes: Uint8Array): Promise<void> {
-    for (let at = 0; at < bytes.length;) at += await this.conn.write(bytes.subarray(at));
-  }
-
-  async send(envelope: Envelope): Promise<void> {
-    await this.write(encodeFrame(toBinary(EnvelopeSchema, envelope)));
-  }
-
-  /** The next envelope, or `undefined` when the node closes the connection. */
-  async next(): Promise<Envelope | undefined> {
-    const buffer = new Uint8Array(4096);
-    while (this.#frames.length === 0) {
-      const n = await this.conn.read(buffer).catch(() => null);
-      if (n === null) return undefined;
-      this.#frames.push(...this.#decoder.push(buffer.subarray(0, n)));
-    }
-    return fromBinary(EnvelopeSchema, this.#frames.shift()!);
-  }
-
-  /** Resolves `true` when the node closed the connection. */
-  async closedByNode(): Promise<boolean> {
-    const buffer = new Uint8Array(1024);
-    while (true) {
-      const n = await this.conn.read(buffer).catch(() => null);
-      if (n === null) return true;
-    }
-  }
-
-  close(): void {
-    try {
-      this.conn.close();
-    } catch {
-      // already closed
-    }
-  }
-}
 
 function handshake(clusterName: string, proof = new Uint8Array()): Envelope {
   return create(EnvelopeSchema, {

@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { ClusterSnapshot } from "../membership/cluster_node.ts";
-import { BindError } from "../remoting/remoting.ts";
+import { BindError } from "../remoting/errors.ts";
 import { type Member } from "../membership/members.ts";
 
 const log = getLogger(["usershard", "management"]);

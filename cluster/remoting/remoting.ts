@@ -1,31 +1,36 @@
 /**
  * Node-to-node messaging over TCP: one listener per node, one outbound
- * connection per peer (reused, re-opened with backoff), length-prefixed
- * protobuf envelopes (`frame.ts`, `proto/cluster.proto`), fire-and-forget
- * `tell` and request/response `ask` with correlation ids and timeouts.
+ * connection per peer (reused, re-opened with backoff), protobuf envelopes
+ * over `link.ts`, fire-and-forget `tell` and request/response `ask` with
+ * correlation ids and timeouts.
  *
  * Every connection starts with a handshake: the accepting side sends a
  * challenge, the connecting side answers with its cluster name, protocol
- * version, address and uid (and, with a shared secret, an HMAC proof), and the
- * accepting side says yes or no with a reason. A peer that breaks the framing
- * or sends garbage loses its connection, with a log line; the node carries on.
+ * version, address, uid and the address it dialled (and, with a shared
+ * secret, a proof of it, `handshake.ts`), and the accepting side says yes or
+ * no with a reason. With a secret, every later frame is authenticated too.
+ *
+ * Work is addressed to an incarnation, not just an address: an envelope sent
+ * to a {@linkcode NodeId} carries its uid, and a node refuses one meant for
+ * another incarnation (a node restarted at the same port must not take work
+ * meant for its previous life). A reply counts only on the connection its
+ * request went out on.
  *
  * @module
  */
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
 import { type Envelope, EnvelopeSchema, FailureSchema } from "../../proto/gen/cluster_pb.ts";
 import { errorText } from "../error_text.ts";
-import { encodeFrame, FrameDecoder, FrameError, MAX_FRAME_BYTES } from "./frame.ts";
-import { nodeFromProto, type NodeId, nodeToProto, splitAddress } from "./node.ts";
+import { BindError, RemotingError, within } from "./errors.ts";
+import { FrameSeal, helloProof, NONCE_BYTES, sameBytes, welcomeProof } from "./handshake.ts";
+import { Link, MAX_QUEUED_BYTES } from "./link.ts";
+import { nodeFromProto, type NodeId, nodeKey, nodeToProto, splitAddress } from "./node.ts";
 
 const log = getLogger(["usershard", "remoting"]);
 
-/** A handshake is a few hundred bytes; an unauthenticated peer may not make a node buffer more. */
-const MAX_HANDSHAKE_BYTES = 64 * 1024;
-
 /** Bumped whenever the envelope changes incompatibly; peers must agree. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** The message part of an envelope (everything but the handshake). */
 export type Body = Envelope["body"];
@@ -42,6 +47,13 @@ export interface Inbound {
  */
 export type InboundHandler = (message: Inbound, isRequest: boolean) => Body | undefined | Promise<Body | undefined>;
 
+/**
+ * Whom a message is for: an incarnation ({@linkcode NodeId}), which must be
+ * the one listening there, or a bare `host:port` when any will do (membership
+ * messages, which check incarnations themselves).
+ */
+export type Target = NodeId | string;
+
 /** How this node's remoting is set up. */
 export interface RemotingConfig {
   readonly self: NodeId;
@@ -49,203 +61,27 @@ export interface RemotingConfig {
   readonly bindHost: string;
   readonly bindPort: number;
   readonly clusterName: string;
-  /** When set, peers must prove they know it. */
+  /** When set, peers must prove they know it, and every frame is authenticated. */
   readonly secret?: string;
   readonly connectTimeoutMs?: number;
   readonly handshakeTimeoutMs?: number;
   /** Longest wait between reconnection attempts to a peer that keeps failing. */
   readonly maxBackoffMs?: number;
-}
-
-/** An ask that failed: no connection, timed out, or the peer answered with a failure. */
-export class RemotingError extends Error {
-  override name = "RemotingError";
-}
-
-/**
- * `promise`, or a {@linkcode RemotingError} saying `what` took too long once
- * `ms` have passed, whichever comes first. For one caller's deadline on work
- * that others may share.
- */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RemotingError(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
-}
-
-/** The listening port is taken, or the address cannot be bound. */
-export class BindError extends Error {
-  override name = "BindError";
-}
-
-const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
-const WRITE_CHUNK_BYTES = 256 * 1024;
-const encoder = new TextEncoder();
-
-/** One TCP connection carrying frames: a write queue that respects backpressure, and a read loop. */
-class Link {
-  readonly #conn: Deno.TcpConn;
-  // Before the peer has proved who it is, it gets no more memory than a handshake needs.
-  #decoder = new FrameDecoder(MAX_HANDSHAKE_BYTES);
-  #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
-  #flushing: Promise<void> | undefined;
-  #closed = false;
-  readonly closed: Promise<void>;
-  readonly #markClosed: () => void;
-  readonly description: string;
-
-  constructor(conn: Deno.TcpConn, description: string) {
-    this.#conn = conn;
-    this.description = description;
-    const { promise, resolve } = Promise.withResolvers<void>();
-    this.closed = promise;
-    this.#markClosed = resolve;
-    try {
-      conn.setNoDelay(true);
-    } catch {
-      // Not every platform lets us; latency suffers a little, nothing breaks.
-    }
-  }
-
-  get isClosed(): boolean {
-    return this.#closed;
-  }
-
-  send(envelope: Envelope): void {
-    if (this.#closed) throw new RemotingError(`connection to ${this.description} is closed`);
-    const frame = encodeFrame(toBinary(EnvelopeSchema, envelope));
-    if (this.#queuedBytes + frame.length > MAX_QUEUED_BYTES) {
-      this.close(`more than ${MAX_QUEUED_BYTES} bytes queued: the peer does not read`);
-      throw new RemotingError(`connection to ${this.description} is overloaded`);
-    }
-    this.#queue.push(frame);
-    this.#queuedBytes += frame.length;
-    this.#flushing ??= this.#flush();
-  }
-
-  /** Resolves when everything queued so far has been written. */
-  async drain(): Promise<void> {
-    while (this.#flushing) await this.#flushing;
-  }
-
-  async #flush(): Promise<void> {
-    try {
-      while (this.#queue.length > 0 && !this.#closed) {
-        const chunk = this.#takeChunk();
-        for (let written = 0; written < chunk.length;) {
-          written += await this.#conn.write(chunk.subarray(written));
-        }
-      }
-    } catch (error) {
-      this.close(`write failed: ${errorText(error)}`);
-    } finally {
-      this.#flushing = undefined;
-    }
-  }
-
-  #takeChunk(): Uint8Array {
-    if (this.#queue.length === 1 || this.#queue[0].length >= WRITE_CHUNK_BYTES) {
-      const frame = this.#queue.shift()!;
-      this.#queuedBytes -= frame.length;
-      return frame;
-    }
-    let size = 0;
-    let count = 0;
-    while (count < this.#queue.length && size + this.#queue[count].length <= WRITE_CHUNK_BYTES) {
-      size += this.#queue[count++].length;
-    }
-    const chunk = new Uint8Array(size);
-    let at = 0;
-    for (const frame of this.#queue.splice(0, count)) {
-      chunk.set(frame, at);
-      at += frame.length;
-    }
-    this.#queuedBytes -= size;
-    return chunk;
-  }
-
-  /**
-   * Reads envelopes until the connection ends (called once the handshake is
-   * done). A framing or decoding error closes the connection with a log line;
-   * it never throws.
-   */
-  async readEnvelopes(onEnvelope: (envelope: Envelope) => void): Promise<void> {
-    // The handshake left nothing buffered (readOne makes sure), so the full frame limit starts clean.
-    this.#decoder = new FrameDecoder(MAX_FRAME_BYTES);
-    const buffer = new Uint8Array(64 * 1024);
-    try {
-      while (!this.#closed) {
-        const n = await this.#conn.read(buffer);
-        if (n === null) break;
-        for (const frame of this.#decoder.push(buffer.subarray(0, n))) {
-          onEnvelope(fromBinary(EnvelopeSchema, frame));
-          if (this.#closed) return;
-        }
-      }
-      this.close();
-    } catch (error) {
-      if (this.#closed) return;
-      const what = error instanceof FrameError
-        ? "bad frame"
-        : isDecodeError(error)
-        ? "malformed envelope"
-        : "read failed";
-      this.close(`${what}: ${errorText(error)}`);
-    }
-  }
-
-  /** Reads exactly one envelope (the handshake), or fails after `timeoutMs`. */
-  async readOne(timeoutMs: number): Promise<Envelope> {
-    const buffer = new Uint8Array(4096);
-    const timer = setTimeout(() => this.close(`no handshake within ${timeoutMs} ms`), timeoutMs);
-    try {
-      while (!this.#closed) {
-        const n = await this.#conn.read(buffer);
-        if (n === null) throw new RemotingError("closed during the handshake");
-        const frames = this.#decoder.push(buffer.subarray(0, n));
-        if (frames.length > 0) {
-          if (frames.length > 1 || this.#decoder.buffered > 0) {
-            throw new RemotingError("sent more than the handshake before the handshake was answered");
-          }
-          return fromBinary(EnvelopeSchema, frames[0]);
-        }
-      }
-      throw new RemotingError(`no handshake within ${timeoutMs} ms`);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  close(reason?: string): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (reason) log.warn("closing connection {link}: {reason}", { link: this.description, reason });
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed by the other side.
-    }
-    this.#markClosed();
-  }
-}
-
-function isDecodeError(error: unknown): boolean {
-  return error instanceof Error && /premature|invalid|cannot|wire type|decode|illegal/i.test(error.message);
+  /** Bytes queued for a peer that does not read before its connection is closed. */
+  readonly maxQueuedBytes?: number;
 }
 
 interface Pending {
   readonly resolve: (inbound: Inbound) => void;
   readonly reject: (error: Error) => void;
   readonly timer: ReturnType<typeof setTimeout>;
-  readonly address: string;
+  readonly link: Link;
 }
 
 interface Peer {
   link?: Link;
   connecting?: Promise<Link>;
+  /** The incarnation at the other end of `link`, as its handshake proved. */
   node?: NodeId;
   failures: number;
   retryAt: number;
@@ -260,7 +96,6 @@ export class Remoting {
   readonly #inbound = new Set<Link>();
   readonly #pending = new Map<number, Pending>();
   #nextCorrelation = 1;
-  #key: Promise<CryptoKey> | undefined;
   #closed = false;
 
   private constructor(config: RemotingConfig, listener: Deno.TcpListener, handler: InboundHandler) {
@@ -268,19 +103,12 @@ export class Remoting {
       connectTimeoutMs: 3000,
       handshakeTimeoutMs: 3000,
       maxBackoffMs: 5000,
+      maxQueuedBytes: MAX_QUEUED_BYTES,
       ...config,
+      secret: config.secret || undefined,
     };
     this.#listener = listener;
     this.#handler = handler;
-    if (config.secret) {
-      this.#key = crypto.subtle.importKey(
-        "raw",
-        encoder.encode(config.secret),
-        { name: "HMAC", hash: "SHA-256" },
-        false,
-        ["sign", "verify"],
-      );
-    }
     this.#acceptLoop();
   }
 
@@ -306,7 +134,7 @@ export class Remoting {
     try {
       for await (const conn of this.#listener) {
         const remote = conn.remoteAddr as Deno.NetAddr;
-        this.#serve(new Link(conn, `from ${remote.hostname}:${remote.port}`));
+        this.#serve(new Link(conn, `from ${remote.hostname}:${remote.port}`, this.#config.maxQueuedBytes));
       }
     } catch (error) {
       if (!this.#closed) log.error("remoting listener failed: {error}", { error: errorText(error) });
@@ -318,29 +146,39 @@ export class Remoting {
     link.closed.then(() => this.#inbound.delete(link));
     let peer: NodeId;
     try {
-      const nonce = crypto.getRandomValues(new Uint8Array(16));
-      link.send(create(EnvelopeSchema, { body: { case: "challenge", value: { nonce } } }));
+      const challenge = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+      link.send(create(EnvelopeSchema, { body: { case: "challenge", value: { nonce: challenge } } }));
       const first = await link.readOne(this.#config.handshakeTimeoutMs);
       if (first.body.case !== "handshake") {
         throw new RemotingError(`expected a handshake, got ${first.body.case ?? "an empty envelope"}`);
       }
       const hello = first.body.value;
-      const from = hello.from;
-      const claimed = from ? `${from.address}` : "no address";
-      const refusal = await this.#refusal(hello.clusterName, hello.protocolVersion, nonce, hello.proof, from);
+      const refusal = this.#refusal(hello, challenge);
       if (refusal) {
         link.send(
           create(EnvelopeSchema, { body: { case: "handshakeAck", value: { accepted: false, reason: refusal } } }),
         );
         await link.drain();
-        link.close(`refused ${claimed}: ${refusal}`);
+        link.close(`refused ${hello.from?.address || "a peer with no address"}: ${refusal}`);
         return;
       }
-      peer = nodeFromProto(from);
-      const proof = await this.#prove(hello.nonce, this.#config.self);
+      peer = nodeFromProto(hello.from);
+      const { secret, clusterName, self } = this.#config;
       link.send(create(EnvelopeSchema, {
-        body: { case: "handshakeAck", value: { accepted: true, from: nodeToProto(this.#config.self), proof } },
+        body: {
+          case: "handshakeAck",
+          value: {
+            accepted: true,
+            from: nodeToProto(self),
+            proof: secret ? welcomeProof(secret, hello.nonce, clusterName, self, peer) : new Uint8Array(),
+          },
+        },
       }));
+      if (secret) {
+        link.authenticate(
+          new FrameSeal({ secret, challenge, nonce: hello.nonce, client: peer, server: self, end: "accepting" }),
+        );
+      }
     } catch (error) {
       link.close(`handshake failed: ${errorText(error)}`);
       return;
@@ -348,38 +186,34 @@ export class Remoting {
     await link.readEnvelopes((envelope) => this.#dispatch(link, peer, envelope));
   }
 
-  async #refusal(
-    clusterName: string,
-    version: number,
-    nonce: Uint8Array,
-    proof: Uint8Array,
-    from: { address: string; uid: bigint } | undefined,
-  ): Promise<string | undefined> {
-    if (clusterName !== this.#config.clusterName) {
-      return `cluster name '${clusterName}' differs from '${this.#config.clusterName}'`;
+  #refusal(
+    hello: Extract<Body, { case: "handshake" }>["value"],
+    challenge: Uint8Array,
+  ): string | undefined {
+    const { clusterName, self, secret } = this.#config;
+    if (hello.clusterName !== clusterName) {
+      return `cluster name '${hello.clusterName}' differs from '${clusterName}'`;
     }
-    if (version !== PROTOCOL_VERSION) return `protocol version ${version} differs from ${PROTOCOL_VERSION}`;
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      return `protocol version ${hello.protocolVersion} differs from ${PROTOCOL_VERSION}`;
+    }
+    const from = hello.from;
     if (!from || !/^.+:\d+$/.test(from.address)) return "no valid sender address";
-    if (this.#key) {
-      const expected = await this.#prove(nonce, { address: from.address, uid: Number(from.uid) });
-      if (!equalBytes(expected, proof)) return "the shared secret does not match";
+    if (secret) {
+      const claimed = { address: from.address, uid: Number(from.uid) };
+      const expected = helloProof(secret, challenge, clusterName, claimed, hello.toAddress);
+      if (!sameBytes(expected, hello.proof)) return "the shared secret does not match";
+      // The proof names the node the peer meant to reach: a handshake relayed here from another node fails.
+      if (hello.toAddress !== self.address) return `the handshake was meant for ${hello.toAddress}, not this node`;
     }
     return undefined;
-  }
-
-  async #prove(nonce: Uint8Array, node: NodeId): Promise<Uint8Array> {
-    if (!this.#key) return new Uint8Array();
-    const text = encoder.encode(`${this.#config.clusterName}\n${node.address}\n${node.uid}`);
-    const data = new Uint8Array(nonce.length + text.length);
-    data.set(nonce);
-    data.set(text, nonce.length);
-    return new Uint8Array(await crypto.subtle.sign("HMAC", await this.#key, data));
   }
 
   #dispatch(link: Link, from: NodeId, envelope: Envelope): void {
     if (envelope.reply) {
       const pending = this.#pending.get(envelope.correlationId);
-      if (!pending) return; // the asker gave up already
+      // Gone (the asker gave up), or a reply on another connection than the request went out on.
+      if (!pending || pending.link !== link) return;
       this.#pending.delete(envelope.correlationId);
       clearTimeout(pending.timer);
       if (envelope.body.case === "failure") pending.reject(new RemotingError(envelope.body.value.message));
@@ -393,6 +227,14 @@ export class Remoting {
     };
     const fail = (error: unknown) =>
       answer({ case: "failure", value: create(FailureSchema, { message: errorText(error) }) });
+    const self = this.#config.self;
+    if (envelope.toUid !== 0n && envelope.toUid !== BigInt(self.uid)) {
+      const refusal = `${self.address} is incarnation ${self.uid}, not ${envelope.toUid}: ` +
+        `${envelope.body.case ?? "the message"} was meant for a previous life of this node`;
+      log.debug("refused {kind} from {from}: {refusal}", { kind: envelope.body.case, from: from.address, refusal });
+      fail(refusal);
+      return;
+    }
     try {
       const result = this.#handler({ from, body: envelope.body }, isRequest);
       if (result instanceof Promise) {
@@ -408,11 +250,13 @@ export class Remoting {
       }
     } catch (error) {
       if (isRequest) fail(error);
-      else {log.warn("handling {kind} from {from} failed: {error}", {
+      else {
+        log.warn("handling {kind} from {from} failed: {error}", {
           kind: envelope.body.case,
           from: from.address,
           error: errorText(error),
-        });}
+        });
+      }
     }
   }
 
@@ -433,8 +277,9 @@ export class Remoting {
     const wait = peer.retryAt - Date.now();
     if (wait > 0) return Promise.reject(new RemotingError(`${address} is unreachable (next attempt in ${wait} ms)`));
     peer.connecting = this.#connect(address).then(
-      (link) => {
+      ({ link, node }) => {
         peer.link = link;
+        peer.node = node;
         peer.failures = 0;
         peer.connecting = undefined;
         link.closed.then(() => this.#lost(address, link));
@@ -453,33 +298,35 @@ export class Remoting {
     return peer.connecting;
   }
 
-  async #connect(address: string): Promise<Link> {
+  async #connect(address: string): Promise<{ link: Link; node: NodeId }> {
     const { host, port } = splitAddress(address);
-    const timeout = this.#config.connectTimeoutMs;
+    const { connectTimeoutMs, handshakeTimeoutMs, clusterName, secret, self } = this.#config;
     const connecting = Deno.connect({ hostname: host, port });
-    const conn = await within(connecting, timeout, `connecting to ${address}`).catch((error) => {
+    const conn = await within(connecting, connectTimeoutMs, `connecting to ${address}`).catch((error) => {
       // A connection that opens after we gave up must not linger.
       connecting.then((late) => late.close(), () => {});
       throw error;
     });
-    const link = new Link(conn, `to ${address}`);
+    const link = new Link(conn, `to ${address}`, this.#config.maxQueuedBytes);
     try {
-      const challenge = await link.readOne(this.#config.handshakeTimeoutMs);
+      const challenge = await link.readOne(handshakeTimeoutMs);
       if (challenge.body.case !== "challenge") throw new RemotingError(`${address} did not send a challenge`);
-      const nonce = crypto.getRandomValues(new Uint8Array(16));
+      const theirs = challenge.body.value.nonce;
+      const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
       link.send(create(EnvelopeSchema, {
         body: {
           case: "handshake",
           value: {
-            clusterName: this.#config.clusterName,
+            clusterName,
             protocolVersion: PROTOCOL_VERSION,
-            from: nodeToProto(this.#config.self),
-            proof: await this.#prove(challenge.body.value.nonce, this.#config.self),
+            from: nodeToProto(self),
+            proof: secret ? helloProof(secret, theirs, clusterName, self, address) : new Uint8Array(),
             nonce,
+            toAddress: address,
           },
         },
       }));
-      const ack = await link.readOne(this.#config.handshakeTimeoutMs);
+      const ack = await link.readOne(handshakeTimeoutMs);
       if (ack.body.case !== "handshakeAck") throw new RemotingError(`${address} did not answer the handshake`);
       if (!ack.body.value.accepted) {
         log.warn("{address} refused this node: {reason}", { address, reason: ack.body.value.reason });
@@ -488,12 +335,16 @@ export class Remoting {
       const server = ack.body.value.from;
       if (!server) throw new RemotingError(`${address} did not say who it is`);
       const node = nodeFromProto(server);
-      if (this.#key && !equalBytes(await this.#prove(nonce, node), ack.body.value.proof)) {
-        throw new RemotingError(`${address} could not prove it knows the shared secret`);
+      if (secret) {
+        if (!sameBytes(welcomeProof(secret, nonce, clusterName, node, self), ack.body.value.proof)) {
+          throw new RemotingError(`${address} could not prove it knows the shared secret`);
+        }
+        link.authenticate(
+          new FrameSeal({ secret, challenge: theirs, nonce, client: self, server: node, end: "connecting" }),
+        );
       }
-      this.#peer(address).node = node;
       link.readEnvelopes((envelope) => this.#dispatch(link, node, envelope));
-      return link;
+      return { link, node };
     } catch (error) {
       link.close();
       throw error;
@@ -502,27 +353,45 @@ export class Remoting {
 
   #lost(address: string, link: Link): void {
     const peer = this.#peers.get(address);
-    if (peer?.link === link) peer.link = undefined;
+    if (peer?.link === link) {
+      peer.link = undefined;
+      peer.node = undefined;
+    }
     for (const [id, pending] of this.#pending) {
-      if (pending.address !== address) continue;
+      if (pending.link !== link) continue;
       this.#pending.delete(id);
       clearTimeout(pending.timer);
       pending.reject(new RemotingError(`connection to ${address} was lost`));
     }
   }
 
-  /** Sends `body` to the node at `address` without waiting for an answer; dropped if it cannot be sent. */
-  tell(address: string, body: Body): void {
-    if (address === this.#config.self.address) {
-      this.#toSelf(body, false).catch(() => {});
+  /** A connection to `target`, refused when another incarnation than the one meant answers there. */
+  async #linkTo(target: Target): Promise<Link> {
+    const address = typeof target === "string" ? target : target.address;
+    const link = await this.#link(address);
+    const node = this.#peers.get(address)?.node;
+    if (typeof target !== "string" && node && node.uid !== target.uid) {
+      throw new RemotingError(`${address} is now incarnation ${node.uid}, not ${target.uid}`);
+    }
+    return link;
+  }
+
+  /** Sends `body` to `target` without waiting for an answer; dropped if it cannot be sent. */
+  tell(target: Target, body: Body): void {
+    if (this.#isSelf(target)) {
+      this.#toSelf(target, body, false).catch(() => {});
       return;
     }
-    this.#link(address).then(
+    this.#linkTo(target).then(
       (link) => {
         try {
-          link.send(create(EnvelopeSchema, { body }));
+          link.send(create(EnvelopeSchema, { toUid: uidOf(target), body }));
         } catch (error) {
-          log.debug("dropped {kind} to {address}: {error}", { kind: body.case, address, error: errorText(error) });
+          log.debug("dropped {kind} to {target}: {error}", {
+            kind: body.case,
+            target: describe(target),
+            error: errorText(error),
+          });
         }
       },
       () => {},
@@ -530,16 +399,17 @@ export class Remoting {
   }
 
   /** Sends a request and resolves with the reply; rejects with {@linkcode RemotingError}. */
-  async ask(address: string, body: Body, timeoutMs: number): Promise<Inbound> {
-    if (address === this.#config.self.address) {
-      const reply = await this.#toSelf(body, true);
+  async ask(target: Target, body: Body, timeoutMs: number): Promise<Inbound> {
+    if (this.#isSelf(target)) {
+      const reply = await this.#toSelf(target, body, true);
       if (!reply) throw new RemotingError(`no reply to ${body.case}`);
       if (reply.case === "failure") throw new RemotingError(reply.value.message);
       return { from: this.#config.self, body: reply };
     }
     const deadline = Date.now() + timeoutMs;
+    const address = describe(target);
     // Connecting and the handshake count against the asker's time too.
-    const link = await within(this.#link(address), timeoutMs, `connecting to ${address}`);
+    const link = await within(this.#linkTo(target), timeoutMs, `connecting to ${address}`);
     const id = this.#nextCorrelation;
     this.#nextCorrelation = this.#nextCorrelation >= 0xffffffff ? 1 : this.#nextCorrelation + 1;
     const { promise, resolve, reject } = Promise.withResolvers<Inbound>();
@@ -547,9 +417,9 @@ export class Remoting {
       this.#pending.delete(id);
       reject(new RemotingError(`${address} did not answer ${body.case} within ${timeoutMs} ms`));
     }, Math.max(1, deadline - Date.now()));
-    this.#pending.set(id, { resolve, reject, timer, address });
+    this.#pending.set(id, { resolve, reject, timer, link });
     try {
-      link.send(create(EnvelopeSchema, { correlationId: id, body }));
+      link.send(create(EnvelopeSchema, { correlationId: id, toUid: uidOf(target), body }));
     } catch (error) {
       this.#pending.delete(id);
       clearTimeout(timer);
@@ -558,9 +428,16 @@ export class Remoting {
     return promise;
   }
 
-  // A message to this node itself skips the network (and the encoding).
-  async #toSelf(body: Body, isRequest: boolean): Promise<Body | undefined> {
+  #isSelf(target: Target): boolean {
+    return (typeof target === "string" ? target : target.address) === this.#config.self.address;
+  }
+
+  // A message to this node itself skips the network (and the encoding), not the incarnation check.
+  async #toSelf(target: Target, body: Body, isRequest: boolean): Promise<Body | undefined> {
     try {
+      if (typeof target !== "string" && target.uid !== this.#config.self.uid) {
+        throw new RemotingError(`${body.case} was meant for ${nodeKey(target)}, a previous life of this node`);
+      }
       return await this.#handler({ from: this.#config.self, body }, isRequest);
     } catch (error) {
       if (!isRequest) throw error;
@@ -590,9 +467,10 @@ export class Remoting {
   }
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
+function uidOf(target: Target): bigint {
+  return typeof target === "string" ? 0n : BigInt(target.uid);
+}
+
+function describe(target: Target): string {
+  return typeof target === "string" ? target : target.address;
 }

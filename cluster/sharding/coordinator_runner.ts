@@ -66,6 +66,8 @@ export class CoordinatorRunner {
   #placementAgain = false;
   #placementTimer: ReturnType<typeof setTimeout> | undefined;
   #lastPlacement = 0;
+  /** Which coordinator instance this node runs: every one gets a new epoch, carried by its messages. */
+  #epoch = 0n;
 
   constructor(options: CoordinatorRunnerOptions) {
     this.#o = options;
@@ -88,7 +90,10 @@ export class CoordinatorRunner {
     this.#members = [...snapshot.members, ...snapshot.removed].map((m) => ({ node: m.node, status: m.status }));
     const oldest = snapshot.oldest !== undefined && sameNode(snapshot.oldest, this.#o.self);
     if (oldest && !this.#coordinator) {
-      log.info("this node is the oldest member: the shard coordinator runs here now");
+      log.info("this node is the oldest member: the shard coordinator runs here now (epoch {epoch})", {
+        epoch: String(this.#epoch + 1n),
+      });
+      this.#epoch++;
       this.#coordinator = new Coordinator(this.#o.shardCount, Date.now());
       this.#refreshPlacement();
     } else if (!oldest && this.#coordinator) {
@@ -167,7 +172,7 @@ export class CoordinatorRunner {
           log.error("refused a shard region: {error}", { error: action.error });
           request?.reject(new Error(action.error));
         } else {
-          request?.resolve({ case: "regionRegistered", value: create(RegionRegisteredSchema) });
+          request?.resolve({ case: "regionRegistered", value: create(RegionRegisteredSchema, { epoch: this.#epoch }) });
         }
         break;
       }
@@ -176,14 +181,14 @@ export class CoordinatorRunner {
         this.#requests.delete(action.requestId);
         request?.resolve({
           case: "shardHome",
-          value: create(ShardHomeSchema, { shard: action.shard, node: nodeToProto(action.home) }),
+          value: create(ShardHomeSchema, { shard: action.shard, node: nodeToProto(action.home), epoch: this.#epoch }),
         });
         break;
       }
       case "stopShard":
         this.#command(coordinator, action.at, {
           case: "stopShard",
-          value: create(StopShardSchema, { shard: action.shard }),
+          value: create(StopShardSchema, { shard: action.shard, epoch: this.#epoch }),
         }, (reply) => {
           if (reply.case !== "shardStopped") {
             return { type: "stopFailed", shard: action.shard, from: action.at, now: Date.now() };
@@ -203,6 +208,7 @@ export class CoordinatorRunner {
             value: create(StartShardSchema, {
               shard: action.shard,
               snapshot: action.snapshot ? snapshotToProto(action.snapshot) : undefined,
+              epoch: this.#epoch,
             }),
           },
           (reply) =>
@@ -266,7 +272,8 @@ export class CoordinatorRunner {
     onReply: (body: Body) => CoordinatorInput,
     onFailure: () => CoordinatorInput,
   ): void {
-    this.#o.remoting.ask(at.address, body, this.#o.askTimeoutMs).then(
+    // Addressed to the incarnation: a node restarted at that address refuses it.
+    this.#o.remoting.ask(at, body, this.#o.askTimeoutMs).then(
       // The reply must come from the incarnation the command was for.
       (reply) => sameNode(reply.from, at) ? onReply(reply.body) : onFailure(),
       (error) => {

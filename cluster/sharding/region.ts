@@ -25,8 +25,9 @@ import { WAITER_TTL_MS } from "./coordinator.ts";
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
 import { HostedShard } from "./hosted_shard.ts";
 import { errorText } from "../error_text.ts";
-import { nodeFromProto, type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
-import { type Body, type Inbound, type Remoting, RemotingError, within } from "../remoting/remoting.ts";
+import { nodeFromProto, type NodeId, sameNode } from "../remoting/node.ts";
+import { RemotingError, within } from "../remoting/errors.ts";
+import type { Body, Inbound, Remoting } from "../remoting/remoting.ts";
 import type { ShardSnapshot } from "./shard.ts";
 import type { ShardStorage } from "./shard_storage.ts";
 import { eventsFromProto, eventsToProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
@@ -84,7 +85,8 @@ export class ShardRegion {
   readonly #homes = new Map<number, NodeId>();
   readonly #resolving = new Map<number, Promise<NodeId>>();
   #waiting = 0;
-  #registeredWith: string | undefined;
+  /** The coordinator instance that knows this region: its node and epoch. */
+  #registeredWith: { readonly node: NodeId; readonly epoch: bigint } | undefined;
   #registering = false;
   #closed = false;
   readonly #stopping = new Map<number, Promise<ShardSnapshot | undefined>>();
@@ -101,7 +103,24 @@ export class ShardRegion {
   /** Whether the current coordinator knows this region. */
   get isRegistered(): boolean {
     const coordinator = this.#o.coordinator();
-    return coordinator !== undefined && this.#registeredWith === nodeKey(coordinator);
+    return coordinator !== undefined && this.#registeredWith !== undefined &&
+      sameNode(this.#registeredWith.node, coordinator);
+  }
+
+  /**
+   * Heard of coordinator epoch `epoch` on `from`. A newer instance than the
+   * one this region registered with (the coordinator moved away and back, and
+   * starts empty) must be told what is hosted here: registration starts over.
+   */
+  #heardEpoch(from: NodeId, epoch: bigint): void {
+    const registered = this.#registeredWith;
+    if (registered && sameNode(registered.node, from) && epoch > registered.epoch) {
+      log.info("the coordinator on {coordinator} restarted (epoch {epoch}); registering again", {
+        coordinator: from.address,
+        epoch: String(epoch),
+      });
+      this.#registeredWith = undefined;
+    }
   }
 
   /** The shards hosted here with their entity counts, by shard id. */
@@ -160,7 +179,7 @@ export class ShardRegion {
     if (!coordinator || this.isRegistered || this.#registering) return undefined;
     this.#registering = true;
     try {
-      const reply = await this.#o.remoting.ask(coordinator.address, {
+      const reply = await this.#o.remoting.ask(coordinator, {
         case: "registerRegion",
         value: create(RegisterRegionSchema, {
           shardCount: this.#o.shardCount,
@@ -170,7 +189,7 @@ export class ShardRegion {
       }, this.#o.askTimeoutMs);
       if (!sameNode(reply.from, coordinator)) return undefined;
       if (reply.body.case === "regionRegistered") {
-        this.#registeredWith = nodeKey(coordinator);
+        this.#registeredWith = { node: coordinator, epoch: reply.body.value.epoch };
         log.info("shard region registered with the coordinator on {coordinator} ({shards} shards here)", {
           coordinator: coordinator.address,
           shards: this.#shards.size,
@@ -203,7 +222,9 @@ export class ShardRegion {
         // part way has the caller find the new home, which skips what was already applied.
         for (let from = 0; from < events.length; from += MAX_EVENTS_PER_MESSAGE) {
           const piece = events.slice(from, from + MAX_EVENTS_PER_MESSAGE);
-          const reply = await this.#o.remoting.ask(home.address, {
+          // To the incarnation the coordinator named: a node restarted at that address must not
+          // acknowledge events for a shard it does not have (its copy would lose the conflict).
+          const reply = await this.#o.remoting.ask(home, {
             case: "applyEvents",
             value: create(ApplyEventsSchema, { shard, events: eventsToProto(piece) }),
           }, Math.max(1, deadline - Date.now()));
@@ -221,7 +242,7 @@ export class ShardRegion {
     return this.#route<UserTotals>(shard, Date.now() + timeoutMs, {
       local: async (s) => (await s.get(userId)) ?? NO_PURCHASES,
       remote: async (home, remaining) => {
-        const reply = await this.#o.remoting.ask(home.address, {
+        const reply = await this.#o.remoting.ask(home, {
           case: "getUser",
           value: create(GetUserSchema, { userId, shard }),
         }, remaining);
@@ -298,11 +319,12 @@ export class ShardRegion {
     const coordinator = this.#o.coordinator();
     if (!coordinator) return Promise.reject(new RemotingError("no coordinator yet (this node is not in a cluster)"));
     // The coordinator forgets a request after WAITER_TTL_MS; waiting longer would only wait for nothing.
-    const resolving = this.#o.remoting.ask(coordinator.address, {
+    const resolving = this.#o.remoting.ask(coordinator, {
       case: "getShardHome",
       value: create(GetShardHomeSchema, { shard }),
     }, Math.min(timeoutMs, WAITER_TTL_MS)).then((reply) => {
       if (reply.body.case !== "shardHome") throw new RemotingError(`unexpected answer ${reply.body.case}`);
+      this.#heardEpoch(reply.from, reply.body.value.epoch);
       const home = nodeFromProto(reply.body.value.node);
       this.#homes.set(shard, home);
       return home;
@@ -314,13 +336,7 @@ export class ShardRegion {
   /** Answers the region's messages from other nodes (and from the coordinator). */
   handle(message: Inbound): Body | Promise<Body> {
     const { body } = message;
-    if (body.case === "stopShard" || body.case === "startShard") {
-      // A deposed coordinator's late command must not move shards behind the new one's back.
-      const coordinator = this.#o.coordinator();
-      if (!coordinator || !sameNode(message.from, coordinator)) {
-        throw new Error(`${message.from.address} is not the shard coordinator this node knows`);
-      }
-    }
+    if (body.case === "stopShard" || body.case === "startShard") this.#checkAuthority(message.from, body.value.epoch);
     switch (body.case) {
       case "applyEvents": {
         const id = body.value.shard;
@@ -381,6 +397,27 @@ export class ShardRegion {
       }
       default:
         throw new Error(`a shard region does not handle ${body.case}`);
+    }
+  }
+
+  /**
+   * Commands move shards, so they are taken only from the coordinator this
+   * region registered with: its node and its epoch. A deposed coordinator's
+   * late command must not move shards behind the new one's back, and a new
+   * instance must first learn what is hosted here.
+   */
+  #checkAuthority(from: NodeId, epoch: bigint): void {
+    const coordinator = this.#o.coordinator();
+    if (!coordinator || !sameNode(from, coordinator)) {
+      throw new Error(`${from.address} is not the shard coordinator this node knows`);
+    }
+    this.#heardEpoch(from, epoch);
+    const registered = this.#registeredWith;
+    if (!registered || !sameNode(registered.node, from) || registered.epoch !== epoch) {
+      throw new Error(
+        `this region is not registered with coordinator epoch ${epoch} on ${from.address}` +
+          (registered ? ` (it registered with epoch ${registered.epoch})` : ""),
+      );
     }
   }
 

@@ -94,7 +94,7 @@ export class Sharding {
   assignmentChanged(): void {
     const coordinator = this.#o.node.snapshot().oldest;
     if (coordinator) {
-      this.#o.node.remoting.tell(coordinator.address, {
+      this.#o.node.remoting.tell(coordinator, {
         case: "assignmentChanged",
         value: create(AssignmentChangedSchema),
       });

@@ -13,13 +13,14 @@ import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
 import {
   RegionRegisteredSchema,
+  RegisterFirstSchema,
   ShardHomeSchema,
   StartShardSchema,
   StopShardSchema,
 } from "../../proto/gen/cluster_pb.ts";
 import type { ClusterSnapshot } from "../membership/cluster_node.ts";
 import { Coordinator, type CoordinatorAction, type CoordinatorInput, type MemberInfo } from "./coordinator.ts";
-import { type NodeId, nodeToProto, sameNode } from "../remoting/node.ts";
+import { type NodeId, nodeKey, nodeToProto, sameNode } from "../remoting/node.ts";
 import type { Body, Inbound, Remoting } from "../remoting/remoting.ts";
 import { snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
@@ -68,6 +69,8 @@ export class CoordinatorRunner {
   #lastPlacement = 0;
   /** Which coordinator instance this node runs: every one gets a new epoch, carried by its messages. */
   #epoch = 0n;
+  /** Regions registered with this instance (node keys): others are told to register first. */
+  #registered = new Set<string>();
 
   constructor(options: CoordinatorRunnerOptions) {
     this.#o = options;
@@ -94,6 +97,7 @@ export class CoordinatorRunner {
         epoch: String(this.#epoch + 1n),
       });
       this.#epoch++;
+      this.#registered = new Set();
       this.#coordinator = new Coordinator(this.#o.shardCount, Date.now());
       this.#refreshPlacement();
     } else if (!oldest && this.#coordinator) {
@@ -125,9 +129,18 @@ export class CoordinatorRunner {
           requestId,
           now,
         });
-        return reply;
+        const registered = this.#registered;
+        return reply.then((answer) => {
+          registered.add(nodeKey(from));
+          return answer;
+        });
       }
       case "getShardHome": {
+        // A region that registered with an earlier instance (this node's, even) would wait for an
+        // answer this one cannot give before it knows what that region hosts.
+        if (!this.#registered.has(nodeKey(from))) {
+          return Promise.resolve({ case: "registerFirst", value: create(RegisterFirstSchema, { epoch: this.#epoch }) });
+        }
         const { requestId, reply } = this.#request(now);
         this.#feed({ type: "getHome", shard: body.value.shard, requester: from, requestId, now });
         return reply;

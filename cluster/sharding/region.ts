@@ -323,6 +323,11 @@ export class ShardRegion {
       case: "getShardHome",
       value: create(GetShardHomeSchema, { shard }),
     }, Math.min(timeoutMs, WAITER_TTL_MS)).then((reply) => {
+      if (reply.body.case === "registerFirst") {
+        this.#heardEpoch(reply.from, reply.body.value.epoch);
+        void this.register();
+        throw new RemotingError(`the coordinator on ${reply.from.address} does not know this region yet`);
+      }
       if (reply.body.case !== "shardHome") throw new RemotingError(`unexpected answer ${reply.body.case}`);
       this.#heardEpoch(reply.from, reply.body.value.epoch);
       const home = nodeFromProto(reply.body.value.node);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  */
 export const file_cluster: GenFile = /*@__PURE__*/
   fileDesc(
-    "Cg1jbHVzdGVyLnByb3RvEhF1c2Vyc2hhcmQuY2x1c3RlciIkCgROb2RlEg8KB2FkZHJlc3MYASABKAkSCwoDdWlkGAIgASgEIssLCghFbnZlbG9wZRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoDRINCgVyZXBseRgCIAEoCBIOCgZ0b191aWQYAyABKAQSMQoJY2hhbGxlbmdlGAogASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuQ2hhbGxlbmdlSAASMQoJaGFuZHNoYWtlGAsgASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuSGFuZHNoYWtlSAASOAoNaGFuZHNoYWtlX2FjaxgMIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkhhbmRzaGFrZUFja0gAEi0KB2ZhaWx1cmUYDSABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5GYWlsdXJlSAASMAoJaW5pdF9qb2luGBQgASgLMhsudXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5IABI3Cg1pbml0X2pvaW5fYWNrGBUgASgLMh4udXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5BY2tIABI5Cg5pbml0X2pvaW5fbmFjaxgWIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkluaXRKb2luTmFja0gAEicKBGpvaW4YFyABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Kb2luSAASLQoHd2VsY29tZRgYIAEoCzIaLnVzZXJzaGFyZC5jbHVzdGVyLldlbGNvbWVIABIrCgZnb3NzaXAYGSABKAsyGS51c2Vyc2hhcmQuY2x1c3Rlci5Hb3NzaXBIABIxCgloZWFydGJlYXQYGiABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5IZWFydGJlYXRIABI4Cg1oZWFydGJlYXRfYWNrGBsgASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuSGVhcnRiZWF0QWNrSAASPAoPcmVnaXN0ZXJfcmVnaW9uGCggASgLMiEudXNlcnNoYXJkLmNsdXN0ZXIuUmVnaXN0ZXJSZWdpb25IABJAChFyZWdpb25fcmVnaXN0ZXJlZBgpIAEoCzIjLnVzZXJzaGFyZC5jbHVzdGVyLlJlZ2lvblJlZ2lzdGVyZWRIABI5Cg5nZXRfc2hhcmRfaG9tZRgqIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkdldFNoYXJkSG9tZUgAEjIKCnNoYXJkX2hvbWUYKyABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZEhvbWVIABJCChJhc3NpZ25tZW50X2NoYW5nZWQYLCABKAsyJC51c2Vyc2hhcmQuY2x1c3Rlci5Bc3NpZ25tZW50Q2hhbmdlZEgAEjIKCnN0b3Bfc2hhcmQYLSABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5TdG9wU2hhcmRIABI4Cg1zaGFyZF9zdG9wcGVkGC4gASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTdG9wcGVkSAASNAoLc3RhcnRfc2hhcmQYLyABKAsyHS51c2Vyc2hhcmQuY2x1c3Rlci5TdGFydFNoYXJkSAASOAoNc2hhcmRfc3RhcnRlZBgwIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLlNoYXJkU3RhcnRlZEgAEjYKDGFwcGx5X2V2ZW50cxgyIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkFwcGx5RXZlbnRzSAASOgoOZXZlbnRzX2FwcGxpZWQYMyABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5FdmVudHNBcHBsaWVkSAASLgoIZ2V0X3VzZXIYNCABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5HZXRVc2VySAASNAoLdXNlcl90b3RhbHMYNSABKAsyHS51c2Vyc2hhcmQuY2x1c3Rlci5Vc2VyVG90YWxzSAASLgoIbm90X2hlcmUYNiABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5Ob3RIZXJlSABCBgoEYm9keSIaCglDaGFsbGVuZ2USDQoFbm9uY2UYASABKAwilAEKCUhhbmRzaGFrZRIUCgxjbHVzdGVyX25hbWUYASABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgCIAEoDRIlCgRmcm9tGAMgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRINCgVwcm9vZhgEIAEoDBINCgVub25jZRgFIAEoDBISCgp0b19hZGRyZXNzGAYgASgJImYKDEhhbmRzaGFrZUFjaxIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSJQoEZnJvbRgDIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLk5vZGUSDQoFcHJvb2YYBCABKAwiGgoHRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJIgoKCEluaXRKb2luIg0KC0luaXRKb2luQWNrIg4KDEluaXRKb2luTmFjayIaCgRKb2luEhIKCm1hbmFnZW1lbnQYASABKAkiOAoHV2VsY29tZRItCgVzdGF0ZRgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcFN0YXRlIjcKBkdvc3NpcBItCgVzdGF0ZRgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcFN0YXRlIh0KCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoDSIgCgxIZWFydGJlYXRBY2sSEAoIc2VxdWVuY2UYASABKA0ihwEKBk1lbWJlchIlCgRub2RlGAEgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRIvCgZzdGF0dXMYAiABKA4yHy51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXJTdGF0dXMSEQoJdXBfbnVtYmVyGAMgASgNEhIKCm1hbmFnZW1lbnQYBCABKAkidwoLT2JzZXJ2YXRpb24SKQoIb2JzZXJ2ZXIYASABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlEg8KB3ZlcnNpb24YAiABKAQSLAoLdW5yZWFjaGFibGUYAyADKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlIm8KC0dvc3NpcFN0YXRlEioKB21lbWJlcnMYASADKAsyGS51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXISNAoMb2JzZXJ2YXRpb25zGAIgAygLMh4udXNlcnNoYXJkLmNsdXN0ZXIuT2JzZXJ2YXRpb24iawoOUmVnaXN0ZXJSZWdpb24SEwoLc2hhcmRfY291bnQYASABKA0SDgoGc2hhcmRzGAIgAygNEjQKCmhhbmRlZF9vZmYYAyADKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZFNuYXBzaG90IiEKEFJlZ2lvblJlZ2lzdGVyZWQSDQoFZXBvY2gYASABKAQiHQoMR2V0U2hhcmRIb21lEg0KBXNoYXJkGAEgASgNIlAKCVNoYXJkSG9tZRINCgVzaGFyZBgBIAEoDRIlCgRub2RlGAIgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRINCgVlcG9jaBgDIAEoBCITChFBc3NpZ25tZW50Q2hhbmdlZCIpCglTdG9wU2hhcmQSDQoFc2hhcmQYASABKA0SDQoFZXBvY2gYAiABKAQiUgoMU2hhcmRTdG9wcGVkEg4KBmhvc3RlZBgBIAEoCBIyCghzbmFwc2hvdBgCIAEoCzIgLnVzZXJzaGFyZC5jbHVzdGVyLlNoYXJkU25hcHNob3QiXgoKU3RhcnRTaGFyZBINCgVzaGFyZBgBIAEoDRIyCghzbmFwc2hvdBgCIAEoCzIgLnVzZXJzaGFyZC5jbHVzdGVyLlNoYXJkU25hcHNob3QSDQoFZXBvY2gYAyABKAQiDgoMU2hhcmRTdGFydGVkImUKDVNoYXJkU25hcHNob3QSDQoFc2hhcmQYASABKA0SEwoLbGFzdF9vZmZzZXQYAiABKAMSMAoIZW50aXRpZXMYAyADKAsyHi51c2Vyc2hhcmQuY2x1c3Rlci5FbnRpdHlTdGF0ZSJNCgtFbnRpdHlTdGF0ZRIPCgd1c2VyX2lkGAEgASgJEhcKD3RvdGFsX3B1cmNoYXNlcxgCIAEoAxIUCgxhbW91bnRfc3BlbnQYAyABKAMiTgoLQXBwbHlFdmVudHMSDQoFc2hhcmQYASABKA0SMAoGZXZlbnRzGAIgAygLMiAudXNlcnNoYXJkLmNsdXN0ZXIuUHVyY2hhc2VFdmVudCJiCg1QdXJjaGFzZUV2ZW50Eg4KBm9mZnNldBgBIAEoAxIPCgd1c2VyX2lkGAIgASgJEg8KB3Byb2R1Y3QYAyABKAkSEAoIcXVhbnRpdHkYBCABKAMSDQoFcHJpY2UYBSABKAMiNQoNRXZlbnRzQXBwbGllZBITCgtsYXN0X29mZnNldBgBIAEoAxIPCgdhcHBsaWVkGAIgASgNIikKB0dldFVzZXISDwoHdXNlcl9pZBgBIAEoCRINCgVzaGFyZBgCIAEoDSJMCgpVc2VyVG90YWxzEg8KB3VzZXJfaWQYASABKAkSFwoPdG90YWxfcHVyY2hhc2VzGAIgASgDEhQKDGFtb3VudF9zcGVudBgDIAEoAyIYCgdOb3RIZXJlEg0KBXNoYXJkGAEgASgNKnMKDE1lbWJlclN0YXR1cxIdChlNRU1CRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASCwoHSk9JTklORxABEgYKAlVQEAISCwoHTEVBVklORxADEgsKB0VYSVRJTkcQBBIICgRET1dOEAUSCwoHUkVNT1ZFRBAGYgZwcm90bzM",
+    "Cg1jbHVzdGVyLnByb3RvEhF1c2Vyc2hhcmQuY2x1c3RlciIkCgROb2RlEg8KB2FkZHJlc3MYASABKAkSCwoDdWlkGAIgASgEIocMCghFbnZlbG9wZRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoDRINCgVyZXBseRgCIAEoCBIOCgZ0b191aWQYAyABKAQSMQoJY2hhbGxlbmdlGAogASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuQ2hhbGxlbmdlSAASMQoJaGFuZHNoYWtlGAsgASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuSGFuZHNoYWtlSAASOAoNaGFuZHNoYWtlX2FjaxgMIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkhhbmRzaGFrZUFja0gAEi0KB2ZhaWx1cmUYDSABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5GYWlsdXJlSAASMAoJaW5pdF9qb2luGBQgASgLMhsudXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5IABI3Cg1pbml0X2pvaW5fYWNrGBUgASgLMh4udXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5BY2tIABI5Cg5pbml0X2pvaW5fbmFjaxgWIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkluaXRKb2luTmFja0gAEicKBGpvaW4YFyABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Kb2luSAASLQoHd2VsY29tZRgYIAEoCzIaLnVzZXJzaGFyZC5jbHVzdGVyLldlbGNvbWVIABIrCgZnb3NzaXAYGSABKAsyGS51c2Vyc2hhcmQuY2x1c3Rlci5Hb3NzaXBIABIxCgloZWFydGJlYXQYGiABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5IZWFydGJlYXRIABI4Cg1oZWFydGJlYXRfYWNrGBsgASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuSGVhcnRiZWF0QWNrSAASPAoPcmVnaXN0ZXJfcmVnaW9uGCggASgLMiEudXNlcnNoYXJkLmNsdXN0ZXIuUmVnaXN0ZXJSZWdpb25IABJAChFyZWdpb25fcmVnaXN0ZXJlZBgpIAEoCzIjLnVzZXJzaGFyZC5jbHVzdGVyLlJlZ2lvblJlZ2lzdGVyZWRIABI5Cg5nZXRfc2hhcmRfaG9tZRgqIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkdldFNoYXJkSG9tZUgAEjIKCnNoYXJkX2hvbWUYKyABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZEhvbWVIABJCChJhc3NpZ25tZW50X2NoYW5nZWQYLCABKAsyJC51c2Vyc2hhcmQuY2x1c3Rlci5Bc3NpZ25tZW50Q2hhbmdlZEgAEjIKCnN0b3Bfc2hhcmQYLSABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5TdG9wU2hhcmRIABI4Cg1zaGFyZF9zdG9wcGVkGC4gASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTdG9wcGVkSAASNAoLc3RhcnRfc2hhcmQYLyABKAsyHS51c2Vyc2hhcmQuY2x1c3Rlci5TdGFydFNoYXJkSAASOAoNc2hhcmRfc3RhcnRlZBgwIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLlNoYXJkU3RhcnRlZEgAEjYKDGFwcGx5X2V2ZW50cxgyIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkFwcGx5RXZlbnRzSAASOgoOZXZlbnRzX2FwcGxpZWQYMyABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5FdmVudHNBcHBsaWVkSAASLgoIZ2V0X3VzZXIYNCABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5HZXRVc2VySAASNAoLdXNlcl90b3RhbHMYNSABKAsyHS51c2Vyc2hhcmQuY2x1c3Rlci5Vc2VyVG90YWxzSAASLgoIbm90X2hlcmUYNiABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5Ob3RIZXJlSAASOgoOcmVnaXN0ZXJfZmlyc3QYNyABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5SZWdpc3RlckZpcnN0SABCBgoEYm9keSIaCglDaGFsbGVuZ2USDQoFbm9uY2UYASABKAwilAEKCUhhbmRzaGFrZRIUCgxjbHVzdGVyX25hbWUYASABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgCIAEoDRIlCgRmcm9tGAMgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRINCgVwcm9vZhgEIAEoDBINCgVub25jZRgFIAEoDBISCgp0b19hZGRyZXNzGAYgASgJImYKDEhhbmRzaGFrZUFjaxIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSJQoEZnJvbRgDIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLk5vZGUSDQoFcHJvb2YYBCABKAwiGgoHRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJIgoKCEluaXRKb2luIg0KC0luaXRKb2luQWNrIg4KDEluaXRKb2luTmFjayIaCgRKb2luEhIKCm1hbmFnZW1lbnQYASABKAkiOAoHV2VsY29tZRItCgVzdGF0ZRgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcFN0YXRlIjcKBkdvc3NpcBItCgVzdGF0ZRgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcFN0YXRlIh0KCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoDSIgCgxIZWFydGJlYXRBY2sSEAoIc2VxdWVuY2UYASABKA0ihwEKBk1lbWJlchIlCgRub2RlGAEgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRIvCgZzdGF0dXMYAiABKA4yHy51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXJTdGF0dXMSEQoJdXBfbnVtYmVyGAMgASgNEhIKCm1hbmFnZW1lbnQYBCABKAkidwoLT2JzZXJ2YXRpb24SKQoIb2JzZXJ2ZXIYASABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlEg8KB3ZlcnNpb24YAiABKAQSLAoLdW5yZWFjaGFibGUYAyADKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlIm8KC0dvc3NpcFN0YXRlEioKB21lbWJlcnMYASADKAsyGS51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXISNAoMb2JzZXJ2YXRpb25zGAIgAygLMh4udXNlcnNoYXJkLmNsdXN0ZXIuT2JzZXJ2YXRpb24iawoOUmVnaXN0ZXJSZWdpb24SEwoLc2hhcmRfY291bnQYASABKA0SDgoGc2hhcmRzGAIgAygNEjQKCmhhbmRlZF9vZmYYAyADKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZFNuYXBzaG90IiEKEFJlZ2lvblJlZ2lzdGVyZWQSDQoFZXBvY2gYASABKAQiHQoMR2V0U2hhcmRIb21lEg0KBXNoYXJkGAEgASgNIlAKCVNoYXJkSG9tZRINCgVzaGFyZBgBIAEoDRIlCgRub2RlGAIgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRINCgVlcG9jaBgDIAEoBCIeCg1SZWdpc3RlckZpcnN0Eg0KBWVwb2NoGAEgASgEIhMKEUFzc2lnbm1lbnRDaGFuZ2VkIikKCVN0b3BTaGFyZBINCgVzaGFyZBgBIAEoDRINCgVlcG9jaBgCIAEoBCJSCgxTaGFyZFN0b3BwZWQSDgoGaG9zdGVkGAEgASgIEjIKCHNuYXBzaG90GAIgASgLMiAudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTbmFwc2hvdCJeCgpTdGFydFNoYXJkEg0KBXNoYXJkGAEgASgNEjIKCHNuYXBzaG90GAIgASgLMiAudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTbmFwc2hvdBINCgVlcG9jaBgDIAEoBCIOCgxTaGFyZFN0YXJ0ZWQiZQoNU2hhcmRTbmFwc2hvdBINCgVzaGFyZBgBIAEoDRITCgtsYXN0X29mZnNldBgCIAEoAxIwCghlbnRpdGllcxgDIAMoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkVudGl0eVN0YXRlIk0KC0VudGl0eVN0YXRlEg8KB3VzZXJfaWQYASABKAkSFwoPdG90YWxfcHVyY2hhc2VzGAIgASgDEhQKDGFtb3VudF9zcGVudBgDIAEoAyJOCgtBcHBseUV2ZW50cxINCgVzaGFyZBgBIAEoDRIwCgZldmVudHMYAiADKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5QdXJjaGFzZUV2ZW50ImIKDVB1cmNoYXNlRXZlbnQSDgoGb2Zmc2V0GAEgASgDEg8KB3VzZXJfaWQYAiABKAkSDwoHcHJvZHVjdBgDIAEoCRIQCghxdWFudGl0eRgEIAEoAxINCgVwcmljZRgFIAEoAyI1Cg1FdmVudHNBcHBsaWVkEhMKC2xhc3Rfb2Zmc2V0GAEgASgDEg8KB2FwcGxpZWQYAiABKA0iKQoHR2V0VXNlchIPCgd1c2VyX2lkGAEgASgJEg0KBXNoYXJkGAIgASgNIkwKClVzZXJUb3RhbHMSDwoHdXNlcl9pZBgBIAEoCRIXCg90b3RhbF9wdXJjaGFzZXMYAiABKAMSFAoMYW1vdW50X3NwZW50GAMgASgDIhgKB05vdEhlcmUSDQoFc2hhcmQYASABKA0qcwoMTWVtYmVyU3RhdHVzEh0KGU1FTUJFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABILCgdKT0lOSU5HEAESBgoCVVAQAhILCgdMRUFWSU5HEAMSCwoHRVhJVElORxAEEggKBERPV04QBRILCgdSRU1PVkVEEAZiBnByb3RvMw",
   );
 
 /**
@@ -228,6 +228,12 @@ export type Envelope = Message<"usershard.cluster.Envelope"> & {
      */
     value: NotHere;
     case: "notHere";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.RegisterFirst register_first = 55;
+     */
+    value: RegisterFirst;
+    case: "registerFirst";
   } | { case: undefined; value?: undefined };
 };
 
@@ -673,6 +679,26 @@ export const ShardHomeSchema: GenMessage<ShardHome> = /*@__PURE__*/
   messageDesc(file_cluster, 20);
 
 /**
+ * The answer to a region this coordinator instance does not know (it has just
+ * started, perhaps on a node that ran an earlier one): register, then ask again.
+ *
+ * @generated from message usershard.cluster.RegisterFirst
+ */
+export type RegisterFirst = Message<"usershard.cluster.RegisterFirst"> & {
+  /**
+   * @generated from field: uint64 epoch = 1;
+   */
+  epoch: bigint;
+};
+
+/**
+ * Describes the message usershard.cluster.RegisterFirst.
+ * Use `create(RegisterFirstSchema)` to create a new message.
+ */
+export const RegisterFirstSchema: GenMessage<RegisterFirst> = /*@__PURE__*/
+  messageDesc(file_cluster, 21);
+
+/**
  * A node's Kafka assignment changed: the coordinator should look at the group.
  *
  * @generated from message usershard.cluster.AssignmentChanged
@@ -684,7 +710,7 @@ export type AssignmentChanged = Message<"usershard.cluster.AssignmentChanged"> &
  * Use `create(AssignmentChangedSchema)` to create a new message.
  */
 export const AssignmentChangedSchema: GenMessage<AssignmentChanged> = /*@__PURE__*/
-  messageDesc(file_cluster, 21);
+  messageDesc(file_cluster, 22);
 
 /**
  * Handoff: the old home stops the shard and hands its state over.
@@ -711,7 +737,7 @@ export type StopShard = Message<"usershard.cluster.StopShard"> & {
  * Use `create(StopShardSchema)` to create a new message.
  */
 export const StopShardSchema: GenMessage<StopShard> = /*@__PURE__*/
-  messageDesc(file_cluster, 22);
+  messageDesc(file_cluster, 23);
 
 /**
  * @generated from message usershard.cluster.ShardStopped
@@ -733,7 +759,7 @@ export type ShardStopped = Message<"usershard.cluster.ShardStopped"> & {
  * Use `create(ShardStoppedSchema)` to create a new message.
  */
 export const ShardStoppedSchema: GenMessage<ShardStopped> = /*@__PURE__*/
-  messageDesc(file_cluster, 23);
+  messageDesc(file_cluster, 24);
 
 /**
  * @generated from message usershard.cluster.StartShard
@@ -762,7 +788,7 @@ export type StartShard = Message<"usershard.cluster.StartShard"> & {
  * Use `create(StartShardSchema)` to create a new message.
  */
 export const StartShardSchema: GenMessage<StartShard> = /*@__PURE__*/
-  messageDesc(file_cluster, 24);
+  messageDesc(file_cluster, 25);
 
 /**
  * @generated from message usershard.cluster.ShardStarted
@@ -774,7 +800,7 @@ export type ShardStarted = Message<"usershard.cluster.ShardStarted"> & {};
  * Use `create(ShardStartedSchema)` to create a new message.
  */
 export const ShardStartedSchema: GenMessage<ShardStarted> = /*@__PURE__*/
-  messageDesc(file_cluster, 25);
+  messageDesc(file_cluster, 26);
 
 /**
  * A shard's whole state: its users' totals and the last Kafka offset applied.
@@ -803,7 +829,7 @@ export type ShardSnapshot = Message<"usershard.cluster.ShardSnapshot"> & {
  * Use `create(ShardSnapshotSchema)` to create a new message.
  */
 export const ShardSnapshotSchema: GenMessage<ShardSnapshot> = /*@__PURE__*/
-  messageDesc(file_cluster, 26);
+  messageDesc(file_cluster, 27);
 
 /**
  * @generated from message usershard.cluster.EntityState
@@ -830,7 +856,7 @@ export type EntityState = Message<"usershard.cluster.EntityState"> & {
  * Use `create(EntityStateSchema)` to create a new message.
  */
 export const EntityStateSchema: GenMessage<EntityState> = /*@__PURE__*/
-  messageDesc(file_cluster, 27);
+  messageDesc(file_cluster, 28);
 
 /**
  * Events of one partition, in offset order, for the shard of that partition.
@@ -854,7 +880,7 @@ export type ApplyEvents = Message<"usershard.cluster.ApplyEvents"> & {
  * Use `create(ApplyEventsSchema)` to create a new message.
  */
 export const ApplyEventsSchema: GenMessage<ApplyEvents> = /*@__PURE__*/
-  messageDesc(file_cluster, 28);
+  messageDesc(file_cluster, 29);
 
 /**
  * @generated from message usershard.cluster.PurchaseEvent
@@ -891,7 +917,7 @@ export type PurchaseEvent = Message<"usershard.cluster.PurchaseEvent"> & {
  * Use `create(PurchaseEventSchema)` to create a new message.
  */
 export const PurchaseEventSchema: GenMessage<PurchaseEvent> = /*@__PURE__*/
-  messageDesc(file_cluster, 29);
+  messageDesc(file_cluster, 30);
 
 /**
  * @generated from message usershard.cluster.EventsApplied
@@ -913,7 +939,7 @@ export type EventsApplied = Message<"usershard.cluster.EventsApplied"> & {
  * Use `create(EventsAppliedSchema)` to create a new message.
  */
 export const EventsAppliedSchema: GenMessage<EventsApplied> = /*@__PURE__*/
-  messageDesc(file_cluster, 30);
+  messageDesc(file_cluster, 31);
 
 /**
  * @generated from message usershard.cluster.GetUser
@@ -935,7 +961,7 @@ export type GetUser = Message<"usershard.cluster.GetUser"> & {
  * Use `create(GetUserSchema)` to create a new message.
  */
 export const GetUserSchema: GenMessage<GetUser> = /*@__PURE__*/
-  messageDesc(file_cluster, 31);
+  messageDesc(file_cluster, 32);
 
 /**
  * @generated from message usershard.cluster.UserTotals
@@ -962,7 +988,7 @@ export type UserTotals = Message<"usershard.cluster.UserTotals"> & {
  * Use `create(UserTotalsSchema)` to create a new message.
  */
 export const UserTotalsSchema: GenMessage<UserTotals> = /*@__PURE__*/
-  messageDesc(file_cluster, 32);
+  messageDesc(file_cluster, 33);
 
 /**
  * The shard is not (or no longer) hosted here: ask the coordinator again.
@@ -981,7 +1007,7 @@ export type NotHere = Message<"usershard.cluster.NotHere"> & {
  * Use `create(NotHereSchema)` to create a new message.
  */
 export const NotHereSchema: GenMessage<NotHere> = /*@__PURE__*/
-  messageDesc(file_cluster, 33);
+  messageDesc(file_cluster, 34);
 
 /**
  * @generated from enum usershard.cluster.MemberStatus

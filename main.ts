@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { CliError, type Command, writeStdout } from "./commands/command.ts";
-import { UsageError } from "./commands/flags.ts";
+import { type Command, runCommand, writeStdout } from "./commands/command.ts";
 import { processCommand } from "./commands/process.ts";
 import { produceCommand } from "./commands/produce.ts";
 import { queryCommand } from "./commands/query.ts";
@@ -53,19 +52,7 @@ export async function main(args: readonly string[]): Promise<number> {
     console.error(`usershard: unknown command '${name}' (commands: ${commands.map((c) => c.spec.name).join(", ")})`);
     return 2;
   }
-  try {
-    return await command.execute(rest);
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`usershard ${name}: ${error.message} (see usershard ${name} --help)`);
-      return 2;
-    }
-    if (error instanceof CliError) {
-      console.error(`usershard ${name}: ${error.message}`);
-      return 1;
-    }
-    throw error;
-  }
+  return await runCommand(command, rest);
 }
 
 if (import.meta.main) {

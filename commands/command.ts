@@ -15,6 +15,7 @@ import {
   parseFlags,
   UsageError,
 } from "./flags.ts";
+import { errorText } from "../cluster/error_text.ts";
 
 /** A runtime failure the user should read: printed as one line, exit code 1. */
 export class CliError extends Error {
@@ -59,6 +60,31 @@ export function defineCommand<F extends Readonly<Record<string, FlagSpec>>>(
       }
     },
   };
+}
+
+/**
+ * Runs `command` with `args` and turns what it throws into an exit code and
+ * one line on standard error: 2 for a usage error, 1 for anything else. An
+ * error nobody foresaw gets one line too (its stack only with
+ * `USERSHARD_STACK=1`): a stack trace tells a user nothing they can act on.
+ */
+export async function runCommand(command: Command, args: readonly string[]): Promise<number> {
+  const name = command.spec.name;
+  try {
+    return await command.execute(args);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`usershard ${name}: ${error.message} (see usershard ${name} --help)`);
+      return 2;
+    }
+    if (error instanceof CliError) {
+      console.error(`usershard ${name}: ${error.message}`);
+      return 1;
+    }
+    console.error(`usershard ${name}: unexpected error: ${errorText(error).replace(/\s*\n\s*/g, " ")}`);
+    if (Deno.env.get("USERSHARD_STACK") === "1" && error instanceof Error) console.error(error.stack);
+    return 1;
+  }
 }
 
 /** A bad value that came from an environment variable is reported under that name, which is what to fix. */

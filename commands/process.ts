@@ -278,7 +278,9 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
     let consuming = false;
     if (ready === true) {
       log.info("node ready: consuming {topic} in group {group}", { topic: topic, group: flags.group });
-      await pipeline.start();
+      await pipeline.start().catch((error) => {
+        throw new CliError(`could not start consuming ${topic}: ${kafkaErrorLine(error, brokers)}`);
+      });
       consuming = true;
     }
     const outcome = ready === true ? await ended : ready;

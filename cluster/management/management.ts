@@ -56,10 +56,17 @@ export function json(body: unknown, status = 200): Response {
 
 /** Answers one management request. */
 export async function handleManagement(request: Request, source: ManagementSource): Promise<Response> {
-  const path = decodeURIComponent(new URL(request.url).pathname).replace(/\/+$/, "") || "/";
   if (request.method !== "GET" && request.method !== "HEAD") {
     return json({ message: `${request.method} is not supported; the management endpoint is read-only` }, 405);
   }
+  const raw = new URL(request.url).pathname;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    return json({ message: `the path ${raw} has a bad percent-escape` }, 400);
+  }
+  const path = decoded.replace(/\/+$/, "") || "/";
   if (path === "/alive") return new Response("OK");
   if (path === "/ready") {
     return source.isReady()

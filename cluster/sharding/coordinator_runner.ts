@@ -44,6 +44,12 @@ export interface CoordinatorRunnerOptions {
   readonly placement: PlacementSource;
   /** How often the placement is read even without a report of a change. */
   readonly reconcileIntervalMs?: number;
+  /**
+   * Milliseconds on a monotonic clock (`performance.now()` by default, as
+   * membership uses): the coordinator's grace periods must not jump with the
+   * wall clock.
+   */
+  readonly clock?: () => number;
 }
 
 const TICK_MS = 500;
@@ -72,14 +78,22 @@ export class CoordinatorRunner {
   /** Regions registered with this instance (node keys): others are told to register first. */
   #registered = new Set<string>();
 
+  readonly #now: () => number;
+
   constructor(options: CoordinatorRunnerOptions) {
     this.#o = options;
+    this.#now = options.clock ?? (() => performance.now());
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
   }
 
   /** Whether the coordinator runs on this node. */
   get isRunning(): boolean {
     return this.#coordinator !== undefined;
+  }
+
+  /** Whether the coordinator runs here and has rebuilt its table (it allocates). */
+  get isActive(): boolean {
+    return this.#coordinator?.isActive ?? false;
   }
 
   /** Shards being moved right now by this node's coordinator. */
@@ -98,7 +112,7 @@ export class CoordinatorRunner {
       });
       this.#epoch++;
       this.#registered = new Set();
-      this.#coordinator = new Coordinator(this.#o.shardCount, Date.now());
+      this.#coordinator = new Coordinator(this.#o.shardCount, this.#now());
       this.#refreshPlacement();
     } else if (!oldest && this.#coordinator) {
       log.info("the shard coordinator moved to {oldest}", { oldest: snapshot.oldest?.address ?? "nobody" });
@@ -106,14 +120,14 @@ export class CoordinatorRunner {
       for (const request of this.#requests.values()) request.reject(new Error("the coordinator moved"));
       this.#requests.clear();
     }
-    this.#feed({ type: "members", members: this.#members, now: Date.now() });
+    this.#feed({ type: "members", members: this.#members, now: this.#now() });
   }
 
   /** Answers a region's request (or takes an assignment-change report). */
   handle(message: Inbound): Promise<Body> | undefined {
     if (!this.#coordinator) throw new Error(`the shard coordinator does not run on ${this.#o.self.address}`);
     const { body, from } = message;
-    const now = Date.now();
+    const now = this.#now();
     switch (body.case) {
       case "assignmentChanged":
         this.#refreshPlacement();
@@ -159,7 +173,7 @@ export class CoordinatorRunner {
   }
 
   #tick(): void {
-    const now = Date.now();
+    const now = this.#now();
     for (const [id, request] of this.#requests) {
       if (request.expires > now) continue;
       this.#requests.delete(id);
@@ -204,13 +218,13 @@ export class CoordinatorRunner {
           value: create(StopShardSchema, { shard: action.shard, epoch: this.#epoch }),
         }, (reply) => {
           if (reply.case !== "shardStopped") {
-            return { type: "stopFailed", shard: action.shard, from: action.at, now: Date.now() };
+            return { type: "stopFailed", shard: action.shard, from: action.at, now: this.#now() };
           }
           const snapshot = reply.value.hosted && reply.value.snapshot
             ? snapshotFromProto(reply.value.snapshot)
             : undefined;
-          return { type: "stopped", shard: action.shard, from: action.at, snapshot, now: Date.now() };
-        }, () => ({ type: "stopFailed", shard: action.shard, from: action.at, now: Date.now() }));
+          return { type: "stopped", shard: action.shard, from: action.at, snapshot, now: this.#now() };
+        }, () => ({ type: "stopFailed", shard: action.shard, from: action.at, now: this.#now() }));
         break;
       case "startShard":
         this.#command(
@@ -226,13 +240,13 @@ export class CoordinatorRunner {
           },
           (reply) =>
             reply.case === "shardStarted"
-              ? { type: "started", shard: action.shard, at: action.at, now: Date.now() }
-              : { type: "startFailed", shard: action.shard, at: action.at, now: Date.now() },
+              ? { type: "started", shard: action.shard, at: action.at, now: this.#now() }
+              : { type: "startFailed", shard: action.shard, at: action.at, now: this.#now() },
           () => ({
             type: "startFailed",
             shard: action.shard,
             at: action.at,
-            now: Date.now(),
+            now: this.#now(),
           }),
         );
         break;
@@ -322,7 +336,7 @@ export class CoordinatorRunner {
   async #readPlacement(): Promise<void> {
     if (!this.#coordinator) return;
     this.#placementRunning = true;
-    this.#lastPlacement = Date.now();
+    this.#lastPlacement = this.#now();
     let desired: ReadonlyMap<number, string> | undefined;
     try {
       desired = await this.#o.placement();
@@ -331,7 +345,7 @@ export class CoordinatorRunner {
     } finally {
       this.#placementRunning = false;
     }
-    if (desired) this.#feed({ type: "placement", desired, now: Date.now() });
+    if (desired) this.#feed({ type: "placement", desired, now: this.#now() });
     if (this.#placementAgain || !desired) {
       this.#placementAgain = false;
       this.#refreshPlacement(desired ? 50 : UNSTABLE_RETRY_MS);

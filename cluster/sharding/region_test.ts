@@ -9,6 +9,7 @@ import {
 import type { Member } from "../membership/members.ts";
 import type { NodeId } from "../remoting/node.ts";
 import { type Body, type InboundHandler, Remoting } from "../remoting/remoting.ts";
+import { REGISTRATION_GRACE_MS } from "./coordinator.ts";
 import { CoordinatorRunner } from "./coordinator_runner.ts";
 import type { PurchaseEvent } from "./entity.ts";
 import { ShardRegion } from "./region.ts";
@@ -75,53 +76,59 @@ async function eventually(what: string, condition: () => boolean | Promise<boole
   }
 }
 
+/** One node running both the coordinator and a region, as the oldest member does. */
+function coordinatorNode(closing: (() => unknown)[], clock?: () => number) {
+  let region: ShardRegion | undefined;
+  let runner: CoordinatorRunner | undefined;
+  const node = remoting((message) => {
+    const kind = message.body.case ?? "";
+    if (["registerRegion", "getShardHome", "assignmentChanged"].includes(kind)) return runner!.handle(message);
+    return region!.handle(message);
+  });
+  closing.push(() => node.close());
+  const self = node.self;
+  const view = { oldest: self as NodeId | undefined };
+  runner = new CoordinatorRunner({
+    self,
+    shardCount: SHARDS,
+    remoting: node,
+    askTimeoutMs: 2000,
+    // Only shard 0 is consumed anywhere: the others start only when asked for.
+    placement: () => Promise.resolve(new Map([[0, self.address]])),
+    clock,
+  });
+  closing.push(() => runner!.close());
+  region = new ShardRegion({
+    self,
+    shardCount: SHARDS,
+    remoting: node,
+    coordinator: () => view.oldest,
+    askTimeoutMs: 3000,
+    shardOf: () => 0,
+    storage: MEMORY_STORAGE,
+  });
+  closing.push(() => region!.close());
+  // What Sharding's tick does.
+  const ticker = setInterval(() => void region!.register(), 100);
+  closing.push(() => clearInterval(ticker));
+  return { self, view, runner, region };
+}
+
 Deno.test("a coordinator that moves away and back starts a new epoch, and the region registers with it again", () =>
   using(async (closing) => {
-    let region: ShardRegion | undefined;
-    let runner: CoordinatorRunner | undefined;
-    const node = remoting((message) => {
-      const kind = message.body.case ?? "";
-      if (["registerRegion", "getShardHome", "assignmentChanged"].includes(kind)) return runner!.handle(message);
-      return region!.handle(message);
-    });
-    closing.push(() => node.close());
-    const self = node.self;
-    let oldest: NodeId | undefined = self;
-    runner = new CoordinatorRunner({
-      self,
-      shardCount: SHARDS,
-      remoting: node,
-      askTimeoutMs: 2000,
-      // Only shard 0 is consumed anywhere: the others start only when asked for.
-      placement: () => Promise.resolve(new Map([[0, self.address]])),
-    });
-    closing.push(() => runner!.close());
-    region = new ShardRegion({
-      self,
-      shardCount: SHARDS,
-      remoting: node,
-      coordinator: () => oldest,
-      askTimeoutMs: 3000,
-      shardOf: () => 0,
-      storage: MEMORY_STORAGE,
-    });
-    closing.push(() => region!.close());
-    // What Sharding's tick does.
-    const ticker = setInterval(() => void region!.register(), 100);
-    closing.push(() => clearInterval(ticker));
-
+    const { self, view, runner, region } = coordinatorNode(closing);
     const other = { address: "127.0.0.1:1", uid: 1 };
     runner.update(snapshot([{ node: self, status: "Up", upNumber: 1 }], self));
-    await eventually("the region registers", () => region!.isRegistered);
+    await eventually("the region registers", () => region.isRegistered);
     assert.equal((await region.applyEvents(0, events(0, 0, 3))).lastOffset, 2);
     assert.equal(region.shardState(1), undefined);
 
     // A transient view in which another member looked older, then this node again.
-    oldest = other;
+    view.oldest = other;
     runner.update(
       snapshot([{ node: self, status: "Up", upNumber: 2 }, { node: other, status: "Up", upNumber: 1 }], other),
     );
-    oldest = self;
+    view.oldest = self;
     runner.update(snapshot([{ node: self, status: "Up", upNumber: 1 }], self));
 
     // The new instance knows nothing until the region tells it; a shard nobody hosts yet starts
@@ -129,6 +136,24 @@ Deno.test("a coordinator that moves away and back starts a new epoch, and the re
     assert.equal((await region.applyEvents(1, events(1, 0, 2))).lastOffset, 1);
     assert.equal((await region.applyEvents(0, events(0, 3, 1))).lastOffset, 3);
     assert.equal(region.shardState(0)?.lastOffset, 3, "shard 0 kept its state here");
+  }));
+
+Deno.test("the coordinator's registration grace runs on the monotonic clock it is given", () =>
+  using(async (closing) => {
+    let now = 0;
+    const { self, runner, region } = coordinatorNode(closing, () => now);
+    // A member whose region never registers holds fresh starts back until the grace is over.
+    const silent = { address: "127.0.0.1:1", uid: 1 };
+    const members = [{ node: self, status: "Up" as const, upNumber: 1 }, {
+      node: silent,
+      status: "Up" as const,
+      upNumber: 2,
+    }];
+    runner.update(snapshot(members, self));
+    await eventually("the region registers", () => region.isRegistered);
+    assert.equal(runner.isActive, false, "the coordinator waits for the silent member's region");
+    now += REGISTRATION_GRACE_MS;
+    await eventually("the coordinator activating once its clock says the grace is over", () => runner.isActive, 3000);
   }));
 
 Deno.test("a region takes commands only from its coordinator's epoch; a repeated start keeps state, a repeated stop returns the kept snapshot", () =>

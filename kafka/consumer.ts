@@ -7,6 +7,18 @@
  * and stored it (invariant 2 of ARCHITECTURE.md), partitions run in parallel,
  * and inside a partition events keep their order.
  *
+ * A batch never holds kafkajs up for long: kafkajs fetches again only once
+ * every batch of the last fetch is done, and rejoins a rebalancing group only
+ * once they return. So a delivery that takes longer than
+ * `RELEASE_SLOT_AFTER_MS` (a shard moving), or that is in hand when
+ * a heartbeat says the group is rebalancing, goes on in the background with
+ * its partition paused and its batch uncommitted; when it settles the
+ * partition resumes, is fetched again, and what the sink acknowledged
+ * meanwhile is committed without being delivered twice. A refused delivery,
+ * or a misplaced record while the topic's partition count is unknown,
+ * pauses its partition for `RETRY_DELIVERY_AFTER_MS` and fetches
+ * the batch again.
+ *
  * @module
  */
 import { type Consumer, type EachBatchPayload, type Kafka, PartitionAssigners } from "kafkajs";
@@ -15,30 +27,36 @@ import type { PurchaseEvent } from "../cluster/sharding/entity.ts";
 import { partitionForBytes } from "./partitioner.ts";
 import { decodePurchase } from "./purchase.ts";
 import { stickyAssigner } from "./sticky_assignor.ts";
+import { waitBounded, type Waited } from "./bounded_wait.ts";
+import { errorText } from "../cluster/error_text.ts";
+import { DEFAULT_KAFKA_TIMINGS, type KafkaTimings } from "../cluster/timings.ts";
 
 const log = getLogger(["usershard", "consumer"]);
 
 const HEARTBEAT_WHILE_WAITING_MS = 1000;
+
+/** How long a refused delivery's partition stays paused before its batch is fetched again. */
 const RETRY_DELIVERY_AFTER_MS = 1000;
+
+/**
+ * How long a batch may keep its kafkajs worker waiting for the sink. Waiting
+ * longer would hold up every other partition of the node (kafkajs fetches
+ * again only when all batches of a fetch are done, and it has only
+ * `concurrency` workers). Deliveries take milliseconds unless the shard is
+ * moving or its node is unreachable, so only those take the slower way round
+ * (pause, finish in the background, fetch again).
+ */
+const RELEASE_SLOT_AFTER_MS = 1000;
+
+/** Why a resize check gave no count, for a log line. */
+function unknownCount(check: Waited<unknown>, topic: string): string {
+  return `Kafka ${check.kind === "slow" ? "is slow to say" : "could not say"} the partition count of ${topic}`;
+}
 
 /** Events per second for the summary: whole numbers, but a slow trickle is not shown as 0. */
 function ratePerSecond(events: number, ms: number): string {
   const rate = events / (ms / 1000);
   return rate >= 10 ? String(Math.round(rate)) : rate.toFixed(1);
-}
-
-/**
- * `work`, heartbeating meanwhile: kafkajs heartbeats only when asked, and a
- * shard that is moving (or Kafka itself) can take longer than the session
- * timeout to answer; the group must not evict us for it.
- */
-async function whileWaiting<T>(heartbeat: () => Promise<void>, work: Promise<T>): Promise<T> {
-  const beat = setInterval(() => heartbeat().catch(() => {}), HEARTBEAT_WHILE_WAITING_MS);
-  try {
-    return await work;
-  } finally {
-    clearInterval(beat);
-  }
 }
 
 /** Where decoded events go: the shard region. */
@@ -65,6 +83,8 @@ export interface PipelineOptions {
   readonly partitionCount: () => Promise<number | undefined>;
   /** Shards hosted on this node, for the periodic summary. */
   readonly hostedShards: () => number;
+  /** The group's session, rebalance and heartbeat timings (ARCHITECTURE.md, "Timing"). */
+  readonly timings?: KafkaTimings;
   /** Partitions processed at the same time. */
   readonly concurrency?: number;
   readonly summaryEveryMs?: number;
@@ -88,14 +108,23 @@ export class ConsumerPipeline {
   readonly #fatal = Promise.withResolvers<string>();
   #failed = false;
   #resizeCheck: Promise<boolean | undefined> | undefined;
+  /** Partitions whose last delivery goes on after its batch returned; each stays paused until it settles. */
+  readonly #background = new Set<number>();
+  /**
+   * By partition, the last offset that a background delivery had the sink
+   * acknowledge (with every record before it), until it is committed: the
+   * batch fetched again commits up to it without delivering it twice.
+   */
+  readonly #acknowledged = new Map<number, number>();
 
   constructor(options: PipelineOptions) {
     this.#o = options;
+    const timings = options.timings ?? DEFAULT_KAFKA_TIMINGS;
     this.#consumer = options.kafka.consumer({
       groupId: options.group,
-      sessionTimeout: 10_000,
-      rebalanceTimeout: 30_000,
-      heartbeatInterval: 1000,
+      sessionTimeout: timings.sessionTimeoutMs,
+      rebalanceTimeout: timings.rebalanceTimeoutMs,
+      heartbeatInterval: timings.heartbeatIntervalMs,
       maxWaitTimeInMs: 250,
       allowAutoTopicCreation: false,
       // New partitions are seen this soon (kafkajs's default is 5 minutes); see #topicResized.
@@ -165,23 +194,58 @@ export class ConsumerPipeline {
   }
 
   async #eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale, pause } = payload;
+    const { batch, heartbeat, isRunning, isStale, pause } = payload;
     const { topic, partition } = batch;
     // Returning without resolving has kafkajs fetch the rest again from the last resolved offset;
     // pausing the partition meanwhile keeps that from being at once, and lets the others go on.
-    const retryLater = () => {
+    const retryLater = (why?: string) => {
+      if (why !== undefined) {
+        log.warn("{topic}/{partition} paused for {ms} ms, its batch uncommitted: {why}", {
+          topic,
+          partition,
+          ms: RETRY_DELIVERY_AFTER_MS,
+          why,
+        });
+      }
       const resume = pause();
       if (!this.#failed) setTimeout(resume, RETRY_DELIVERY_AFTER_MS);
     };
+    // kafkajs heartbeats only when asked, and the sink (or Kafka itself) can take longer than the
+    // session timeout to answer; the group must not evict us for it.
+    const wait = <T>(work: Promise<T>): Promise<Waited<T>> =>
+      waitBounded(work, {
+        heartbeat,
+        heartbeatEveryMs: HEARTBEAT_WHILE_WAITING_MS,
+        giveUpAfterMs: RELEASE_SLOT_AFTER_MS,
+      });
     if (this.#failed) return retryLater();
+    if (this.#background.has(partition)) {
+      // A second delivery to the shard could overtake the one still going on (its pause should keep
+      // the partition from being fetched meanwhile); that one's end resumes it.
+      pause();
+      return;
+    }
     if (partition >= this.#o.partitions) {
       // Only a grown topic has such a partition; nothing in it may be committed under the old count.
-      await whileWaiting(heartbeat, this.#topicResized());
-      return retryLater();
+      const resized = await wait(this.#topicResized());
+      if (resized.kind === "rejoin") throw this.#rejoin(topic, partition, resized.error);
+      if (resized.kind === "settled" && resized.value) return retryLater();
+      return retryLater(
+        `only a resized topic has partition ${partition} (the shards are ${this.#o.partitions}), ` +
+          `and ${unknownCount(resized, topic)}`,
+      );
+    }
+    const acknowledged = this.#acknowledged.get(partition) ?? -1;
+    let messages = batch.messages;
+    if (messages.length > 0 && Number(messages[0].offset) <= acknowledged) {
+      // Committed before the rest is delivered: a shard slow enough that every delivery ends in the
+      // background still has its partition move on.
+      messages = messages.filter((message) => Number(message.offset) > acknowledged);
+      await this.#commit(payload, Math.min(acknowledged, Number(batch.messages.at(-1)!.offset)));
     }
     const events: PurchaseEvent[] = [];
     let lastOffset = -1;
-    for (const message of batch.messages) {
+    for (const message of messages) {
       const offset = Number(message.offset);
       const decoded = decodePurchase(message.key, message.value);
       if (!decoded.ok) {
@@ -192,8 +256,17 @@ export class ConsumerPipeline {
         const shard = partitionForBytes(message.key!, this.#o.partitions);
         if (shard !== partition) {
           // Nothing past this record may be committed before the resize check says it is a stray.
-          const resized = await whileWaiting(heartbeat, this.#topicResized());
-          if (resized !== false) return retryLater();
+          const resized = await wait(this.#topicResized());
+          if (resized.kind === "rejoin") throw this.#rejoin(topic, partition, resized.error);
+          if (resized.kind !== "settled" || resized.value === undefined) {
+            return retryLater(
+              `user ${userId} at offset ${offset} belongs in partition ${shard}, and ${
+                unknownCount(resized, topic)
+              }, ` +
+                "so a misplaced record cannot be told from a resized topic",
+            );
+          }
+          if (resized.value) return retryLater();
           this.#malformed(topic, partition, offset, `user ${userId} belongs in partition ${shard}, not ${partition}`);
         } else {
           events.push({ offset, userId, product, quantity, price });
@@ -203,45 +276,109 @@ export class ConsumerPipeline {
     }
     if (lastOffset < 0 || !isRunning() || isStale()) return;
     if (events.length > 0) {
-      try {
-        // The whole batch in one delivery: one changelog transaction and one commit for it.
-        const delivery = await whileWaiting(heartbeat, this.#o.sink.applyEvents(partition, events));
-        this.stats.events += events.length;
-        if (delivery.local) this.stats.local += events.length;
-      } catch (error) {
-        log.warn(
-          "could not deliver {count} events of {topic}/{partition} to shard {partition}: {error}; " +
-            "they stay uncommitted and are fetched again in {ms} ms",
-          {
-            count: events.length,
-            topic,
-            partition,
-            error: error instanceof Error ? error.message : String(error),
-            ms: RETRY_DELIVERY_AFTER_MS,
-          },
-        );
+      // The whole batch in one delivery: one changelog transaction and one commit for it.
+      const delivery = this.#o.sink.applyEvents(partition, events);
+      const delivered = await wait(delivery);
+      if (delivered.kind === "failed") {
         // Throwing would make kafkajs restart the whole consumer, which leaves and rejoins
         // the group: a rebalance of every node for one unreachable shard.
-        return retryLater();
+        return retryLater(
+          `could not deliver ${events.length} events to shard ${partition}: ${errorText(delivered.error)}`,
+        );
       }
+      if (delivered.kind !== "settled") {
+        this.#inBackground(topic, partition, delivery, events.length, lastOffset, pause());
+        if (delivered.kind === "rejoin") throw this.#rejoin(topic, partition, delivered.error);
+        log.info(
+          "{topic}/{partition} paused: shard {partition} has not acknowledged {count} events in {ms} ms " +
+            "(moving, or its node unreachable); the delivery goes on, and the partition is fetched again " +
+            "once it ends, so that the other partitions of this node go on meanwhile",
+          { topic, partition, count: events.length, ms: RELEASE_SLOT_AFTER_MS },
+        );
+        return;
+      }
+      this.#delivered(events.length, delivered.value.local);
     }
+    await this.#commit(payload, lastOffset);
+    await heartbeat();
+  }
+
+  /** Resolves and commits `partition` up to `lastOffset`, which the sink has applied or that were skipped. */
+  async #commit(
+    { batch, resolveOffset, commitOffsetsIfNecessary }: EachBatchPayload,
+    lastOffset: number,
+  ): Promise<void> {
+    const { topic, partition } = batch;
     resolveOffset(String(lastOffset));
     await commitOffsetsIfNecessary({
       topics: [{ topic, partitions: [{ partition, offset: String(lastOffset + 1) }] }],
     });
-    await heartbeat();
+    if ((this.#acknowledged.get(partition) ?? Infinity) <= lastOffset) this.#acknowledged.delete(partition);
+  }
+
+  #delivered(events: number, local: boolean): void {
+    this.stats.events += events;
+    if (local) this.stats.local += events;
+  }
+
+  /**
+   * Lets a delivery finish after its batch returned: what it applied is
+   * remembered for the batch fetched again, and the partition is resumed
+   * once it settles, whichever way.
+   */
+  #inBackground(
+    topic: string,
+    partition: number,
+    delivery: Promise<{ local: boolean }>,
+    events: number,
+    lastOffset: number,
+    resume: () => void,
+  ): void {
+    const since = Date.now();
+    this.#background.add(partition);
+    delivery.then(({ local }) => {
+      this.#delivered(events, local);
+      this.#acknowledged.set(partition, Math.max(lastOffset, this.#acknowledged.get(partition) ?? -1));
+      log.info("shard {partition} acknowledged {count} events after {ms} ms; fetching {topic}/{partition} again", {
+        topic,
+        partition,
+        count: events,
+        ms: Date.now() - since,
+      });
+    }, (error) => {
+      log.warn(
+        "shard {partition} failed {count} events after {ms} ms ({error}); they stay uncommitted, " +
+          "and {topic}/{partition} is fetched again",
+        { topic, partition, count: events, ms: Date.now() - since, error: errorText(error) },
+      );
+    }).finally(() => {
+      this.#background.delete(partition);
+      if (!this.#failed) resume();
+    });
+  }
+
+  /** The error to throw from `eachBatch` for kafkajs to rejoin the group at once. */
+  #rejoin(topic: string, partition: number, error: unknown): unknown {
+    log.info(
+      "the group {group} is rebalancing ({error}): {topic}/{partition} stops waiting for its shard and stays " +
+        "uncommitted, so that this node rejoins at once instead of holding up the group",
+      { group: this.#o.group, error: errorText(error), topic, partition },
+    );
+    return error;
   }
 
   /**
    * Whether the topic now has another partition count than the shards (then
    * users have moved between partitions, and skipping their records as
-   * misplaced would lose them); `undefined` when Kafka could not say. Every
+   * misplaced would lose them); `undefined` when Kafka could not say (the
+   * check failed, or Kafka does not list the topic). Every
    * answer is asked afresh (partitions running at once share one question):
    * a remembered "no" could let a resize that just happened skip events.
    */
   #topicResized(): Promise<boolean | undefined> {
     this.#resizeCheck ??= this.#o.partitionCount().then((count) => {
-      if (count === undefined || count === this.#o.partitions) return false;
+      if (count === undefined) return undefined;
+      if (count === this.#o.partitions) return false;
       this.#fail(
         `topic ${this.#o.topic} has ${count} partitions now, not ${this.#o.partitions}: users have moved ` +
           "between partitions, so this node stops rather than skip their events; restart every node",
@@ -290,7 +427,11 @@ export class ConsumerPipeline {
     this.#lastSummary = { at: now, ...this.stats };
   }
 
-  /** Stops consuming (after the batches in hand) and leaves the group. */
+  /**
+   * Stops consuming (after the batches in hand) and leaves the group.
+   * Deliveries going on in the background are not waited for: nothing of
+   * theirs is committed.
+   */
   async stop(): Promise<void> {
     clearInterval(this.#summaryTimer);
     this.#summary();

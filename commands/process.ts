@@ -1,30 +1,31 @@
 /**
- * `usershard process`: one processor node. Joins the cluster through the seed
- * nodes, consumes its share of the topic, hosts the shards of the partitions
- * it consumes, serves management HTTP, and leaves gracefully on SIGINT/SIGTERM
- * (consumer stopped, shards handed off, Leaving → Exiting → Removed).
+ * `usershard process`: one processor node. Parses and checks the flags, then
+ * runs a `ProcessorNode` (node/processor_node.ts) until a signal asks it to
+ * leave the cluster gracefully.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { ClusterNode } from "../cluster/membership/cluster_node.ts";
-import { DEFAULT_TIMINGS } from "../cluster/timings.ts";
-import { json, startManagement } from "../cluster/management/management.ts";
+import {
+  DEFAULT_NODE_TIMINGS,
+  DEFAULT_SHARDING_TIMINGS,
+  type NodeTimings,
+  timingProblems,
+} from "../cluster/timings.ts";
 import { newUid } from "../cluster/remoting/node.ts";
-import { BindError } from "../cluster/remoting/errors.ts";
-import { Sharding } from "../cluster/sharding/sharding.ts";
-import { ensureTopic, partitionCount } from "../kafka/admin.ts";
-import { ChangelogLayoutError, changelogTopicFor, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
-import { MEMORY_STORAGE, type ShardStorage } from "../cluster/sharding/shard_storage.ts";
-import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
-import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
-import { ConsumerPipeline } from "../kafka/consumer.ts";
-import { partitionFor } from "../kafka/partitioner.ts";
-import { GrpcBindError, startGrpcServer } from "../grpc/user_service.ts";
+import { type ProcessorConfig, ProcessorError, ProcessorNode } from "../node/processor_node.ts";
 import { CliError, defineCommand } from "./command.ts";
 import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG, topicFlag } from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
-import { type CommandSpec, durationFlag, hostPortList, intFlag, portFlag, UsageError } from "./flags.ts";
+import {
+  type CommandSpec,
+  durationFlag,
+  type FlagValues,
+  hostPortList,
+  intFlag,
+  portFlag,
+  UsageError,
+} from "./flags.ts";
 import { logLevelFlag, setUpLogging } from "./logging.ts";
 
 /** Flags of `usershard process`. */
@@ -109,21 +110,21 @@ export const processSpec = {
       type: "string",
       value: "DURATION",
       env: "USERSHARD_ASK_TIMEOUT",
-      default: "10s",
+      default: `${DEFAULT_SHARDING_TIMINGS.askTimeoutMs / 1000}s`,
       description: "how long an event or query may wait for its shard (while it moves, say)",
     },
     "unreachable-after": {
       type: "string",
       value: "DURATION",
       env: "USERSHARD_UNREACHABLE_AFTER",
-      default: `${DEFAULT_TIMINGS.unreachableAfterMs / 1000}s`,
+      default: `${DEFAULT_NODE_TIMINGS.membership.unreachableAfterMs / 1000}s`,
       description: "a member silent this long is marked unreachable",
     },
     "down-after": {
       type: "string",
       value: "DURATION",
       env: "USERSHARD_DOWN_AFTER",
-      default: `${DEFAULT_TIMINGS.downAfterMs / 1000}s`,
+      default: `${DEFAULT_NODE_TIMINGS.membership.downAfterMs / 1000}s`,
       description: "an unreachable member is downed (removed) after this much longer",
     },
     state: {
@@ -133,6 +134,13 @@ export const processSpec = {
       default: "kafka",
       description: "where shard state lives: 'kafka' keeps it in the compacted topic GROUP-changelog (exactly once, " +
         "survives crashes and restarts); 'memory' loses it with the node, for comparison",
+    },
+    "handoff-timeout": {
+      type: "string",
+      value: "DURATION",
+      env: "USERSHARD_HANDOFF_TIMEOUT",
+      default: `${DEFAULT_SHARDING_TIMINGS.handoffTimeoutMs / 1000}s`,
+      description: "how long a leaving node waits for its shards to be handed off before it leaves anyway",
     },
     "log-level": LOG_LEVEL_FLAG,
   },
@@ -144,12 +152,29 @@ Example, the two seed nodes of the walkthrough:
   usershard process --remoting 2552 --mgmt 8552 --grpc 8082`,
 } as const satisfies CommandSpec;
 
-/** How long a leaving node waits for its shards to be handed off. */
-const HANDOFF_TIMEOUT_MS = 20_000;
-
 /** `usershard process`. */
 export const processCommand = defineCommand(processSpec, async (flags, positionals, sources) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const config = processorConfig(flags, sources.partitions !== "default");
+  await setUpLogging(logLevelFlag(flags["log-level"]));
+  const log = getLogger(["usershard", "process"]);
+  const stop = Promise.withResolvers<void>();
+  const stopListening = onStopSignal(() => stop.resolve(), () => {
+    log.warn("second signal: exiting without finishing the leave");
+    Deno.exit(130);
+  });
+  try {
+    const node = await ProcessorNode.start(config);
+    return await node.run(stop.promise);
+  } catch (error) {
+    throw error instanceof ProcessorError ? new CliError(error.message) : error;
+  } finally {
+    stopListening();
+  }
+});
+
+/** The flags of `usershard process`, checked, as a node's configuration. */
+function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitionsRequired: boolean): ProcessorConfig {
   const remotingPort = portFlag("remoting", flags.remoting);
   const mgmtPort = portFlag("mgmt", flags.mgmt);
   const grpcPort = portFlag("grpc", flags.grpc);
@@ -169,168 +194,41 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
     throw new UsageError(`--group must be made of letters, digits, '.', '_' and '-', got '${flags.group}'`);
   }
   const partitions = intFlag("partitions", flags.partitions, { min: 1, max: 10_000 });
-  const askTimeoutMs = durationFlag("ask-timeout", flags["ask-timeout"]);
   if (flags.state !== "kafka" && flags.state !== "memory") {
     throw new UsageError(`--state must be kafka or memory, got '${flags.state}'`);
   }
-  const timings = {
-    ...DEFAULT_TIMINGS,
-    unreachableAfterMs: durationFlag("unreachable-after", flags["unreachable-after"]),
-    downAfterMs: durationFlag("down-after", flags["down-after"]),
+  const timings: NodeTimings = {
+    ...DEFAULT_NODE_TIMINGS,
+    membership: {
+      ...DEFAULT_NODE_TIMINGS.membership,
+      unreachableAfterMs: durationFlag("unreachable-after", flags["unreachable-after"]),
+      downAfterMs: durationFlag("down-after", flags["down-after"]),
+    },
+    sharding: {
+      ...DEFAULT_NODE_TIMINGS.sharding,
+      askTimeoutMs: durationFlag("ask-timeout", flags["ask-timeout"]),
+      handoffTimeoutMs: durationFlag("handoff-timeout", flags["handoff-timeout"]),
+    },
   };
-  await setUpLogging(logLevelFlag(flags["log-level"]));
-  const log = getLogger(["usershard", "process"]);
-
-  const self = { address: `${host}:${remotingPort}`, uid: newUid() };
-  const kafka = createKafka({ brokers, clientId: nodeClientId(self.address) });
-  const admin = kafka.admin();
-  const changelog = changelogTopicFor(flags.group);
-  let shardCount: number;
-  try {
-    await admin.connect();
-    shardCount = (await ensureTopic(admin, topic, partitions, sources.partitions !== "default")).partitions;
-    if (flags.state === "kafka") await ensureChangelog(admin, changelog, shardCount);
-  } catch (error) {
-    await admin.disconnect().catch(() => {});
-    throw new CliError(error instanceof ChangelogLayoutError ? error.message : kafkaErrorLine(error, brokers));
-  }
-  log.info("topic {topic} has {count} partitions: {count} shards, consumer group {group}, state {state}", {
-    topic: topic,
-    count: shardCount,
+  const problems = timingProblems(timings);
+  if (problems.length > 0) throw new UsageError(problems.join("; "));
+  return {
+    self: { address: `${host}:${remotingPort}`, uid: newUid() },
+    host,
+    remotingPort,
+    mgmtHost: flags["mgmt-host"],
+    mgmtPort,
+    grpcHost: flags["grpc-host"],
+    grpcPort,
+    seeds,
+    clusterName: flags["cluster-name"],
+    secret: flags["cluster-secret"],
+    brokers,
+    topic,
     group: flags.group,
-    state: flags.state === "kafka" ? `in ${changelog}` : "in memory only (lost with the node)",
-  });
-  const storage: ShardStorage = flags.state === "kafka"
-    ? new KafkaShardStorage({ kafka, brokers, clientId: nodeClientId(self.address), topic: changelog })
-    : MEMORY_STORAGE;
-
-  const parts = new Parts();
-  parts.add(() => admin.disconnect());
-  try {
-    const node = ClusterNode.start({
-      self,
-      bindHost: host,
-      bindPort: remotingPort,
-      seeds,
-      management: `${flags["mgmt-host"]}:${mgmtPort}`,
-      clusterName: flags["cluster-name"],
-      secret: flags["cluster-secret"],
-      timings,
-    });
-    parts.add(() => node.close());
-    const sharding = new Sharding({
-      node,
-      typeName: flags.group,
-      shardCount,
-      askTimeoutMs,
-      placement: () => groupPlacement(admin, flags.group, topic),
-      shardOf: (userId) => partitionFor(userId, shardCount),
-      storage,
-    });
-    parts.add(() => sharding.close());
-    const pipeline = new ConsumerPipeline({
-      kafka,
-      topic: topic,
-      group: flags.group,
-      partitions: shardCount,
-      sink: sharding.region,
-      onAssignment: () => sharding.assignmentChanged(),
-      partitionCount: () => partitionCount(admin, topic),
-      hostedShards: () => sharding.region.hostedCount,
-    });
-    const management = startManagement(flags["mgmt-host"], mgmtPort, {
-      snapshot: () => node.snapshot(),
-      isReady: () => sharding.isReady(),
-      notReadyReason: () => sharding.notReadyReason(),
-      routes: [
-        sharding.managementRoute(() => pipeline.assigned),
-        sharding.userRoute(),
-        (path) =>
-          path === "/stats" ? json({ ...pipeline.stats, hostedShards: sharding.region.hostedCount }) : undefined,
-      ],
-    });
-    parts.add(() => management.shutdown());
-    const grpcServer = await startGrpcServer({
-      host: flags["grpc-host"],
-      port: grpcPort,
-      source: {
-        userTotals: (userId, timeoutMs) => sharding.region.userTotals(userId, timeoutMs),
-        shardOf: (userId) => partitionFor(userId, shardCount),
-      },
-      serving: () => sharding.isReady(),
-      askTimeoutMs,
-    });
-    parts.add(() => grpcServer.forceShutdown());
-
-    const signalled = Promise.withResolvers<"signal">();
-    parts.add(onStopSignal(() => signalled.resolve("signal"), () => {
-      log.warn("second signal: exiting without finishing the leave");
-      Deno.exit(130);
-    }));
-
-    const ended = Promise.race([
-      signalled.promise,
-      node.removed.then((reason) => ({ removed: reason })),
-      sharding.fatal.then((message) => ({ fatal: message })),
-      pipeline.fatal.then((message) => ({ fatal: message })),
-    ]);
-    const ready = await Promise.race([until(() => sharding.isReady()), ended]);
-    let consuming = false;
-    if (ready === true) {
-      log.info("node ready: consuming {topic} in group {group}", { topic: topic, group: flags.group });
-      await pipeline.start().catch((error) => {
-        throw new CliError(`could not start consuming ${topic}: ${kafkaErrorLine(error, brokers)}`);
-      });
-      consuming = true;
-    }
-    const outcome = ready === true ? await ended : ready;
-    if (outcome === "signal") {
-      if (consuming) {
-        log.info("leaving the cluster: stopping the Kafka consumer, then handing shards off");
-        await pipeline.stop();
-      } else {
-        log.info("stopping before this node was ready ({reason})", { reason: sharding.notReadyReason() });
-      }
-      node.startLeaving();
-      await sharding.handOff(HANDOFF_TIMEOUT_MS);
-      const reason = await node.exit();
-      log.info("left the cluster ({reason}); stopping", { reason });
-      return 0;
-    }
-    if (consuming) await pipeline.stop().catch(() => {});
-    if ("fatal" in outcome) throw new CliError(outcome.fatal);
-    return outcome.removed === "left" ? 0 : 1;
-  } catch (error) {
-    if (error instanceof BindError || error instanceof GrpcBindError) throw new CliError(error.message);
-    throw error;
-  } finally {
-    await parts.closeAll();
-  }
-});
-
-/** Things to close on the way out, last opened first. */
-class Parts {
-  readonly #closers: (() => unknown)[] = [];
-
-  add(close: () => unknown): void {
-    this.#closers.push(close);
-  }
-
-  async closeAll(): Promise<void> {
-    for (const close of this.#closers.reverse()) {
-      try {
-        await close();
-      } catch {
-        // Closing what is already broken must not hide why we are exiting.
-      }
-    }
-  }
-}
-
-/** Resolves `true` once `condition()` holds (checked every 100 ms). */
-function until(condition: () => boolean): Promise<true> {
-  return new Promise((resolve) => {
-    const check = () => condition() ? resolve(true) : setTimeout(check, 100);
-    check();
-  });
+    partitions,
+    partitionsRequired,
+    state: flags.state,
+    timings,
+  };
 }

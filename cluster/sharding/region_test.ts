@@ -78,17 +78,17 @@ async function eventually(what: string, condition: () => boolean | Promise<boole
 
 /** One node running both the coordinator and a region, as the oldest member does. */
 function coordinatorNode(closing: (() => unknown)[], clock?: () => number) {
-  let region: ShardRegion | undefined;
-  let runner: CoordinatorRunner | undefined;
+  // Messages may arrive once the remoting is up, before the parts that answer them exist.
+  const parts: { region?: ShardRegion; runner?: CoordinatorRunner } = {};
   const node = remoting((message) => {
     const kind = message.body.case ?? "";
-    if (["registerRegion", "getShardHome", "assignmentChanged"].includes(kind)) return runner!.handle(message);
-    return region!.handle(message);
+    if (["registerRegion", "getShardHome", "assignmentChanged"].includes(kind)) return parts.runner!.handle(message);
+    return parts.region!.handle(message);
   });
   closing.push(() => node.close());
   const self = node.self;
   const view = { oldest: self as NodeId | undefined };
-  runner = new CoordinatorRunner({
+  const runner = parts.runner = new CoordinatorRunner({
     self,
     shardCount: SHARDS,
     remoting: node,
@@ -97,8 +97,8 @@ function coordinatorNode(closing: (() => unknown)[], clock?: () => number) {
     placement: () => Promise.resolve(new Map([[0, self.address]])),
     clock,
   });
-  closing.push(() => runner!.close());
-  region = new ShardRegion({
+  closing.push(() => runner.close());
+  const region = parts.region = new ShardRegion({
     self,
     shardCount: SHARDS,
     remoting: node,
@@ -107,9 +107,9 @@ function coordinatorNode(closing: (() => unknown)[], clock?: () => number) {
     shardOf: () => 0,
     storage: MEMORY_STORAGE,
   });
-  closing.push(() => region!.close());
+  closing.push(() => region.close());
   // What Sharding's tick does.
-  const ticker = setInterval(() => void region!.register(), 100);
+  const ticker = setInterval(() => void region.register(), 100);
   closing.push(() => clearInterval(ticker));
   return { self, view, runner, region };
 }
@@ -165,10 +165,10 @@ Deno.test("a region takes commands only from its coordinator's epoch; a repeated
         : undefined
     );
     const stranger = remoting(() => undefined);
-    let region: ShardRegion | undefined;
-    const node = remoting((message) => region!.handle(message));
+    const parts: { region?: ShardRegion } = {};
+    const node = remoting((message) => parts.region!.handle(message));
     closing.push(() => coordinator.close(), () => stranger.close(), () => node.close());
-    region = new ShardRegion({
+    const region = parts.region = new ShardRegion({
       self: node.self,
       shardCount: SHARDS,
       remoting: node,
@@ -177,7 +177,7 @@ Deno.test("a region takes commands only from its coordinator's epoch; a repeated
       shardOf: () => 2,
       storage: MEMORY_STORAGE,
     });
-    closing.push(() => region!.close());
+    closing.push(() => region.close());
     await region.register();
     assert.ok(region.isRegistered);
 

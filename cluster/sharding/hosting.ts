@@ -1,0 +1,241 @@
+/**
+ * The shards hosted on one node: starting and stopping them on the
+ * coordinator's commands, serving other nodes' events and queries for them,
+ * keeping the state of shards handed off lately (when the storage is not
+ * durable), and reopening a shard whose write failed if the coordinator still
+ * places it here.
+ *
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { getLogger } from "@logtape/logtape";
+import {
+  EventsAppliedSchema,
+  NotHereSchema,
+  ShardStartedSchema,
+  ShardStoppedSchema,
+  UserTotalsSchema,
+} from "../../proto/gen/cluster_pb.ts";
+import { errorText } from "../error_text.ts";
+import { type NodeId, sameNode } from "../remoting/node.ts";
+import type { Body } from "../remoting/remoting.ts";
+import type { CoordinatorClient } from "./coordinator_client.ts";
+import { NO_PURCHASES } from "./entity.ts";
+import { HostedShard } from "./hosted_shard.ts";
+import type { ShardSnapshot } from "./shard.ts";
+import type { ShardStorage } from "./shard_storage.ts";
+import { eventsFromProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
+
+const log = getLogger(["usershard", "sharding"]);
+
+/** How a {@linkcode ShardHosting} is set up. */
+export interface HostingOptions {
+  readonly self: NodeId;
+  readonly shardCount: number;
+  readonly storage: ShardStorage;
+  readonly coordinator: CoordinatorClient;
+  /** How long a forwarded batch may wait here for its shard. */
+  readonly askTimeoutMs: number;
+  /** How long the state of a shard handed off is kept, in case the handoff was cut short. */
+  readonly handedOffTtlMs: number;
+}
+
+/** What one node hosts. */
+export class ShardHosting {
+  readonly #o: HostingOptions;
+  readonly #shards = new Map<number, HostedShard>();
+  /** Shards stopped here lately, with the state handed over when the storage is not durable. */
+  readonly #handedOff = new Map<number, { snapshot: ShardSnapshot | undefined; at: number }>();
+  readonly #stopping = new Map<number, Promise<ShardSnapshot | undefined>>();
+  #closed = false;
+
+  constructor(options: HostingOptions) {
+    this.#o = options;
+  }
+
+  /** The hosted shard `id`, if any (it may still be restoring). */
+  get(id: number): HostedShard | undefined {
+    return this.#shards.get(id);
+  }
+
+  /** How many shards are hosted here. */
+  get count(): number {
+    return this.#shards.size;
+  }
+
+  /** The ids of the shards hosted here. */
+  ids(): number[] {
+    return [...this.#shards.keys()];
+  }
+
+  /** The shards hosted here with their entity counts, by shard id. */
+  list(): { shardId: number; numEntities: number }[] {
+    return [...this.#shards.values()]
+      .map((s) => ({ shardId: s.id, numEntities: s.numEntities }))
+      .sort((a, b) => a.shardId - b.shardId);
+  }
+
+  /** Shards handed off lately, with their state when it travels with them. */
+  recentHandoffs(): Map<number, ShardSnapshot | undefined> {
+    const now = Date.now();
+    for (const [id, entry] of this.#handedOff) {
+      if (now - entry.at > this.#o.handedOffTtlMs) this.#handedOff.delete(id);
+    }
+    return new Map([...this.#handedOff].map(([id, entry]) => [id, entry.snapshot]));
+  }
+
+  /** Applies a batch forwarded by another node; "not here" when the shard is not (or no longer) hosted. */
+  applyForwarded(id: number, events: Extract<Body, { case: "applyEvents" }>["value"]["events"]): Promise<Body> | Body {
+    const shard = this.#shards.get(id);
+    if (!shard) return notHere(id);
+    // A batch that waits here longer than any sender waits for it is refused rather than queued.
+    return shard.apply(eventsFromProto(events), Date.now() + this.#o.askTimeoutMs).then(
+      (result): Body => ({
+        case: "eventsApplied",
+        value: create(EventsAppliedSchema, { lastOffset: BigInt(result.lastOffset), applied: result.applied }),
+      }),
+      // Stopped or broken while the batch waited: the sender finds the shard's home again.
+      () => notHere(id),
+    );
+  }
+
+  /** Answers another node's query for a user of shard `id`. */
+  getForwarded(id: number, userId: string): Promise<Body> | Body {
+    const shard = this.#shards.get(id);
+    if (!shard) return notHere(id);
+    return shard.get(userId).then(
+      (found): Body => {
+        const totals = found ?? NO_PURCHASES;
+        return {
+          case: "userTotals",
+          value: create(UserTotalsSchema, {
+            userId,
+            totalPurchases: BigInt(totals.totalPurchases),
+            amountSpent: BigInt(totals.amountSpent),
+          }),
+        };
+      },
+      () => notHere(id),
+    );
+  }
+
+  /** The coordinator's start command (its authority already checked). A repeated start keeps the state it has. */
+  start(id: number, snapshotProto: Extract<Body, { case: "startShard" }>["value"]["snapshot"]): Body {
+    if (id >= this.#o.shardCount) throw new RangeError(`shard ${id} is outside 0..${this.#o.shardCount - 1}`);
+    // Opening fences the shard's owner: a region that is closing must not take one.
+    if (this.#closed) throw new Error(`this node is stopping; shard ${id} cannot start here`);
+    this.#handedOff.delete(id);
+    // A repeated start (its first answer was lost) must not replace newer state.
+    if (!this.#shards.has(id)) {
+      const snapshot = snapshotProto ? snapshotFromProto(snapshotProto) : undefined;
+      this.#host(id, snapshot);
+      log.debug("shard {shard} starting here ({how})", {
+        shard: id,
+        how: this.#o.storage.durable
+          ? "restoring from its changelog"
+          : snapshot
+          ? `${snapshot.entities.length} users, offset ${snapshot.lastOffset}`
+          : "empty",
+      });
+    }
+    this.#o.coordinator.setHome(id, this.#o.self);
+    return { case: "shardStarted", value: create(ShardStartedSchema) };
+  }
+
+  /**
+   * The coordinator's stop command, for a handoff. The write in flight ends
+   * first; the state goes in the reply only when the storage is not durable
+   * (the new home restores it otherwise). A repeated stop (the first reply was
+   * lost) gets the same answer, for as long as the coordinator still asks:
+   * expiring it would start the shard empty.
+   */
+  async stop(id: number): Promise<Body> {
+    const hosted = this.#shards.get(id);
+    this.#o.coordinator.forgetHome(id);
+    if (hosted) {
+      this.#shards.delete(id);
+      const closing = hosted.close();
+      this.#stopping.set(id, closing);
+      try {
+        const snapshot = await closing;
+        this.#handedOff.set(id, { snapshot, at: Date.now() });
+        log.debug("shard {shard} stopped here for handoff ({how})", {
+          shard: id,
+          how: snapshot ? `${snapshot.entities.length} users, offset ${snapshot.lastOffset}` : "its state is stored",
+        });
+      } finally {
+        this.#stopping.delete(id);
+      }
+    }
+    await this.#stopping.get(id);
+    const kept = this.recentHandoffs();
+    if (kept.has(id) && !hosted) this.#handedOff.set(id, { snapshot: kept.get(id), at: Date.now() });
+    const snapshot = kept.get(id);
+    return {
+      case: "shardStopped",
+      value: create(ShardStoppedSchema, {
+        hosted: snapshot !== undefined,
+        snapshot: snapshot && snapshotToProto(snapshot),
+      }),
+    };
+  }
+
+  #host(id: number, snapshot?: ShardSnapshot): void {
+    const hosted: HostedShard = new HostedShard(id, this.#o.storage, (error) => this.#broken(hosted, error), snapshot);
+    this.#shards.set(id, hosted);
+  }
+
+  /**
+   * A write of `hosted` failed: its memory is ahead of its store, so the copy
+   * goes. If the coordinator still places the shard here, it is opened again,
+   * which restores what the store holds. That holds for a fenced write too:
+   * Kafka also fences a transaction it timed out itself, and the coordinator,
+   * not the error, says who owns the shard. Reopening without asking could
+   * fence the shard's rightful owner in turn.
+   */
+  #broken(hosted: HostedShard, error: unknown): void {
+    const id = hosted.id;
+    if (this.#shards.get(id) !== hosted) return;
+    this.#shards.delete(id);
+    this.#o.coordinator.forgetHome(id);
+    void hosted.close();
+    log.warn(
+      "shard {shard}: a changelog write failed ({error}); its copy here is dropped, and it is reopened if the " +
+        "coordinator still places it here",
+      { shard: id, error: errorText(error) },
+    );
+    void this.#reclaim(id);
+  }
+
+  async #reclaim(id: number): Promise<void> {
+    for (let pause = 250; !this.#closed && !this.#shards.has(id); pause = Math.min(2 * pause, 5000)) {
+      try {
+        this.#o.coordinator.forgetHome(id);
+        const home = await this.#o.coordinator.resolve(id, this.#o.askTimeoutMs);
+        if (this.#closed || this.#shards.has(id)) return;
+        if (!sameNode(home, this.#o.self)) {
+          log.info("shard {shard} lives on {home} now; not reopened here", { shard: id, home: home.address });
+          return;
+        }
+        log.info("reopening shard {shard} here: the coordinator still places it on this node", { shard: id });
+        this.#host(id);
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  }
+
+  /** Stops every hosted shard (writes in flight end first) and the storage. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const hosted = [...this.#shards.values()];
+    this.#shards.clear();
+    await Promise.all(hosted.map((shard) => shard.close()));
+    await this.#o.storage.close();
+  }
+}
+
+function notHere(shard: number): Body {
+  return { case: "notHere", value: create(NotHereSchema, { shard }) };
+}

@@ -1,0 +1,254 @@
+/**
+ * One processor node, assembled and run in this process: the topic and its
+ * changelog checked, membership joined, the shard region and coordinator,
+ * the Kafka consumer, management HTTP and the gRPC front end. `usershard
+ * process` parses flags into a {@linkcode ProcessorConfig} and runs one of
+ * these; tests can start several in one process.
+ *
+ * A node's life: {@linkcode ProcessorNode.start} binds every port and joins;
+ * {@linkcode ProcessorNode.run} starts consuming once the node is ready
+ * (Up, and its region registered), and on `stop` leaves gracefully: consumer
+ * stopped, shards handed off, Leaving → Exiting → Removed.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { json, startManagement } from "../cluster/management/management.ts";
+import { ClusterNode } from "../cluster/membership/cluster_node.ts";
+import { BindError } from "../cluster/remoting/errors.ts";
+import type { NodeId } from "../cluster/remoting/node.ts";
+import { Sharding } from "../cluster/sharding/sharding.ts";
+import { MEMORY_STORAGE, type ShardStorage } from "../cluster/sharding/shard_storage.ts";
+import type { NodeTimings } from "../cluster/timings.ts";
+import { GrpcBindError, startGrpcServer } from "../grpc/user_service.ts";
+import { ensureTopic, partitionCount } from "../kafka/admin.ts";
+import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
+import { ChangelogLayoutError, changelogTopicFor, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
+import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
+import { ConsumerPipeline } from "../kafka/consumer.ts";
+import { partitionFor } from "../kafka/partitioner.ts";
+
+const log = getLogger(["usershard", "process"]);
+
+/** Everything a processor node needs to know, already checked. */
+export interface ProcessorConfig {
+  /** This incarnation: the advertised `host:port` of remoting and a fresh uid. */
+  readonly self: NodeId;
+  /** Address remoting binds to. */
+  readonly host: string;
+  readonly remotingPort: number;
+  readonly mgmtHost: string;
+  readonly mgmtPort: number;
+  readonly grpcHost: string;
+  readonly grpcPort: number;
+  readonly seeds: readonly string[];
+  readonly clusterName: string;
+  readonly secret?: string;
+  readonly brokers: readonly string[];
+  readonly topic: string;
+  readonly group: string;
+  /** Partitions to create the topic with when it is missing. */
+  readonly partitions: number;
+  /** Whether `partitions` was asked for (then an existing topic must have that many). */
+  readonly partitionsRequired: boolean;
+  readonly state: "kafka" | "memory";
+  readonly timings: NodeTimings;
+}
+
+/** A node that cannot start or go on, with one line that says why. */
+export class ProcessorError extends Error {
+  override name = "ProcessorError";
+}
+
+/** A running processor node. */
+export class ProcessorNode {
+  readonly config: ProcessorConfig;
+  readonly cluster: ClusterNode;
+  readonly sharding: Sharding;
+  readonly pipeline: ConsumerPipeline;
+  readonly #closers: (() => unknown)[];
+
+  private constructor(
+    config: ProcessorConfig,
+    parts: { cluster: ClusterNode; sharding: Sharding; pipeline: ConsumerPipeline; closers: (() => unknown)[] },
+  ) {
+    this.config = config;
+    this.cluster = parts.cluster;
+    this.sharding = parts.sharding;
+    this.pipeline = parts.pipeline;
+    this.#closers = parts.closers;
+  }
+
+  /**
+   * Checks the topic (and the changelog), binds every port and starts
+   * joining. Throws {@linkcode ProcessorError} with one line when Kafka
+   * cannot be reached, the layout is wrong, or a port is taken.
+   */
+  static async start(config: ProcessorConfig): Promise<ProcessorNode> {
+    const { self, brokers, topic, group } = config;
+    const kafka = createKafka({ brokers, clientId: nodeClientId(self.address) });
+    const admin = kafka.admin();
+    const changelog = changelogTopicFor(group);
+    let shardCount: number;
+    try {
+      await admin.connect();
+      shardCount = (await ensureTopic(admin, topic, config.partitions, config.partitionsRequired)).partitions;
+      if (config.state === "kafka") await ensureChangelog(admin, changelog, shardCount);
+    } catch (error) {
+      await admin.disconnect().catch(() => {});
+      throw new ProcessorError(
+        error instanceof ChangelogLayoutError ? error.message : kafkaErrorLine(error, brokers),
+      );
+    }
+    log.info("topic {topic} has {count} partitions: {count} shards, consumer group {group}, state {state}", {
+      topic,
+      count: shardCount,
+      group,
+      state: config.state === "kafka" ? `in ${changelog}` : "in memory only (lost with the node)",
+    });
+    const storage: ShardStorage = config.state === "kafka"
+      ? new KafkaShardStorage({ kafka, brokers, clientId: nodeClientId(self.address), topic: changelog })
+      : MEMORY_STORAGE;
+
+    const closers: (() => unknown)[] = [() => admin.disconnect()];
+    try {
+      const cluster = ClusterNode.start({
+        self,
+        bindHost: config.host,
+        bindPort: config.remotingPort,
+        seeds: config.seeds,
+        management: `${config.mgmtHost}:${config.mgmtPort}`,
+        clusterName: config.clusterName,
+        secret: config.secret,
+        timings: config.timings.membership,
+      });
+      closers.push(() => cluster.close());
+      const shardOf = (userId: string) => partitionFor(userId, shardCount);
+      const sharding = new Sharding({
+        node: cluster,
+        typeName: group,
+        shardCount,
+        askTimeoutMs: config.timings.sharding.askTimeoutMs,
+        placement: () => groupPlacement(admin, group, topic),
+        shardOf,
+        storage,
+      });
+      closers.push(() => sharding.close());
+      const pipeline = new ConsumerPipeline({
+        kafka,
+        topic,
+        group,
+        partitions: shardCount,
+        sink: sharding.region,
+        onAssignment: () => sharding.assignmentChanged(),
+        partitionCount: () => partitionCount(admin, topic),
+        hostedShards: () => sharding.region.hostedCount,
+        timings: config.timings.kafka,
+      });
+      const management = startManagement(config.mgmtHost, config.mgmtPort, {
+        snapshot: () => cluster.snapshot(),
+        isReady: () => sharding.isReady(),
+        notReadyReason: () => sharding.notReadyReason(),
+        routes: [
+          sharding.managementRoute(() => pipeline.assigned),
+          sharding.userRoute(),
+          (path) =>
+            path === "/stats" ? json({ ...pipeline.stats, hostedShards: sharding.region.hostedCount }) : undefined,
+        ],
+      });
+      closers.push(() => management.shutdown());
+      const grpcServer = await startGrpcServer({
+        host: config.grpcHost,
+        port: config.grpcPort,
+        source: {
+          userTotals: (userId, timeoutMs) => sharding.region.userTotals(userId, timeoutMs),
+          shardOf,
+        },
+        serving: () => sharding.isReady(),
+        askTimeoutMs: config.timings.sharding.askTimeoutMs,
+      });
+      closers.push(() => grpcServer.forceShutdown());
+      return new ProcessorNode(config, { cluster, sharding, pipeline, closers });
+    } catch (error) {
+      await closeAll(closers);
+      if (error instanceof BindError || error instanceof GrpcBindError) throw new ProcessorError(error.message);
+      throw error;
+    }
+  }
+
+  /**
+   * Runs until `stop` resolves (then leaves gracefully and resolves 0), the
+   * node is removed from the cluster (0 if it left, 1 if it was downed), or it
+   * cannot go on (throws {@linkcode ProcessorError}). Closes everything on the
+   * way out.
+   */
+  async run(stop: Promise<unknown>): Promise<number> {
+    const { cluster, sharding, pipeline, config } = this;
+    try {
+      const ended = Promise.race([
+        stop.then(() => "stop" as const),
+        cluster.removed.then((reason) => ({ removed: reason })),
+        sharding.fatal.then((message) => ({ fatal: message })),
+        pipeline.fatal.then((message) => ({ fatal: message })),
+      ]);
+      const ready = await Promise.race([until(() => sharding.isReady(), ended), ended]);
+      let consuming = false;
+      if (ready === true) {
+        log.info("node ready: consuming {topic} in group {group}", { topic: config.topic, group: config.group });
+        await pipeline.start().catch((error) => {
+          throw new ProcessorError(
+            `could not start consuming ${config.topic}: ${kafkaErrorLine(error, config.brokers)}`,
+          );
+        });
+        consuming = true;
+      }
+      const outcome = ready === true ? await ended : ready;
+      if (outcome === "stop") {
+        if (consuming) {
+          log.info("leaving the cluster: stopping the Kafka consumer, then handing shards off");
+          await pipeline.stop();
+        } else {
+          log.info("stopping before this node was ready ({reason})", { reason: sharding.notReadyReason() });
+        }
+        cluster.startLeaving();
+        await sharding.handOff(config.timings.sharding.handoffTimeoutMs);
+        const reason = await cluster.exit();
+        log.info("left the cluster ({reason}); stopping", { reason });
+        return 0;
+      }
+      if (consuming) await pipeline.stop().catch(() => {});
+      if ("fatal" in outcome) throw new ProcessorError(outcome.fatal);
+      return outcome.removed === "left" ? 0 : 1;
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** Closes every part, last started first; closing twice is harmless. */
+  async close(): Promise<void> {
+    await closeAll(this.#closers);
+  }
+}
+
+async function closeAll(closers: (() => unknown)[]): Promise<void> {
+  for (const close of closers.splice(0).reverse()) {
+    try {
+      await close();
+    } catch {
+      // Closing what is already broken must not hide why we are exiting.
+    }
+  }
+}
+
+/** Resolves `true` once `condition()` holds (checked every 100 ms); stops checking once `ended` settles. */
+function until(condition: () => boolean, ended: Promise<unknown>): Promise<true> {
+  let over = false;
+  ended.finally(() => over = true);
+  return new Promise((resolve) => {
+    const check = () => {
+      if (condition()) resolve(true);
+      else if (!over) setTimeout(check, 100);
+    };
+    check();
+  });
+}

@@ -257,7 +257,7 @@ export class CoordinatorRunner {
         });
         break;
       case "rebalanceCompleted":
-        log.info("rebalance of {count} shards completed in {ms} ms", { count: action.shards, ms: action.ms });
+        log.info("rebalance of {count} shards completed in {ms} ms", { count: action.shards, ms: Math.round(action.ms) });
         break;
       case "shardsLost":
         if (action.clusterDown) {

@@ -23,6 +23,7 @@ function codec<D extends DescMessage>(schema: D) {
  *
  * @example
  * ```ts
+ * import { UserService } from "../proto/gen/users_pb.ts";
  * serviceDefinition(UserService).UserStats.path; // "/UserService/UserStats"
  * ```
  */

@@ -72,6 +72,8 @@ export type End = "connecting" | "accepting";
  *
  * @example
  * ```ts
+ * const client = { address: "127.0.0.1:2552", uid: 2 };
+ * const server = { address: "127.0.0.1:2551", uid: 1 };
  * const keys = { secret: "s", challenge: new Uint8Array(16), nonce: new Uint8Array(16), client, server };
  * const a = new FrameSeal({ ...keys, end: "connecting" });
  * const b = new FrameSeal({ ...keys, end: "accepting" });

@@ -257,7 +257,10 @@ export class CoordinatorRunner {
         });
         break;
       case "rebalanceCompleted":
-        log.info("rebalance of {count} shards completed in {ms} ms", { count: action.shards, ms: Math.round(action.ms) });
+        log.info("rebalance of {count} shards completed in {ms} ms", {
+          count: action.shards,
+          ms: Math.round(action.ms),
+        });
         break;
       case "shardsLost":
         if (action.clusterDown) {
@@ -367,6 +370,8 @@ export class CoordinatorRunner {
  *
  * @example
  * ```ts
+ * const a = { address: "127.0.0.1:2551", uid: 1 };
+ * const b = { address: "127.0.0.1:2552", uid: 2 };
  * describeMoves([{ shard: 1, from: a, to: b }, { shard: 3, from: a, to: b }]);
  * // "127.0.0.1:2551 → 127.0.0.1:2552 [1,3]"
  * ```

@@ -127,12 +127,15 @@ function handshake(clusterName: string, proof = new Uint8Array()): Envelope {
   });
 }
 
-Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secret are refused; the node stays healthy", async () => {
+Deno.test("nodes with the same secret work together; garbage, a huge length prefix, a wrong cluster name and a wrong secret are refused; the cluster stays healthy", async () => {
   await withNodes("members", async (started, stream) => {
-    const [a, b] = nodePorts(2);
-    const node = startProcessor(a, [a], stream, ["--cluster-secret", "s3cret", "--cluster-name", "blue"]);
+    const [a, b, c] = nodePorts(3);
+    const secret = ["--cluster-secret", "s3cret", "--cluster-name", "blue"];
+    const node = startProcessor(a, [a], stream, secret);
     started.push(node);
-    await converged([a], { [addressOf(a)]: "Up" });
+    // A node with the same secret works with it: every frame between them is authenticated.
+    started.push(startProcessor(b, [a], stream, secret));
+    await converged([a, b], { [addressOf(a)]: "Up", [addressOf(b)]: "Up" });
 
     const garbage = await RawPeer.connect(a.remoting);
     assert.equal((await garbage.next())?.body.case, "challenge");
@@ -178,7 +181,7 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
     wrongSecret.close();
 
     // A real node with the wrong secret cannot join either, and says why.
-    const intruder = startProcessor(b, [a], stream, ["--cluster-secret", "guess", "--cluster-name", "blue"]);
+    const intruder = startProcessor(c, [a], stream, ["--cluster-secret", "guess", "--cluster-name", "blue"]);
     started.push(intruder);
     await intruder.waitForOutput(new RegExp(`${addressOf(a)} refused this node: the shared secret does not match`));
 
@@ -187,7 +190,7 @@ Deno.test("garbage, a huge length prefix, a wrong cluster name and a wrong secre
     );
     assert.match(node.stderr, /refused 127\.0\.0\.1:1: cluster name 'green' differs from 'blue'/);
     assert.match(node.stderr, /handshake failed: frame length 1048576 exceeds the 65536-byte limit/);
-    assert.deepEqual(await statuses(a), { [addressOf(a)]: "Up" });
+    assert.deepEqual(await statuses(a), { [addressOf(a)]: "Up", [addressOf(b)]: "Up" });
     assert.equal((await fetch(`http://127.0.0.1:${a.mgmt}/alive`)).status, 200);
   });
 });

@@ -8,7 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { ClusterTimings } from "../timings.ts";
-import { leaderOf, liveMembers, oldestOf, unreachableMembers } from "./gossip.ts";
+import { liveMembers, oldestOf, unreachableMembers } from "./gossip.ts";
 import { type Member } from "./members.ts";
 import { type NodeId, sameNode } from "../remoting/node.ts";
 import { Membership, type MembershipAction, type MembershipEvent } from "./membership.ts";
@@ -113,7 +113,7 @@ export class ClusterNode {
       members: liveMembers(state),
       removed: [...state.members.values()].filter((m) => m.status === "Removed"),
       unreachable: [...unreachableMembers(state).values()],
-      leader: leaderOf(state)?.node,
+      leader: this.#membership.leader?.node,
       oldest: oldestOf(state)?.node,
     };
   }

@@ -1,12 +1,21 @@
 /**
  * The cluster view that gossip spreads, and the pure functions over it: merge
  * two views, and derive from one the leader, the oldest member and who is
- * unreachable. Every node that holds the same view derives the same answers.
+ * unreachable.
+ *
+ * Reachability is judged by a viewer, not by the view alone: a report by an
+ * observer that the viewer's own failure detector cannot hear may be stale
+ * forever (the observer may be dead), so it is ignored. A viewer trusts
+ * itself and every observer it does not itself report unreachable; see
+ * {@linkcode reachabilityOf}. The leader is then the lowest Up or Leaving
+ * address that no trusted observer reports unreachable, the viewer itself
+ * always included, and never an unreachable member. Two nodes that hear
+ * different peers may both lead for a while; whatever they decide merges.
  *
  * @module
  */
-import { isActive, type Member, statusRank } from "./members.ts";
-import { compareAddresses, type NodeId, sameNode } from "../remoting/node.ts";
+import { isActive, type Member, type MemberStatus, statusRank } from "./members.ts";
+import { compareAddresses, type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 
 /** One observer's failure-detector verdicts; a higher version replaces a lower one. */
 export interface Observation {
@@ -84,7 +93,10 @@ export function prune(state: GossipState): GossipState {
   return { members: state.members, observations };
 }
 
-/** Unreachable members (not yet Removed) with who observed it, by address. */
+/**
+ * Unreachable members (not yet Removed) with who observed it, by address, as
+ * any observer reports it: for display. Decisions use {@linkcode reachabilityOf}.
+ */
 export function unreachableMembers(state: GossipState): Map<string, { node: NodeId; observers: NodeId[] }> {
   const result = new Map<string, { node: NodeId; observers: NodeId[] }>();
   for (const observation of state.observations.values()) {
@@ -104,14 +116,76 @@ export function liveMembers(state: GossipState): Member[] {
     .sort((a, b) => compareAddresses(a.node.address, b.node.address));
 }
 
+/** What one viewer makes of the failure-detector reports in a view. */
+export interface Reachability {
+  /** Keys (`address#uid`) of the observers whose reports count: the viewer and those it hears. */
+  readonly trusted: ReadonlySet<string>;
+  /** Members that a trusted observer reports unreachable, by address. */
+  readonly unreachable: ReadonlyMap<string, Member>;
+  /** Whether the members the viewer counts as reachable are at least half of the Joining, Up and Leaving ones. */
+  readonly quorum: boolean;
+  /**
+   * Joining, Up and Leaving members other than the viewer that a strict
+   * majority of the trusted observers (not counting the member itself) report
+   * unreachable: the ones the viewer may down, given a quorum and time.
+   */
+  readonly downable: readonly Member[];
+}
+
+const TAKES_PART: readonly MemberStatus[] = ["Joining", "Up", "Leaving"];
+
 /**
- * The leader: the lowest address among Up and Leaving members that nobody
- * reports unreachable (among all Up and Leaving ones if everyone is).
+ * Reachability as `viewer` sees it. Only observers that the viewer's own
+ * failure detector hears (and the viewer) are trusted, so a dead member's
+ * last report cannot keep a live member unreachable. A member is downable
+ * only when most trusted observers other than itself report it, so a link
+ * that fails one way between two members does not get a member downed that
+ * the others hear. Half of the members is a quorum, so a two-node cluster
+ * survives a crash.
  */
-export function leaderOf(state: GossipState): Member | undefined {
-  const candidates = liveMembers(state).filter((m) => isActive(m.status));
-  const unreachable = unreachableMembers(state);
-  return candidates.find((m) => !unreachable.has(m.node.address)) ?? candidates[0];
+export function reachabilityOf(state: GossipState, viewer: NodeId): Reachability {
+  const reportsOf = (observer: NodeId): readonly NodeId[] => {
+    const observation = state.observations.get(observer.address);
+    return observation && sameNode(observation.observer, observer) ? observation.unreachable : [];
+  };
+  const unheard = new Set(reportsOf(viewer).map(nodeKey));
+  const participants = liveMembers(state).filter((m) => TAKES_PART.includes(m.status));
+  const observers = [
+    viewer,
+    ...participants.map((m) => m.node).filter((node) => !sameNode(node, viewer) && !unheard.has(nodeKey(node))),
+  ];
+  const trusted = new Set(observers.map(nodeKey));
+  const reporters = new Map<string, Set<string>>();
+  for (const observer of observers) {
+    for (const node of reportsOf(observer)) {
+      const key = nodeKey(node);
+      reporters.set(key, (reporters.get(key) ?? new Set()).add(nodeKey(observer)));
+    }
+  }
+  const unreachable = new Map<string, Member>();
+  for (const m of state.members.values()) {
+    if (m.status !== "Removed" && reporters.has(nodeKey(m.node))) unreachable.set(m.node.address, m);
+  }
+  const reachable = participants.filter((m) => !unreachable.has(m.node.address)).length;
+  const downable = participants.filter((m) => {
+    const key = nodeKey(m.node);
+    const voters = trusted.has(key) ? trusted.size - 1 : trusted.size;
+    return !sameNode(m.node, viewer) && (reporters.get(key)?.size ?? 0) * 2 > voters;
+  });
+  return { trusted, unreachable, quorum: reachable * 2 >= participants.length, downable };
+}
+
+/**
+ * The leader as `viewer` sees it: the lowest address among Up and Leaving
+ * members that no observer it trusts reports unreachable, the viewer itself
+ * always a candidate while Up or Leaving (as in Akka). Undefined when there
+ * is none: an unreachable member never leads.
+ */
+export function leaderOf(state: GossipState, viewer: NodeId): Member | undefined {
+  const { unreachable } = reachabilityOf(state, viewer);
+  return liveMembers(state).find((m) =>
+    isActive(m.status) && (sameNode(m.node, viewer) || !unreachable.has(m.node.address))
+  );
 }
 
 /** The oldest Up or Leaving member: lowest up-number, then lowest address. */
@@ -125,6 +199,24 @@ export function oldestOf(state: GossipState): Member | undefined {
 export function isMember(state: GossipState, node: NodeId): boolean {
   const member = memberOf(state, node);
   return member !== undefined && member.status !== "Down" && member.status !== "Removed";
+}
+
+/**
+ * A view without the incarnations `gone` names: their entries, their
+ * observations, and the reports about them.
+ */
+export function withoutIncarnations(state: GossipState, gone: (node: NodeId) => boolean): GossipState {
+  const members = new Map([...state.members].filter(([, m]) => !gone(m.node)));
+  const observations = new Map<string, Observation>();
+  for (const [address, observation] of state.observations) {
+    if (gone(observation.observer)) continue;
+    const unreachable = observation.unreachable.filter((node) => !gone(node));
+    observations.set(
+      address,
+      unreachable.length === observation.unreachable.length ? observation : { ...observation, unreachable },
+    );
+  }
+  return { members, observations };
 }
 
 /** A view with `member` set (replacing whatever incarnation held its address). */

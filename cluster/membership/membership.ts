@@ -9,11 +9,29 @@
  * - Joining: a node asks every other seed "are you in a cluster?" and joins
  *   through the first that says yes. Only the first seed in the list may form
  *   a new cluster, and only when no other seed said yes in time.
- * - The view is gossiped and merged (see `gossip.ts`); the leader (lowest
- *   reachable Up address) moves Joining members Up, downs members that stayed
- *   unreachable too long (only while it reaches at least half of the members,
- *   so a node cut off alone does not down everyone else), and removes Down and
- *   Exiting ones. A downed member learns it when it is heard from again.
+ * - The view is gossiped and merged (see `gossip.ts`). Each node judges
+ *   reachability for itself: it trusts its own failure detector and the
+ *   reports of the observers that detector hears, never those of an observer
+ *   it cannot hear (which may be dead, its last report stale for good).
+ * - The leader, as a node sees it, is the lowest Up or Leaving address that no
+ *   trusted observer reports unreachable; the node itself is always a
+ *   candidate, and an unreachable member never is. The node that sees itself
+ *   lead moves Joining members Up unless a trusted observer reports them
+ *   unreachable, and removes Down and Exiting ones.
+ * - Downing: the leader downs a member that a strict majority of the trusted
+ *   observers other than that member have reported unreachable for
+ *   `downAfterMs` on end, and only while the members it counts reachable are
+ *   at least half of the Joining, Up and Leaving ones. So a node cut off alone
+ *   downs nobody, a link that fails one way does not get a member downed that
+ *   the others hear, and a two-node cluster survives a crash. A downed member
+ *   learns it when it is heard from again.
+ * - Forgetting: a Removed member is dropped from the view `removedTtlMs`
+ *   after it was removed, and its incarnation is remembered for a while
+ *   longer (a tombstone): gossip about it is dropped, so peers that forget
+ *   later cannot bring it back, and a message from it is answered with a view
+ *   that shows it Removed, so a member cut off for longer than the TTL learns
+ *   it is gone instead of being merged back. Its restart has a new uid and
+ *   joins as usual.
  * - Failure detection: heartbeats to every active member; one unanswered for
  *   `unreachableAfterMs` makes the observer report it unreachable.
  * - Leaving: Up → Leaving (the caller hands work off) → Exiting (the caller is
@@ -31,10 +49,14 @@ import {
   memberOf,
   mergeGossip,
   oldestOf,
+  prune,
+  type Reachability,
+  reachabilityOf,
   sameGossip,
   unreachableMembers,
   withMember,
   withObservation,
+  withoutIncarnations,
 } from "./gossip.ts";
 import { isActive, type Member, type MemberStatus, statusRank } from "./members.ts";
 import { type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
@@ -85,6 +107,11 @@ export interface MembershipConfig {
   readonly timings: ClusterTimings;
 }
 
+/** A forgotten incarnation stays tombstoned for this many removed TTLs: peers forget on their own clocks. */
+const TOMBSTONE_TTLS = 5;
+/** At most this many tombstones are kept; the oldest go first. */
+const MAX_TOMBSTONES = 1000;
+
 type Phase =
   | { readonly name: "discovering"; readonly since: number; lastRound: number; lastNotice: number; nacked: Set<string> }
   | { readonly name: "joining"; readonly via: string; readonly since: number }
@@ -110,10 +137,14 @@ export class Membership {
   #changed = false;
   #lastGossip = -Infinity;
   #gossipCursor = 0;
-  // Leader bookkeeping, on this node's clock.
-  readonly #unreachableSince = new Map<string, number>();
+  // Downing and removal bookkeeping, on this node's clock.
+  readonly #downableSince = new Map<string, number>();
   readonly #downSince = new Map<string, number>();
   readonly #removedAt = new Map<string, number>();
+  // Forgotten incarnations (`address#uid`) and when each tombstone expires, oldest first.
+  readonly #tombstones = new Map<string, number>();
+  // When each incarnation was last told that it (or a member it still counts) is gone.
+  readonly #toldGone = new Map<string, number>();
   #exitingSince: number | undefined;
 
   constructor(config: MembershipConfig, now: number) {
@@ -137,6 +168,11 @@ export class Membership {
   /** This node's own entry in the view, once it has joined. */
   get selfMember(): Member | undefined {
     return memberOf(this.#state, this.#self);
+  }
+
+  /** The leader as this node sees it (see `leaderOf`): the one whose duties it does when it is itself. */
+  get leader(): Member | undefined {
+    return leaderOf(this.#state, this.#self);
   }
 
   /** Whether the node is in a cluster (joined and not yet gone). */
@@ -196,8 +232,11 @@ export class Membership {
       return;
     }
     this.#detectFailures(now);
-    if (this.#isLeader()) this.#leaderActions(now);
+    const reachability = reachabilityOf(this.#state, this.#self);
+    this.#trackDownable(reachability, now);
+    if (this.#isLeader()) this.#leaderActions(reachability, now);
     this.#forgetRemoved(now);
+    this.#expire(now);
     this.#gossip(now);
     this.#awaitRemoval(now);
   }
@@ -237,6 +276,7 @@ export class Membership {
 
   #receive(from: NodeId, message: MembershipMessage, now: number): void {
     const phase = this.#phase;
+    if (this.#tombstones.has(nodeKey(from))) return this.#tellGone(from, [from], now);
     this.#markHeard(from, now);
     switch (message.type) {
       case "initJoin": {
@@ -258,7 +298,7 @@ export class Membership {
         return this.#admit(from, message.management, now);
       case "welcome":
       case "gossip":
-        return this.#adopt(from, message.state);
+        return this.#adopt(from, message.state, now);
       case "heartbeat":
         if (phase.name === "member") this.#send(from.address, { type: "heartbeatAck", sequence: message.sequence });
         return;
@@ -276,7 +316,9 @@ export class Membership {
     if (this.#phase.name !== "member" || (status !== "Up" && status !== "Joining")) return;
     const existing = this.#state.members.get(joiner.address);
     if (existing && existing.node.uid > joiner.uid) return; // a stale request from an older incarnation
-    if (existing && existing.node.uid === joiner.uid && !isMember(this.#state, joiner)) return;
+    if (existing && existing.node.uid === joiner.uid && !isMember(this.#state, joiner)) {
+      return this.#tellGone(joiner, [joiner], now);
+    }
     if (!existing || existing.node.uid !== joiner.uid) {
       this.#state = withMember(this.#state, { node: joiner, status: "Joining", upNumber: 0, management });
       this.#heard.set(nodeKey(joiner), now);
@@ -284,24 +326,49 @@ export class Membership {
     this.#send(joiner.address, { type: "welcome", state: this.#state });
   }
 
-  #adopt(from: NodeId, incoming: GossipState): void {
+  #adopt(from: NodeId, incoming: GossipState, now: number): void {
     const phase = this.#phase.name;
     const known = memberOf(this.#state, from);
-    if (known && !isMember(this.#state, from)) {
-      // A member that was downed while cut off (or frozen) learns it from the reply.
-      if (phase === "member") this.#send(from.address, { type: "gossip", state: this.#state });
-      return;
-    }
+    // A member that was downed while cut off (or frozen) learns it from the reply.
+    if (known && !isMember(this.#state, from)) return this.#tellGone(from, [from], now);
     const older = this.#state.members.get(from.address);
     if (older && older.node.uid > from.uid) return;
     if (!isMember(incoming, from)) return;
+    const forgotten = [...incoming.members.values()].filter((m) => this.#tombstones.has(nodeKey(m.node)));
+    const fresh = forgotten.length === 0
+      ? incoming
+      : withoutIncarnations(incoming, (node) => this.#tombstones.has(nodeKey(node)));
     if (phase === "member") {
-      this.#state = mergeGossip(this.#state, incoming);
-    } else if (phase !== "gone" && memberOf(incoming, this.#self)) {
+      this.#state = mergeGossip(this.#state, fresh);
+      // A peer that missed a removal would otherwise hold the member for good: nobody gossips it any more.
+      const stillCounted = forgotten.filter((m) => m.status !== "Removed").map((m) => m.node);
+      if (stillCounted.length > 0) this.#tellGone(from, stillCounted, now);
+    } else if (phase !== "gone" && memberOf(fresh, this.#self)) {
       // A welcome, or gossip that shows this node was let in even if the welcome was lost.
-      this.#state = mergeGossip(EMPTY_GOSSIP, incoming);
+      this.#state = mergeGossip(EMPTY_GOSSIP, fresh);
       this.#phase = { name: "member" };
     }
+  }
+
+  /**
+   * Sends `to` this view with each of `gone` shown Removed (unless the view
+   * holds a newer incarnation at its address). At most once a gossip interval
+   * per recipient: two nodes that each hold the other gone would otherwise
+   * answer each other without end.
+   */
+  #tellGone(to: NodeId, gone: readonly NodeId[], now: number): void {
+    if (this.#phase.name !== "member") return;
+    const key = nodeKey(to);
+    if (now - (this.#toldGone.get(key) ?? -Infinity) < this.#t.gossipIntervalMs) return;
+    this.#toldGone.set(key, now);
+    let state = this.#state;
+    for (const node of gone) {
+      const current = state.members.get(node.address);
+      if (!current || current.node.uid < node.uid) {
+        state = withMember(state, { node, status: "Removed", upNumber: 0, management: "" });
+      }
+    }
+    this.#send(to.address, { type: "gossip", state });
   }
 
   #checkSelf(): void {
@@ -319,7 +386,7 @@ export class Membership {
   }
 
   #isLeader(): boolean {
-    const leader = leaderOf(this.#state);
+    const leader = this.leader;
     return leader !== undefined && sameNode(leader.node, this.#self);
   }
 
@@ -352,9 +419,16 @@ export class Membership {
     });
   }
 
-  #leaderActions(now: number): void {
+  /** Starts or stops the clock of each member that is downable with a quorum; every node keeps it, leader or not. */
+  #trackDownable(reachability: Reachability, now: number): void {
+    const downable = new Set(reachability.quorum ? reachability.downable.map((m) => nodeKey(m.node)) : []);
+    for (const key of this.#downableSince.keys()) if (!downable.has(key)) this.#downableSince.delete(key);
+    for (const key of downable) if (!this.#downableSince.has(key)) this.#downableSince.set(key, now);
+  }
+
+  #leaderActions(reachability: Reachability, now: number): void {
     const members = liveMembers(this.#state);
-    const unreachable = unreachableMembers(this.#state);
+    const { unreachable } = reachability;
     let highestUp = Math.max(0, ...[...this.#state.members.values()].map((m) => m.upNumber));
     for (const m of members) {
       const address = m.node.address;
@@ -374,23 +448,15 @@ export class Membership {
         }
       }
     }
-    for (const address of this.#unreachableSince.keys()) {
-      if (!unreachable.has(address)) this.#unreachableSince.delete(address);
-    }
-    // A side that sees fewer than half of the members may be the one cut off:
-    // it must not down the rest. Half is enough, so a 2-node cluster survives a crash.
-    const candidates = members.filter((m) => m.status === "Joining" || isActive(m.status));
-    const reachable = candidates.filter((m) => !unreachable.has(m.node.address)).length;
-    if (reachable * 2 < candidates.length) return;
-    for (const [address, { node }] of unreachable) {
+    // A side that sees fewer than half of the members may be the one cut off: it must not down the rest.
+    if (!reachability.quorum) return;
+    for (const { node } of reachability.downable) {
+      const key = nodeKey(node);
+      const since = this.#downableSince.get(key);
       const member = memberOf(this.#state, node);
-      if (!member || member.status === "Down" || member.status === "Exiting" || member.status === "Removed") continue;
-      const since = this.#unreachableSince.get(address) ?? now;
-      this.#unreachableSince.set(address, since);
-      if (now - since >= this.#t.downAfterMs) {
-        this.#state = withMember(this.#state, { ...member, status: "Down" });
-        this.#unreachableSince.delete(address);
-      }
+      if (!member || since === undefined || now - since < this.#t.downAfterMs) continue;
+      this.#state = withMember(this.#state, { ...member, status: "Down" });
+      this.#downableSince.delete(key);
     }
   }
 
@@ -405,10 +471,24 @@ export class Membership {
       if (now - at >= this.#t.removedTtlMs) {
         const members = new Map(this.#state.members);
         members.delete(m.node.address);
-        this.#state = { members, observations: this.#state.observations };
+        this.#state = prune({ members, observations: this.#state.observations });
         this.#removedAt.delete(m.node.address);
+        if (this.#tombstones.size >= MAX_TOMBSTONES) {
+          const [oldest] = this.#tombstones.keys();
+          this.#tombstones.delete(oldest);
+        }
+        this.#tombstones.set(nodeKey(m.node), now + TOMBSTONE_TTLS * this.#t.removedTtlMs);
       }
     }
+  }
+
+  #expire(now: number): void {
+    // Every tombstone lives as long, so the map is in order of expiry.
+    for (const [key, expires] of this.#tombstones) {
+      if (expires > now) break;
+      this.#tombstones.delete(key);
+    }
+    for (const [key, at] of this.#toldGone) if (now - at >= this.#t.gossipIntervalMs) this.#toldGone.delete(key);
   }
 
   #gossipTargets(): string[] {
@@ -479,8 +559,8 @@ export class Membership {
         this.#emit({ type: "reachable", node: entry.node });
       }
     }
-    const leaderBefore = leaderOf(before)?.node;
-    const leaderAfter = leaderOf(after)?.node;
+    const leaderBefore = leaderOf(before, this.#self)?.node;
+    const leaderAfter = leaderOf(after, this.#self)?.node;
     if (!sameOptionalNode(leaderBefore, leaderAfter)) this.#emit({ type: "leaderChanged", leader: leaderAfter });
     const oldestBefore = oldestOf(before)?.node;
     const oldestAfter = oldestOf(after)?.node;

@@ -1,84 +1,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_TIMINGS } from "../timings.ts";
-import { leaderOf, liveMembers, mergeGossip, oldestOf, sameGossip, unreachableMembers } from "./gossip.ts";
-import { Membership, type MembershipEvent, type MembershipMessage } from "./membership.ts";
-import { type NodeId } from "../remoting/node.ts";
-
-const SEEDS = ["127.0.0.1:2551", "127.0.0.1:2552"];
-
-/** An in-memory network of Membership state machines with a manual clock. */
-class SimCluster {
-  now = 1_000_000;
-  readonly nodes = new Map<string, Membership>();
-  readonly events = new Map<string, MembershipEvent[]>();
-  readonly cut = new Set<string>();
-  #queue: { from: NodeId; to: string; message: MembershipMessage }[] = [];
-  #uid = 0;
-
-  start(address: string, seeds: readonly string[] = SEEDS): Membership {
-    const node = new Membership({ self: { address, uid: ++this.#uid }, seeds, timings: DEFAULT_TIMINGS }, this.now);
-    this.nodes.set(address, node);
-    this.events.set(address, []);
-    return node;
-  }
-
-  kill(address: string): void {
-    this.nodes.delete(address);
-  }
-
-  /** Stops traffic between two addresses, both ways. */
-  partition(a: string, b: string): void {
-    this.cut.add(`${a}|${b}`).add(`${b}|${a}`);
-  }
-
-  input(address: string, type: "leave" | "exit"): void {
-    const node = this.nodes.get(address)!;
-    this.#carryOut(node, node.step({ type, now: this.now }));
-  }
-
-  #carryOut(node: Membership, actions: ReturnType<Membership["step"]>): void {
-    for (const action of actions) {
-      if (action.type === "send") this.#queue.push({ from: node.self, to: action.to, message: action.message });
-      else this.events.get(node.self.address)!.push(action.event);
-    }
-  }
-
-  /** Advances the clock in 100 ms ticks, delivering every message after each tick. */
-  advance(ms: number): void {
-    for (let t = 0; t < ms; t += 100) {
-      this.now += 100;
-      for (const node of [...this.nodes.values()]) this.#carryOut(node, node.step({ type: "tick", now: this.now }));
-      for (let rounds = 0; this.#queue.length > 0 && rounds < 100; rounds++) {
-        const queue = this.#queue;
-        this.#queue = [];
-        for (const { from, to, message } of queue) {
-          const target = this.nodes.get(to);
-          if (!target || this.cut.has(`${from.address}|${to}`) || !this.nodes.has(from.address)) continue;
-          this.#carryOut(target, target.step({ type: "message", from, message, now: this.now }));
-        }
-      }
-    }
-  }
-
-  /** Advances until `condition` holds; fails after `limitMs` of simulated time. */
-  advanceUntil(condition: () => boolean, limitMs: number, what: string): number {
-    const start = this.now;
-    while (!condition()) {
-      if (this.now - start > limitMs) assert.fail(`${what} did not happen within ${limitMs} ms (simulated)`);
-      this.advance(100);
-    }
-    return this.now - start;
-  }
-
-  statuses(address: string): Record<string, string> {
-    const node = this.nodes.get(address)!;
-    return Object.fromEntries(liveMembers(node.state).map((m) => [m.node.address, m.status]));
-  }
-
-  allSee(expected: Record<string, string>): boolean {
-    return [...this.nodes.keys()].every((a) => JSON.stringify(this.statuses(a)) === JSON.stringify(expected));
-  }
-}
+import { leaderOf, mergeGossip, oldestOf, sameGossip, unreachableMembers } from "./gossip.ts";
+import { SimCluster } from "./membership_sim.ts";
 
 const A = "127.0.0.1:2551";
 const B = "127.0.0.1:2552";
@@ -93,7 +16,7 @@ for (const order of [[A, B, C], [C, B, A], [B, C, A], [C, A, B]]) {
       sim.advance(700);
     }
     sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
-    const leaders = [...sim.nodes.values()].map((n) => leaderOf(n.state)?.node.address);
+    const leaders = [...sim.nodes.values()].map((n) => leaderOf(n.state, n.self)?.node.address);
     assert.deepEqual(leaders, [A, A, A]);
     const oldest = new Set([...sim.nodes.values()].map((n) => oldestOf(n.state)?.node.address));
     assert.equal(oldest.size, 1, "everyone agrees on the oldest");
@@ -168,7 +91,7 @@ for (const victim of [A, B]) {
     sim.kill(victim);
     const survivor = victim === A ? B : A;
     sim.advanceUntil(() => sim.allSee({ [survivor]: "Up" }), 20_000, "removal of the killed node");
-    assert.equal(leaderOf(sim.nodes.get(survivor)!.state)?.node.address, survivor);
+    assert.equal(sim.nodes.get(survivor)!.leader?.node.address, survivor);
     assert.equal(oldestOf(sim.nodes.get(survivor)!.state)?.node.address, survivor);
   });
 }
@@ -246,4 +169,131 @@ Deno.test("mergeGossip() is commutative and idempotent over the views of a runni
     assert.ok(sameGossip(mergeGossip(x, x), x));
     for (const y of views) assert.ok(sameGossip(mergeGossip(x, y), mergeGossip(y, x)));
   }
+});
+
+const D = "127.0.0.1:2554";
+const T = DEFAULT_TIMINGS;
+// Detection, downing, then a few heartbeat and gossip rounds to spread the verdict.
+const DOWNING_BOUND_MS = T.unreachableAfterMs + T.downAfterMs + 5000;
+
+function statusIn(sim: SimCluster, viewer: string, address: string): string {
+  return sim.statuses(viewer)[address] ?? "absent";
+}
+
+Deno.test("a dead leader is downed although it reported a live member unreachable just before it died", () => {
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  // A stops hearing B (B still hears A), so A's last word is "B is unreachable".
+  sim.cutOneWay(B, A);
+  sim.advanceUntil(
+    () => unreachableMembers(sim.nodes.get(C)!.state).get(B)?.observers.some((o) => o.address === A) === true,
+    10_000,
+    "C learning that A cannot hear B",
+  );
+  sim.kill(A);
+  sim.cut.clear();
+  const downed = () => [B, C].every((v) => ["Down", "absent"].includes(statusIn(sim, v, A)));
+  const start = sim.now;
+  while (!downed() && sim.now - start <= DOWNING_BOUND_MS) sim.advance(100);
+  assert.ok(
+    downed(),
+    `A still ${statusIn(sim, C, A)} in C's view and ${statusIn(sim, B, A)} in B's ${sim.now - start} ms after it died`,
+  );
+  sim.advanceUntil(() => sim.allSee({ [B]: "Up", [C]: "Up" }), 10_000, "A removed, B and C Up");
+});
+
+Deno.test("when a dead member had reported everyone unreachable, a live member leads: it downs the dead one and lets a new one Up", () => {
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  sim.cutOneWay(B, A);
+  sim.cutOneWay(C, A);
+  sim.advanceUntil(
+    () =>
+      [B, C].every((x) => unreachableMembers(sim.nodes.get(B)!.state).get(x)?.observers.some((o) => o.address === A)),
+    10_000,
+    "A reporting B and C unreachable",
+  );
+  sim.kill(A);
+  sim.cut.clear();
+  sim.start(D);
+  const expected = { [B]: "Up", [C]: "Up", [D]: "Up" };
+  const start = sim.now;
+  while (!sim.allSee(expected) && sim.now - start <= DOWNING_BOUND_MS + T.joinTimeoutMs) sim.advance(100);
+  assert.deepEqual(sim.statuses(B), expected, `B's view ${sim.now - start} ms after A died and D asked to join`);
+});
+
+Deno.test("a forgotten Removed member is not brought back by a peer's older gossip", () => {
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  sim.kill(C);
+  sim.advanceUntil(
+    () => [A, B].every((v) => sim.nodes.get(v)!.state.members.get(C)?.status === "Removed"),
+    DOWNING_BOUND_MS,
+    "C removed",
+  );
+  const b = sim.nodes.get(B)!;
+  const staleView = b.state;
+  const a = sim.nodes.get(A)!;
+  sim.advanceUntil(() => !a.state.members.has(C), T.removedTtlMs + 1000, "A forgetting C");
+  sim.deliver(b.self, A, { type: "gossip", state: staleView });
+  assert.equal(a.state.members.get(C)?.status, undefined, "A took C back from B's older gossip");
+  sim.advanceUntil(() => !b.state.members.has(C), 5000, "B forgetting C");
+  for (let t = 0; t < 2 * T.removedTtlMs; t += 100) {
+    sim.advance(100);
+    for (const v of [A, B]) assert.ok(!sim.nodes.get(v)!.state.members.has(C), `C back in ${v}'s view`);
+  }
+});
+
+Deno.test("a member cut off for longer than the removed TTL is told it is gone, not merged back; its restart joins", () => {
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  const cutOff = sim.nodes.get(C)!;
+  sim.partition(A, C);
+  sim.partition(B, C);
+  const a = sim.nodes.get(A)!;
+  sim.advanceUntil(() => !a.state.members.has(C), DOWNING_BOUND_MS + T.removedTtlMs + 5000, "A forgetting C");
+  // A message from C slips through: C still takes itself (and everyone) for Up.
+  sim.deliver(cutOff.self, A, { type: "gossip", state: cutOff.state });
+  const merged = a.state.members.get(C);
+  assert.ok(merged?.node.uid !== cutOff.self.uid, `A merged the forgotten C back as ${merged?.status}`);
+  sim.advanceUntil(
+    () => [A, B].every((v) => !sim.nodes.get(v)!.state.members.has(C)),
+    DOWNING_BOUND_MS + T.removedTtlMs + 5000,
+    "A and B forgetting C",
+  );
+  assert.equal(cutOff.isGone, false, "C, alone, cannot tell it was downed");
+  sim.cut.clear();
+  for (let t = 0; t < 5000; t += 100) {
+    sim.advance(100);
+    for (const v of [A, B]) {
+      const entry = sim.nodes.get(v)!.state.members.get(C);
+      assert.ok(entry?.node.uid !== cutOff.self.uid, `${v} merged C back as ${entry?.status} after the heal`);
+    }
+  }
+  assert.equal(cutOff.isGone, true, "C learnt it is gone");
+  assert.deepEqual(sim.events.get(C)!.at(-1), { type: "selfRemoved", reason: "downed" });
+  const restarted = sim.restart(C);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "C's restart joining");
+  assert.equal(sim.nodes.get(A)!.state.members.get(C)!.node.uid, restarted.self.uid);
+});
+
+Deno.test("a link that fails one way does not get a member downed that the others hear", () => {
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  // The leader A stops hearing B; C hears B fine.
+  sim.cutOneWay(B, A);
+  for (let t = 0; t < 3 * DOWNING_BOUND_MS; t += 100) {
+    sim.advance(100);
+    for (const v of [A, B, C]) {
+      assert.equal(statusIn(sim, v, B), "Up", `B is ${statusIn(sim, v, B)} for ${v} at ${t} ms`);
+    }
+  }
+  assert.ok(unreachableMembers(sim.nodes.get(C)!.state).get(B)?.observers.some((o) => o.address === A));
+  sim.cut.clear();
+  sim.advanceUntil(() => unreachableMembers(sim.nodes.get(C)!.state).size === 0, 10_000, "B reachable again");
 });

@@ -158,13 +158,19 @@ export const processCommand = defineCommand(processSpec, async (flags, positiona
   const config = processorConfig(flags, sources.partitions !== "default");
   await setUpLogging(logLevelFlag(flags["log-level"]));
   const log = getLogger(["usershard", "process"]);
+  let node: ProcessorNode;
+  try {
+    // Until it is up, a signal ends the process at once (the default): there is nothing to hand off.
+    node = await ProcessorNode.start(config);
+  } catch (error) {
+    throw error instanceof ProcessorError ? new CliError(error.message) : error;
+  }
   const stop = Promise.withResolvers<void>();
   const stopListening = onStopSignal(() => stop.resolve(), () => {
     log.warn("second signal: exiting without finishing the leave");
     Deno.exit(130);
   });
   try {
-    const node = await ProcessorNode.start(config);
     return await node.run(stop.promise);
   } catch (error) {
     throw error instanceof ProcessorError ? new CliError(error.message) : error;
@@ -197,6 +203,11 @@ function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitions
   if (flags.state !== "kafka" && flags.state !== "memory") {
     throw new UsageError(`--state must be kafka or memory, got '${flags.state}'`);
   }
+  const secret = flags["cluster-secret"];
+  if (secret === "") {
+    // An unset variable in `USERSHARD_CLUSTER_SECRET=$SECRET` must not quietly turn authentication off.
+    throw new UsageError("--cluster-secret is empty; give the shared secret, or leave the flag out for none");
+  }
   const timings: NodeTimings = {
     ...DEFAULT_NODE_TIMINGS,
     membership: {
@@ -222,7 +233,7 @@ function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitions
     grpcPort,
     seeds,
     clusterName: flags["cluster-name"],
-    secret: flags["cluster-secret"],
+    secret,
     brokers,
     topic,
     group: flags.group,

@@ -195,7 +195,9 @@ export class ProcessorNode {
       let consuming = false;
       if (ready === true) {
         log.info("node ready: consuming {topic} in group {group}", { topic: config.topic, group: config.group });
-        await pipeline.start().catch((error) => {
+        await pipeline.start().catch(async (error) => {
+          // It may have joined the group before failing: leave it, so that its partitions go to others at once.
+          await pipeline.stop().catch(() => {});
           throw new ProcessorError(
             `could not start consuming ${config.topic}: ${kafkaErrorLine(error, config.brokers)}`,
           );

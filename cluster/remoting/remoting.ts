@@ -278,6 +278,11 @@ export class Remoting {
     if (wait > 0) return Promise.reject(new RemotingError(`${address} is unreachable (next attempt in ${wait} ms)`));
     peer.connecting = this.#connect(address).then(
       ({ link, node }) => {
+        if (this.#closed) {
+          // Shut down while the handshake ran: nothing may go out on it any more.
+          link.close();
+          throw new RemotingError("remoting is shut down");
+        }
         peer.link = link;
         peer.node = node;
         peer.failures = 0;
@@ -368,8 +373,15 @@ export class Remoting {
   /** A connection to `target`, refused when another incarnation than the one meant answers there. */
   async #linkTo(target: Target): Promise<Link> {
     const address = typeof target === "string" ? target : target.address;
-    const link = await this.#link(address);
-    const node = this.#peers.get(address)?.node;
+    let link = await this.#link(address);
+    let node = this.#peers.get(address)?.node;
+    if (typeof target !== "string" && node && node.uid < target.uid) {
+      // A newer incarnation is meant: this connection is to one that died without closing it (no FIN
+      // from a crashed host), which TCP could take minutes to notice.
+      link.close(`${address} restarted as incarnation ${target.uid}; reconnecting`);
+      link = await this.#link(address);
+      node = this.#peers.get(address)?.node;
+    }
     if (typeof target !== "string" && node && node.uid !== target.uid) {
       throw new RemotingError(`${address} is now incarnation ${node.uid}, not ${target.uid}`);
     }

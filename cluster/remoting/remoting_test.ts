@@ -340,3 +340,60 @@ Deno.test("a peer that does not read has its connection closed once too much is 
     assert.ok((await connecting) instanceof RemotingError);
     peer.close();
   }));
+
+/** Plays the accepting side of a handshake by hand, as incarnation `uid` at `address`. */
+async function acceptAs(listener: Deno.TcpListener, address: string, uid: bigint): Promise<RawPeer> {
+  const peer = RawPeer.of(await listener.accept());
+  await peer.send(create(EnvelopeSchema, { body: { case: "challenge", value: { nonce: new Uint8Array(16) } } }));
+  await peer.next();
+  await peer.send(create(EnvelopeSchema, {
+    body: { case: "handshakeAck", value: { accepted: true, from: { address, uid } } },
+  }));
+  return peer;
+}
+
+Deno.test("a connection whose handshake ends after close() is closed at once and carries nothing", () =>
+  withRemotings(async (started) => {
+    const a = node();
+    started.push(a);
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const address = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    a.tell(address, getUser("queued before the close"));
+    const conn = await listener.accept();
+    listener.close();
+    const peer = RawPeer.of(conn);
+    a.close();
+    await peer.send(create(EnvelopeSchema, { body: { case: "challenge", value: { nonce: new Uint8Array(16) } } }));
+    await peer.next();
+    await peer.send(create(EnvelopeSchema, {
+      body: { case: "handshakeAck", value: { accepted: true, from: { address, uid: 9n } } },
+    }));
+    assert.equal(await peer.next(), undefined, "nothing is sent after close(), and the connection ends");
+    peer.close();
+  }));
+
+Deno.test("an ask for a newer incarnation replaces a connection to an older one that never closed", () =>
+  withRemotings(async (started) => {
+    const a = node();
+    started.push(a);
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const address = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    a.tell(address, getUser("hello"));
+    // The old incarnation's host died without a FIN: its connection stays open and silent.
+    const stale = await acceptAs(listener, address, 1n);
+    assert.equal((await stale.next())?.body.case, "getUser");
+    const asked = a.ask({ address, uid: 2 }, getUser("for the new one"), 3000);
+    const fresh = await acceptAs(listener, address, 2n);
+    listener.close();
+    const request = await fresh.next();
+    assert.ok(request?.body.case === "getUser" && request.body.value.userId === "for the new one");
+    assert.equal(request.toUid, 2n);
+    await fresh.send(create(EnvelopeSchema, {
+      correlationId: request.correlationId,
+      reply: true,
+      body: { case: "userTotals", value: { $typeName: "usershard.cluster.UserTotals", ...totals("new") } },
+    }));
+    assert.deepEqual((await asked).from, { address, uid: 2 });
+    stale.close();
+    fresh.close();
+  }));

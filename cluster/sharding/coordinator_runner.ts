@@ -180,8 +180,27 @@ export class CoordinatorRunner {
       request.reject(new Error("no answer in time"));
     }
     if (!this.#coordinator) return;
+    this.#callRegions();
     if (now - this.#lastPlacement >= (this.#o.reconcileIntervalMs ?? 5000)) this.#refreshPlacement();
     this.#feed({ type: "tick", now });
+  }
+
+  /**
+   * Tells every Up or Leaving member whose region this instance does not know
+   * to register. A region registered with an earlier instance on this node
+   * thinks it is registered still, and one whose work is all local would
+   * never ask anything that tells it otherwise; until it registers, no shard
+   * can start fresh anywhere.
+   */
+  #callRegions(): void {
+    for (const member of this.#members) {
+      if (member.status !== "Up" && member.status !== "Leaving") continue;
+      if (this.#registered.has(nodeKey(member.node))) continue;
+      this.#o.remoting.tell(member.node, {
+        case: "registerFirst",
+        value: create(RegisterFirstSchema, { epoch: this.#epoch }),
+      });
+    }
   }
 
   #feed(input: CoordinatorInput): void {

@@ -34,7 +34,7 @@ export const MAX_WAITING = 10_000;
 export const MAX_EVENTS_PER_MESSAGE = 2000;
 
 /** The message kinds a region answers. */
-export const REGION_MESSAGES = ["applyEvents", "getUser", "stopShard", "startShard"] as const;
+export const REGION_MESSAGES = ["applyEvents", "getUser", "stopShard", "startShard", "registerFirst"] as const;
 
 /** A shard could not be reached in time. */
 export class ShardUnavailableError extends Error {
@@ -259,9 +259,14 @@ export class ShardRegion {
   }
 
   /** Answers the region's messages from other nodes (and from the coordinator). */
-  handle(message: Inbound): Body | Promise<Body> {
+  handle(message: Inbound): Body | Promise<Body> | undefined {
     const { body } = message;
     switch (body.case) {
+      case "registerFirst":
+        // A new coordinator instance calling for regions: register again if it is the one this region knew.
+        this.#coordinator.heardEpoch(message.from, body.value.epoch);
+        void this.#coordinator.register();
+        return undefined;
       case "applyEvents":
         return this.#hosting.applyForwarded(body.value.shard, body.value.events);
       case "getUser":

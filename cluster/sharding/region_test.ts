@@ -130,6 +130,8 @@ Deno.test("a coordinator that moves away and back starts a new epoch, and the re
     );
     view.oldest = self;
     runner.update(snapshot([{ node: self, status: "Up", upNumber: 1 }], self));
+    // A region whose work is all local asks nothing: the new instance calls it to register.
+    await eventually("the new instance activating with the region registered again", () => runner.isActive, 3000);
 
     // The new instance knows nothing until the region tells it; a shard nobody hosts yet starts
     // long before its registration grace would have let it start without the region.

@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { runCommand } from "./command.ts";
+import { processCommand } from "./process.ts";
+
+/** Runs `usershard process` with `args`; returns the exit code and the lines on standard error. */
+async function process(...args: string[]): Promise<{ code: number; lines: string[] }> {
+  const lines: string[] = [];
+  const original = console.error;
+  console.error = (...parts: unknown[]) => lines.push(parts.map(String).join(" "));
+  try {
+    return { code: await runCommand(processCommand, args), lines };
+  } finally {
+    console.error = original;
+  }
+}
+
+Deno.test("process refuses an empty secret before it touches Kafka: it would turn authentication off", async () => {
+  assert.deepEqual(await process("--cluster-secret", "", "--brokers", "127.0.0.1:1"), {
+    code: 2,
+    lines: [
+      "usershard process: --cluster-secret is empty; give the shared secret, or leave the flag out for none " +
+      "(see usershard process --help)",
+    ],
+  });
+});
+
+Deno.test("process refuses timings that break a relation, naming the flags and why", async () => {
+  const { code, lines } = await process("--ask-timeout", "30s", "--brokers", "127.0.0.1:1");
+  assert.equal(code, 2);
+  assert.equal(lines.length, 1);
+  assert.match(
+    lines[0],
+    /^usershard process: --handoff-timeout \(20s\) must be at least the leaving grace \(5s\) plus --ask-timeout \(30s\)/,
+  );
+  const fixed = await process("--ask-timeout", "30s", "--handoff-timeout", "10s", "--unreachable-after", "1s");
+  assert.match(fixed.lines[0], /--unreachable-after \(1s\) must be at least 3 heartbeat intervals/);
+  assert.match(fixed.lines[0], /--handoff-timeout \(10s\)/);
+});

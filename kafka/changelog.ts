@@ -22,6 +22,7 @@ import { getLogger } from "@logtape/logtape";
 import type { UserTotals } from "../cluster/sharding/entity.ts";
 import type { ShardSnapshot } from "../cluster/sharding/shard.ts";
 import { ShardFencedError, type ShardLog, type ShardStorage } from "../cluster/sharding/shard_storage.ts";
+import { DEFAULT_KAFKA_TIMINGS } from "../cluster/timings.ts";
 import { ensureTopic } from "./admin.ts";
 import { PartitionReader } from "./partition_reader.ts";
 
@@ -31,9 +32,6 @@ const log = getLogger(["usershard", "changelog"]);
 export function changelogTopicFor(group: string): string {
   return `${group}-changelog`;
 }
-
-/** How long Kafka lets a transaction stay open; see ARCHITECTURE.md, "Timing". */
-export const TRANSACTION_TIMEOUT_MS = 30_000;
 
 const VALUE_VERSION = 1;
 const VALUE_BYTES = 25;
@@ -134,6 +132,8 @@ export interface ChangelogSettings {
   /** The client id Kafka's tools show for this node's writers. */
   readonly clientId: string;
   readonly topic: string;
+  /** How long Kafka lets a changelog transaction stay open (ARCHITECTURE.md, "Timing"). */
+  readonly transactionTimeoutMs?: number;
 }
 
 /**
@@ -173,7 +173,7 @@ export class KafkaShardStorage implements ShardStorage {
       retryDelay: (_client: unknown, _operation: string, attempt: number) => Math.min(10 * 2 ** attempt, 2000),
       // Also the transaction timeout: Kafka aborts a transaction left open this long (a new owner
       // aborts it at once), so it must outlast the retries above (about 15 s).
-      timeout: TRANSACTION_TIMEOUT_MS,
+      timeout: this.#settings.transactionTimeoutMs ?? DEFAULT_KAFKA_TIMINGS.transactionTimeoutMs,
     });
     try {
       // The first transaction calls InitProducerId: from here on no earlier owner's write can commit.

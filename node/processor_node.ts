@@ -107,7 +107,13 @@ export class ProcessorNode {
       state: config.state === "kafka" ? `in ${changelog}` : "in memory only (lost with the node)",
     });
     const storage: ShardStorage = config.state === "kafka"
-      ? new KafkaShardStorage({ kafka, brokers, clientId: nodeClientId(self.address), topic: changelog })
+      ? new KafkaShardStorage({
+        kafka,
+        brokers,
+        clientId: nodeClientId(self.address),
+        topic: changelog,
+        transactionTimeoutMs: config.timings.kafka.transactionTimeoutMs,
+      })
       : MEMORY_STORAGE;
 
     const closers: (() => unknown)[] = [() => admin.disconnect()];
@@ -132,6 +138,7 @@ export class ProcessorNode {
         placement: () => groupPlacement(admin, group, topic),
         shardOf,
         storage,
+        timings: config.timings.sharding,
       });
       closers.push(() => sharding.close());
       const pipeline = new ConsumerPipeline({

@@ -11,34 +11,54 @@
  * - A coordinator that has just taken over allocates nothing until every Up
  *   or Leaving member's region has told it which shards it hosts (or a grace
  *   period has passed), so it cannot start a shard that still runs elsewhere.
+ *   Even after the grace, a shard that is nowhere in its table starts neither
+ *   empty nor from state a region handed off earlier while such a member has
+ *   not registered: that member may run the shard, with newer state.
+ * - Only live incarnations count: a region known to be gone cannot register,
+ *   and a shard it reports started is started again elsewhere.
+ * - A region's repeated registration claims nothing: it may be older than
+ *   commands the region has carried out since.
+ * - An answer that names its command counts only for the move's last command,
+ *   so a duplicate or overtaken answer cannot end a move.
  * - The shards of a node that is gone (downed, removed, replaced) are lost
  *   with it and start empty elsewhere.
+ *
+ * A step costs in proportion to what its input changed, not to the number of
+ * shards: all of them are looked at again only when members or registrations
+ * change or a leaving node's grace ends.
  *
  * @module
  */
 import { type MemberStatus } from "../membership/members.ts";
 import { compareAddresses, type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 import type { ShardSnapshot } from "./shard.ts";
+import { DEFAULT_SHARDING_TIMINGS, type ShardingTimings } from "../timings.ts";
 
-/** How long a new coordinator waits for regions to register before it allocates anyway. */
-export const REGISTRATION_GRACE_MS = 10_000;
+/** The coordinator's own timings (ARCHITECTURE.md, "Timing"). */
+export type CoordinatorTimings = Pick<
+  ShardingTimings,
+  "registrationGraceMs" | "commandRetryMs" | "leavingGraceMs" | "waiterTtlMs"
+>;
+
+/** How long a new coordinator waits for regions to register before it moves known shards anyway. */
+export const REGISTRATION_GRACE_MS = DEFAULT_SHARDING_TIMINGS.registrationGraceMs;
 
 /** How long before a failed stop or start command is tried again. */
-export const COMMAND_RETRY_MS = 1000;
+export const COMMAND_RETRY_MS = DEFAULT_SHARDING_TIMINGS.commandRetryMs;
 
 /**
  * How long the shards of a leaving node wait for Kafka to hand its partitions
  * to another consumer (so they move once, straight there) before they go to
  * the least loaded node instead.
  */
-export const LEAVING_GRACE_MS = 5000;
+export const LEAVING_GRACE_MS = DEFAULT_SHARDING_TIMINGS.leavingGraceMs;
 
 /**
  * How long a request for a shard's home is remembered. Askers give up long
  * before (their ask timeout) and ask again; forgetting keeps a shard that
  * stays homeless from piling up requests.
  */
-export const WAITER_TTL_MS = 60_000;
+export const WAITER_TTL_MS = DEFAULT_SHARDING_TIMINGS.waiterTtlMs;
 
 /** One shard moving (or starting, when `from` is absent). */
 export interface ShardMove {
@@ -47,7 +67,11 @@ export interface ShardMove {
   readonly to: NodeId;
 }
 
-/** An input; every one carries the time. */
+/**
+ * An input; every one carries the time. An answer to a command may name it
+ * (`command`, from the action): then an answer to any other command — a
+ * duplicate, or one a retry has overtaken — is ignored.
+ */
 export type CoordinatorInput =
   | { readonly type: "members"; readonly members: readonly MemberInfo[]; readonly now: number }
   | {
@@ -73,11 +97,30 @@ export type CoordinatorInput =
     readonly shard: number;
     readonly from: NodeId;
     readonly snapshot?: ShardSnapshot;
+    readonly command?: number;
     readonly now: number;
   }
-  | { readonly type: "stopFailed"; readonly shard: number; readonly from: NodeId; readonly now: number }
-  | { readonly type: "started"; readonly shard: number; readonly at: NodeId; readonly now: number }
-  | { readonly type: "startFailed"; readonly shard: number; readonly at: NodeId; readonly now: number }
+  | {
+    readonly type: "stopFailed";
+    readonly shard: number;
+    readonly from: NodeId;
+    readonly command?: number;
+    readonly now: number;
+  }
+  | {
+    readonly type: "started";
+    readonly shard: number;
+    readonly at: NodeId;
+    readonly command?: number;
+    readonly now: number;
+  }
+  | {
+    readonly type: "startFailed";
+    readonly shard: number;
+    readonly at: NodeId;
+    readonly command?: number;
+    readonly now: number;
+  }
   | { readonly type: "tick"; readonly now: number };
 
 /** A member as the coordinator needs it. */
@@ -86,12 +129,18 @@ export interface MemberInfo {
   readonly status: MemberStatus;
 }
 
-/** A command or a report. */
+/** A command or a report. Commands carry an id (`command`, always set) for their answers to name. */
 export type CoordinatorAction =
   | { readonly type: "registerReply"; readonly requestId: number; readonly error?: string }
   | { readonly type: "homeReply"; readonly requestId: number; readonly shard: number; readonly home: NodeId }
-  | { readonly type: "stopShard"; readonly shard: number; readonly at: NodeId }
-  | { readonly type: "startShard"; readonly shard: number; readonly at: NodeId; readonly snapshot?: ShardSnapshot }
+  | { readonly type: "stopShard"; readonly shard: number; readonly at: NodeId; readonly command?: number }
+  | {
+    readonly type: "startShard";
+    readonly shard: number;
+    readonly at: NodeId;
+    readonly snapshot?: ShardSnapshot;
+    readonly command?: number;
+  }
   | { readonly type: "rebalanceStarted"; readonly moves: readonly ShardMove[] }
   | { readonly type: "rebalanceCompleted"; readonly shards: number; readonly ms: number }
   | {
@@ -111,11 +160,15 @@ export type CoordinatorAction =
 
 interface Move {
   readonly shard: number;
+  /** Creation order: commands go out in it. */
+  readonly seq: number;
   from: NodeId | undefined;
   to: NodeId;
   phase: "stopping" | "starting";
   snapshot: ShardSnapshot | undefined;
   inFlight: boolean;
+  /** The id of the last command sent for this move. */
+  command: number;
   retryAt: number;
   readonly batch: Batch;
 }
@@ -146,10 +199,31 @@ export class Coordinator {
   readonly #waiters = new Map<number, Waiter[]>();
   readonly #leavingSince = new Map<string, number>();
   #desired: ReadonlyMap<number, string> = new Map();
+  #lastCommand = 0;
+  #lastMove = 0;
+  /** Shards in the table or moving there, by node key: what the least loaded node is picked by. */
+  readonly #load = new Map<string, number>();
+  /** Members or registrations changed: every shard and move is looked at again. */
+  #everything = true;
+  /** Shards whose own situation changed (a new desired home, a move that ended, a request): looked at again. */
+  readonly #touched = new Set<number>();
+  /** Moves whose target may have to change: their command is no longer in flight. */
+  readonly #retargetable = new Set<Move>();
+  /** Moves whose command may be due to go out: not in flight. */
+  readonly #unsent = new Set<Move>();
+  /** When the earliest of the unsent moves' commands is due. */
+  #nextIssue = Infinity;
+  /** Time of the last look at every shard: a leaving node's grace ending after it calls for another. */
+  #reconciledAt = -Infinity;
+  /** Waiters of every shard may be answerable, not only of the touched ones. */
+  #answerAll = true;
 
-  constructor(shardCount: number, now: number) {
+  readonly #t: CoordinatorTimings;
+
+  constructor(shardCount: number, now: number, timings: CoordinatorTimings = DEFAULT_SHARDING_TIMINGS) {
     this.shardCount = shardCount;
     this.#since = now;
+    this.#t = timings;
   }
 
   /** Whether the table has been rebuilt and the coordinator allocates. */
@@ -173,32 +247,37 @@ export class Coordinator {
     switch (input.type) {
       case "members":
         this.#setMembers(input.members, input.now);
+        this.#answerAll = true;
         break;
       case "register":
         this.#register(input.region, input.shards, input.shardCount, input.requestId, input.handedOff ?? []);
         break;
       case "getHome":
         this.#getHome(input.shard, input.requester, input.requestId, input.now);
+        this.#touched.add(input.shard);
         break;
       case "placement":
+        for (let shard = 0; shard < this.shardCount; shard++) {
+          if (input.desired.get(shard) !== this.#desired.get(shard)) this.#touched.add(shard);
+        }
         this.#desired = input.desired;
         break;
       case "stopped":
-        this.#stopped(input.shard, input.from, input.snapshot);
+        this.#stopped(input.shard, input.from, input.snapshot, input.command);
         break;
       case "stopFailed":
       case "startFailed": {
-        const move = this.#moves.get(input.shard);
+        const move = this.#answered(input.shard, input.command);
         const at = input.type === "stopFailed" ? input.from : input.at;
         const current = move && (move.phase === "stopping" ? move.from : move.to);
         if (move && current && sameNode(current, at)) {
-          move.inFlight = false;
-          move.retryAt = input.now + COMMAND_RETRY_MS;
+          this.#unsend(move, input.now + this.#t.commandRetryMs);
+          this.#retargetable.add(move);
         }
         break;
       }
       case "started":
-        this.#started(input.shard, input.at, input.now);
+        this.#started(input.shard, input.at, input.command, input.now);
         break;
       case "tick":
         for (const [shard, waiters] of this.#waiters) {
@@ -222,6 +301,7 @@ export class Coordinator {
   }
 
   #setMembers(members: readonly MemberInfo[], now: number): void {
+    const before = new Map(this.#members);
     this.#members.clear();
     for (const m of members) {
       this.#members.set(m.node.address, m);
@@ -229,11 +309,16 @@ export class Coordinator {
       if (m.status !== "Leaving") this.#leavingSince.delete(key);
       else if (!this.#leavingSince.has(key)) this.#leavingSince.set(key, now);
     }
+    const same = before.size === this.#members.size && [...this.#members].every(([address, m]) => {
+      const was = before.get(address);
+      return was !== undefined && sameNode(was.node, m.node) && was.status === m.status;
+    });
+    if (!same) this.#everything = true;
     for (const [key, region] of this.#regions) {
       if (this.#isAlive(region)) continue;
       this.#regions.delete(key);
       const lost = [...this.#allocation].filter(([, home]) => sameNode(home, region)).map(([shard]) => shard);
-      for (const shard of lost) this.#allocation.delete(shard);
+      for (const shard of lost) this.#unallocate(shard);
       if (lost.length > 0) this.#emit({ type: "shardsLost", shards: lost, region, clusterDown: !this.#anyStaying() });
     }
     for (const move of this.#moves.values()) {
@@ -241,8 +326,8 @@ export class Coordinator {
         this.#emit({ type: "shardsLost", shards: [move.shard], region: move.from, clusterDown: !this.#anyStaying() });
         move.from = undefined;
         move.phase = "starting";
-        move.inFlight = false;
-        move.retryAt = 0;
+        this.#unsend(move, 0);
+        this.#retargetable.add(move);
       }
     }
     for (const [shard, waiters] of this.#waiters) {
@@ -284,15 +369,26 @@ export class Coordinator {
       });
       return;
     }
+    if (!this.#isAlive(region)) {
+      // A late message from an incarnation whose loss was already handled: nothing would drop what it claims.
+      this.#emit({
+        type: "registerReply",
+        requestId,
+        error: `${region.address} (incarnation ${region.uid}) is no longer a member; it cannot host shards`,
+      });
+      return;
+    }
+    this.#everything = true;
+    this.#answerAll = true;
     // Once registered, a region changes its shards only on this coordinator's commands, which the
     // table follows; a repeated registration may be older than the last of them (its first reply
-    // was lost), so it may add claims but not take any away.
+    // was lost), so what it claims is history: it neither adds to the table nor takes from it.
     const repeated = this.#regions.has(nodeKey(region));
     this.#regions.set(nodeKey(region), region);
-    const claimed = new Set(shards);
+    const claimed = new Set(repeated ? [] : shards);
     for (const [shard, home] of this.#allocation) {
       if (repeated || !sameNode(home, region) || claimed.has(shard) || this.#moves.has(shard)) continue;
-      this.#allocation.delete(shard);
+      this.#unallocate(shard);
     }
     for (const shard of claimed) {
       if (shard < 0 || shard >= this.shardCount) continue;
@@ -301,11 +397,11 @@ export class Coordinator {
       if ((home && !sameNode(home, region) && this.#isAlive(home)) || (move && !sameNode(move.to, region))) {
         const kept = home ?? move!.to;
         this.#emit({ type: "conflict", shard, kept, dropped: region });
-        this.#emit({ type: "stopShard", shard, at: region });
+        this.#emit({ type: "stopShard", shard, at: region, command: ++this.#lastCommand });
         continue;
       }
       if (!move) {
-        this.#allocation.set(shard, region);
+        this.#allocate(shard, region);
         this.#orphans.delete(shard);
       }
     }
@@ -328,16 +424,19 @@ export class Coordinator {
     const missing = [...this.#members.values()]
       .filter((m) => (m.status === "Up" || m.status === "Leaving") && !this.#regions.has(nodeKey(m.node)))
       .map((m) => m.node);
-    const graceOver = now - this.#since >= REGISTRATION_GRACE_MS;
+    const graceOver = now - this.#since >= this.#t.registrationGraceMs;
     if (this.#members.size === 0 || (missing.length > 0 && !graceOver)) return;
     this.#active = true;
+    this.#everything = true;
+    this.#answerAll = true;
     this.#emit({ type: "activated", regions: this.#regions.size, shards: this.#allocation.size, missing });
   }
 
   /**
    * Whether every Up or Leaving member's region has registered. Until then a
    * shard that is nowhere in the table may still run on an unregistered node,
-   * so none is started fresh (moves of known shards go on).
+   * so none is started, not even from a snapshot handed off earlier: that node
+   * may hold a newer copy (moves of known shards go on).
    */
   #allRegistered(): boolean {
     return [...this.#members.values()].every((m) =>
@@ -347,10 +446,9 @@ export class Coordinator {
 
   #getHome(shard: number, requester: NodeId, requestId: number, now: number): void {
     const waiters = this.#waiters.get(shard) ?? [];
-    waiters.push({ requestId, requester, expires: now + WAITER_TTL_MS });
+    waiters.push({ requestId, requester, expires: now + this.#t.waiterTtlMs });
     this.#waiters.set(shard, waiters);
-    if (!this.#active || this.#allocation.has(shard) || this.#moves.has(shard)) return;
-    if (!this.#orphans.has(shard) && !this.#allRegistered()) return;
+    if (!this.#active || this.#allocation.has(shard) || this.#moves.has(shard) || !this.#allRegistered()) return;
     const to = this.#desiredHome(shard) ?? this.#fallbackHome(requester);
     if (to) this.#beginMoves([{ shard, to }], now);
   }
@@ -360,11 +458,19 @@ export class Coordinator {
     return [...this.#members.values()].some((m) => m.status === "Up" || m.status === "Joining");
   }
 
+  /**
+   * Answers the waiters of shards that run somewhere now. Between inputs that
+   * may make any shard answerable (members, registrations, activation), only
+   * the shards the input touched can have become so.
+   */
   #answerWaiters(): void {
-    for (const [shard, waiters] of this.#waiters) {
+    const shards = this.#answerAll ? [...this.#waiters.keys()] : [...this.#touched].filter((s) => this.#waiters.has(s));
+    this.#answerAll = false;
+    this.#touched.clear();
+    for (const shard of shards) {
       const home = this.#allocation.get(shard);
       if (!home || this.#moves.has(shard)) continue;
-      for (const w of waiters) this.#emit({ type: "homeReply", requestId: w.requestId, shard, home });
+      for (const w of this.#waiters.get(shard)!) this.#emit({ type: "homeReply", requestId: w.requestId, shard, home });
       this.#waiters.delete(shard);
     }
   }
@@ -379,97 +485,184 @@ export class Coordinator {
   /** The requester if it can host, else the usable region with the fewest shards. */
   #fallbackHome(requester?: NodeId, except?: NodeId): NodeId | undefined {
     if (requester && this.#isUsable(requester) && !(except && sameNode(except, requester))) return requester;
-    const load = new Map<string, number>();
-    for (const home of this.#allocation.values()) load.set(nodeKey(home), (load.get(nodeKey(home)) ?? 0) + 1);
-    for (const move of this.#moves.values()) load.set(nodeKey(move.to), (load.get(nodeKey(move.to)) ?? 0) + 1);
+    const load = (node: NodeId) => this.#load.get(nodeKey(node)) ?? 0;
     return [...this.#regions.values()]
       .filter((r) => this.#isUsable(r) && !(except && sameNode(except, r)))
-      .sort((a, b) =>
-        (load.get(nodeKey(a)) ?? 0) - (load.get(nodeKey(b)) ?? 0) || compareAddresses(a.address, b.address)
-      )[0];
+      .sort((a, b) => load(a) - load(b) || compareAddresses(a.address, b.address))[0];
   }
 
+  #addLoad(node: NodeId, delta: number): void {
+    const key = nodeKey(node);
+    const load = (this.#load.get(key) ?? 0) + delta;
+    if (load === 0) this.#load.delete(key);
+    else this.#load.set(key, load);
+  }
+
+  #allocate(shard: number, node: NodeId): void {
+    const home = this.#allocation.get(shard);
+    if (home) this.#addLoad(home, -1);
+    this.#allocation.set(shard, node);
+    this.#addLoad(node, 1);
+  }
+
+  #unallocate(shard: number): void {
+    const home = this.#allocation.get(shard);
+    if (!home) return;
+    this.#allocation.delete(shard);
+    this.#addLoad(home, -1);
+  }
+
+  #retarget(move: Move, to: NodeId): void {
+    this.#addLoad(move.to, -1);
+    move.to = to;
+    this.#addLoad(to, 1);
+  }
+
+  /**
+   * Looks again at the shards and moves whose situation the inputs since the
+   * last look changed: every one when members or registrations changed or a
+   * leaving node's grace ended, else the touched shards.
+   */
   #reconcile(now: number): void {
+    for (const since of this.#leavingSince.values()) {
+      const graceEnds = since + this.#t.leavingGraceMs;
+      if (graceEnds <= now && graceEnds > this.#reconciledAt) this.#everything = true;
+    }
     const moves: { shard: number; from?: NodeId; to: NodeId }[] = [];
-    const mayStartFresh = this.#allRegistered();
-    for (let shard = 0; shard < this.shardCount; shard++) {
-      if (this.#moves.has(shard)) continue;
-      const home = this.#allocation.get(shard);
-      const desired = this.#desiredHome(shard);
-      if (!home) {
-        if (!mayStartFresh && !this.#orphans.has(shard)) continue;
-        const to = desired ?? (this.#orphans.has(shard) ? this.#fallbackHome() : undefined);
-        if (to) moves.push({ shard, to });
-        continue;
+    if (this.#everything) {
+      const mayStartFresh = this.#allRegistered();
+      for (let shard = 0; shard < this.shardCount; shard++) this.#reconcileShard(shard, mayStartFresh, now, moves);
+      for (const move of this.#moves.values()) this.#maybeRetarget(move);
+      this.#everything = false;
+      this.#reconciledAt = now;
+    } else {
+      if (this.#touched.size > 0) {
+        const mayStartFresh = this.#allRegistered();
+        const shards = [...this.#touched].sort((a, b) => a - b);
+        for (const shard of shards) this.#reconcileShard(shard, mayStartFresh, now, moves);
       }
-      if (this.#statusOf(home) === "Leaving") {
-        const waited = now - (this.#leavingSince.get(nodeKey(home)) ?? now) >= LEAVING_GRACE_MS;
-        const to = desired && !sameNode(desired, home)
-          ? desired
-          : waited
-          ? this.#fallbackHome(undefined, home)
-          : undefined;
-        if (to) moves.push({ shard, from: home, to });
-      } else if (desired && !sameNode(desired, home)) {
-        moves.push({ shard, from: home, to: desired });
-      }
+      for (const move of [...this.#retargetable].sort((a, b) => a.seq - b.seq)) this.#maybeRetarget(move);
     }
-    for (const move of this.#moves.values()) {
-      // A target that went away before it started the shard: pick another.
-      if (move.phase === "starting" && !move.inFlight && !this.#isAlive(move.to)) {
-        const to = this.#desiredHome(move.shard) ?? this.#fallbackHome();
-        if (to) move.to = to;
-      }
-    }
+    this.#retargetable.clear();
     if (moves.length > 0) this.#beginMoves(moves, now);
+  }
+
+  /** Adds the move `shard` needs, if any, to `moves`. */
+  #reconcileShard(
+    shard: number,
+    mayStartFresh: boolean,
+    now: number,
+    moves: { shard: number; from?: NodeId; to: NodeId }[],
+  ): void {
+    if (shard < 0 || shard >= this.shardCount || this.#moves.has(shard)) return;
+    const home = this.#allocation.get(shard);
+    const desired = this.#desiredHome(shard);
+    if (!home) {
+      if (!mayStartFresh) return;
+      const to = desired ?? (this.#orphans.has(shard) ? this.#fallbackHome() : undefined);
+      if (to) moves.push({ shard, to });
+      return;
+    }
+    if (this.#statusOf(home) === "Leaving") {
+      const waited = now - (this.#leavingSince.get(nodeKey(home)) ?? now) >= this.#t.leavingGraceMs;
+      const to = desired && !sameNode(desired, home)
+        ? desired
+        : waited
+        ? this.#fallbackHome(undefined, home)
+        : undefined;
+      if (to) moves.push({ shard, from: home, to });
+    } else if (desired && !sameNode(desired, home)) {
+      moves.push({ shard, from: home, to: desired });
+    }
+  }
+
+  /** A target that went away before it started the shard: pick another. */
+  #maybeRetarget(move: Move): void {
+    if (move.phase !== "starting" || move.inFlight || this.#isAlive(move.to)) return;
+    const to = this.#desiredHome(move.shard) ?? this.#fallbackHome();
+    if (to) this.#retarget(move, to);
   }
 
   #beginMoves(moves: readonly { shard: number; from?: NodeId; to: NodeId }[], now: number): void {
     const batch: Batch = { startedAt: now, remaining: moves.length, size: moves.length };
     for (const { shard, from, to } of moves) {
-      this.#allocation.delete(shard);
-      this.#moves.set(shard, {
+      this.#unallocate(shard);
+      const move: Move = {
         shard,
+        seq: ++this.#lastMove,
         from,
         to,
         phase: from ? "stopping" : "starting",
         snapshot: from ? undefined : this.#orphans.get(shard),
         inFlight: false,
+        command: 0,
         retryAt: 0,
         batch,
-      });
+      };
+      this.#moves.set(shard, move);
+      this.#addLoad(to, 1);
+      this.#unsend(move, 0);
     }
     this.#emit({ type: "rebalanceStarted", moves: moves.map((m) => ({ ...m })) });
   }
 
-  #issue(now: number): void {
-    for (const move of this.#moves.values()) {
-      if (move.inFlight || move.retryAt > now) continue;
-      move.inFlight = true;
-      if (move.phase === "stopping" && move.from) {
-        this.#emit({ type: "stopShard", shard: move.shard, at: move.from });
-      } else {
-        this.#emit({ type: "startShard", shard: move.shard, at: move.to, snapshot: move.snapshot });
-      }
-    }
+  /** The move's command is not (or no longer) in flight: it goes out at `retryAt`. */
+  #unsend(move: Move, retryAt: number): void {
+    move.inFlight = false;
+    move.retryAt = retryAt;
+    this.#unsent.add(move);
+    this.#nextIssue = Math.min(this.#nextIssue, retryAt);
   }
 
-  #stopped(shard: number, from: NodeId, snapshot: ShardSnapshot | undefined): void {
+  #issue(now: number): void {
+    if (this.#nextIssue > now) return;
+    const due = [...this.#unsent].filter((m) => m.retryAt <= now).sort((a, b) => a.seq - b.seq);
+    for (const move of due) {
+      this.#unsent.delete(move);
+      move.inFlight = true;
+      const command = move.command = ++this.#lastCommand;
+      if (move.phase === "stopping" && move.from) {
+        this.#emit({ type: "stopShard", shard: move.shard, at: move.from, command });
+      } else {
+        this.#emit({ type: "startShard", shard: move.shard, at: move.to, snapshot: move.snapshot, command });
+      }
+    }
+    this.#nextIssue = Infinity;
+    for (const move of this.#unsent) this.#nextIssue = Math.min(this.#nextIssue, move.retryAt);
+  }
+
+  /** The move an answer is for: none when the answer names a command other than the move's last. */
+  #answered(shard: number, command: number | undefined): Move | undefined {
     const move = this.#moves.get(shard);
+    return move && (command === undefined || command === move.command) ? move : undefined;
+  }
+
+  #stopped(shard: number, from: NodeId, snapshot: ShardSnapshot | undefined, command: number | undefined): void {
+    const move = this.#answered(shard, command);
     if (!move || move.phase !== "stopping" || !move.from || !sameNode(move.from, from)) return;
     move.phase = "starting";
     move.snapshot = snapshot ?? this.#orphans.get(shard);
-    move.inFlight = false;
-    move.retryAt = 0;
+    this.#unsend(move, 0);
+    this.#retargetable.add(move);
     if (move.snapshot) this.#orphans.set(shard, move.snapshot);
   }
 
-  #started(shard: number, at: NodeId, now: number): void {
-    const move = this.#moves.get(shard);
+  #started(shard: number, at: NodeId, command: number | undefined, now: number): void {
+    const move = this.#answered(shard, command);
     if (!move || move.phase !== "starting" || !sameNode(move.to, at)) return;
+    if (!this.#isAlive(at)) {
+      // The answer came in after the news of the death: start the shard again elsewhere, with the same state.
+      this.#unsend(move, 0);
+      this.#retargetable.add(move);
+      return;
+    }
     this.#moves.delete(shard);
+    this.#unsent.delete(move);
+    this.#retargetable.delete(move);
+    this.#addLoad(at, -1);
     this.#orphans.delete(shard);
-    this.#allocation.set(shard, at);
+    this.#allocate(shard, at);
+    this.#touched.add(shard);
     if (--move.batch.remaining === 0) {
       this.#emit({ type: "rebalanceCompleted", shards: move.batch.size, ms: now - move.batch.startedAt });
     }

@@ -19,7 +19,13 @@ import {
   StopShardSchema,
 } from "../../proto/gen/cluster_pb.ts";
 import type { ClusterSnapshot } from "../membership/cluster_node.ts";
-import { Coordinator, type CoordinatorAction, type CoordinatorInput, type MemberInfo } from "./coordinator.ts";
+import {
+  Coordinator,
+  type CoordinatorAction,
+  type CoordinatorInput,
+  type CoordinatorTimings,
+  type MemberInfo,
+} from "./coordinator.ts";
 import { type NodeId, nodeKey, nodeToProto, sameNode } from "../remoting/node.ts";
 import type { Body, Inbound, Remoting } from "../remoting/remoting.ts";
 import { snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
@@ -50,6 +56,8 @@ export interface CoordinatorRunnerOptions {
    * wall clock.
    */
   readonly clock?: () => number;
+  /** The coordinator's grace periods and retries (ARCHITECTURE.md, "Timing"). */
+  readonly timings?: CoordinatorTimings;
 }
 
 const TICK_MS = 500;
@@ -112,7 +120,7 @@ export class CoordinatorRunner {
       });
       this.#epoch++;
       this.#registered = new Set();
-      this.#coordinator = new Coordinator(this.#o.shardCount, this.#now());
+      this.#coordinator = new Coordinator(this.#o.shardCount, this.#now(), this.#o.timings);
       this.#refreshPlacement();
     } else if (!oldest && this.#coordinator) {
       log.info("the shard coordinator moved to {oldest}", { oldest: snapshot.oldest?.address ?? "nobody" });
@@ -232,18 +240,43 @@ export class CoordinatorRunner {
         break;
       }
       case "stopShard":
-        this.#command(coordinator, action.at, {
-          case: "stopShard",
-          value: create(StopShardSchema, { shard: action.shard, epoch: this.#epoch }),
-        }, (reply) => {
-          if (reply.case !== "shardStopped") {
-            return { type: "stopFailed", shard: action.shard, from: action.at, now: this.#now() };
-          }
-          const snapshot = reply.value.hosted && reply.value.snapshot
-            ? snapshotFromProto(reply.value.snapshot)
-            : undefined;
-          return { type: "stopped", shard: action.shard, from: action.at, snapshot, now: this.#now() };
-        }, () => ({ type: "stopFailed", shard: action.shard, from: action.at, now: this.#now() }));
+        this.#command(
+          coordinator,
+          action.at,
+          {
+            case: "stopShard",
+            value: create(StopShardSchema, { shard: action.shard, epoch: this.#epoch }),
+          },
+          (reply) => {
+            if (reply.case !== "shardStopped") {
+              return {
+                type: "stopFailed",
+                shard: action.shard,
+                from: action.at,
+                command: action.command,
+                now: this.#now(),
+              };
+            }
+            const snapshot = reply.value.hosted && reply.value.snapshot
+              ? snapshotFromProto(reply.value.snapshot)
+              : undefined;
+            return {
+              type: "stopped",
+              shard: action.shard,
+              from: action.at,
+              command: action.command,
+              snapshot,
+              now: this.#now(),
+            };
+          },
+          () => ({
+            type: "stopFailed",
+            shard: action.shard,
+            from: action.at,
+            command: action.command,
+            now: this.#now(),
+          }),
+        );
         break;
       case "startShard":
         this.#command(
@@ -259,12 +292,13 @@ export class CoordinatorRunner {
           },
           (reply) =>
             reply.case === "shardStarted"
-              ? { type: "started", shard: action.shard, at: action.at, now: this.#now() }
-              : { type: "startFailed", shard: action.shard, at: action.at, now: this.#now() },
+              ? { type: "started", shard: action.shard, at: action.at, command: action.command, now: this.#now() }
+              : { type: "startFailed", shard: action.shard, at: action.at, command: action.command, now: this.#now() },
           () => ({
             type: "startFailed",
             shard: action.shard,
             at: action.at,
+            command: action.command,
             now: this.#now(),
           }),
         );

@@ -17,6 +17,7 @@ import { sameNode } from "../remoting/node.ts";
 import { userIdProblem } from "./entity.ts";
 import { REGION_MESSAGES, ShardRegion, ShardUnavailableError } from "./region.ts";
 import type { ShardStorage } from "./shard_storage.ts";
+import { DEFAULT_SHARDING_TIMINGS, type ShardingTimings } from "../timings.ts";
 
 const log = getLogger(["usershard", "sharding"]);
 
@@ -33,6 +34,8 @@ export interface ShardingOptions {
   readonly shardOf: (userId: string) => number;
   /** Where hosted shards keep their state. */
   readonly storage: ShardStorage;
+  /** Sharding's grace periods, retries and memories; `askTimeoutMs` above wins over the one here. */
+  readonly timings?: ShardingTimings;
 }
 
 /** Sharding on one node. */
@@ -46,6 +49,7 @@ export class Sharding {
   constructor(options: ShardingOptions) {
     this.#o = options;
     const { node } = options;
+    const timings = options.timings ?? DEFAULT_SHARDING_TIMINGS;
     this.region = new ShardRegion({
       self: node.self,
       shardCount: options.shardCount,
@@ -54,6 +58,8 @@ export class Sharding {
       askTimeoutMs: options.askTimeoutMs,
       shardOf: options.shardOf,
       storage: options.storage,
+      waiterTtlMs: timings.waiterTtlMs,
+      handedOffTtlMs: timings.handedOffTtlMs,
     });
     this.#runner = new CoordinatorRunner({
       self: node.self,
@@ -61,6 +67,7 @@ export class Sharding {
       remoting: node.remoting,
       askTimeoutMs: options.askTimeoutMs,
       placement: options.placement,
+      timings,
     });
     node.handle(REGION_MESSAGES, (message) => this.region.handle(message));
     node.handle(COORDINATOR_MESSAGES, (message) => this.#runner.handle(message));

@@ -6,6 +6,7 @@
  */
 import { setUpLogging } from "../commands/logging.ts";
 import { benchContext, deleteBenchTopics } from "./context.ts";
+import { benchCoordinator } from "./coordinator.ts";
 import { benchDurability } from "./durability.ts";
 import { benchMembership } from "./membership.ts";
 import { benchProduce } from "./produce.ts";
@@ -18,6 +19,7 @@ const benchmarks: Record<string, (context: ReturnType<typeof benchContext>) => P
   sharding: benchSharding,
   query: benchQuery,
   durability: benchDurability,
+  coordinator: benchCoordinator,
 };
 
 const chosen = Deno.args.length > 0 ? Deno.args : Object.keys(benchmarks);

@@ -18,24 +18,13 @@ import {
   type MembershipMessage,
 } from "./membership.ts";
 import type { NodeId } from "../remoting/node.ts";
+import { seededRandom } from "../../tests/support/random.ts";
 
 /** The seed list most tests use. */
 export const SEEDS: readonly string[] = ["127.0.0.1:2551", "127.0.0.1:2552"];
 
 /** How often each node ticks, as `ClusterNode` does. */
 export const TICK_MS = 100;
-
-/** A small, fast, seedable PRNG (mulberry32); returns numbers in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** How the simulated network behaves. */
 export interface NetworkOptions {

@@ -31,7 +31,8 @@ import { type ClusterTimings, DEFAULT_TIMINGS } from "../timings.ts";
 import { type GossipState, liveMembers, memberOf, reachabilityOf } from "./gossip.ts";
 import type { MemberStatus } from "./members.ts";
 import type { Membership, MembershipAction, MembershipInput } from "./membership.ts";
-import { seededRandom, SimCluster } from "./membership_sim.ts";
+import { SimCluster } from "./membership_sim.ts";
+import { seededRandom } from "../../tests/support/random.ts";
 import { type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 
 // A short TTL, so that forgetting happens within a scenario.

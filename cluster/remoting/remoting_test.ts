@@ -6,15 +6,10 @@ import { RemotingError } from "./errors.ts";
 import { FrameSeal, helloProof, NONCE_BYTES, welcomeProof } from "./handshake.ts";
 import type { NodeId } from "./node.ts";
 import { type Body, type InboundHandler, PROTOCOL_VERSION, Remoting, type RemotingConfig } from "./remoting.ts";
+import { freePort } from "../../tests/support/process.ts";
+import { eventually } from "../../tests/support/wait.ts";
 
 const CLUSTER = "test";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 let uids = 1000;
 
@@ -67,15 +62,6 @@ async function withRemotings(body: (started: Remoting[]) => Promise<void>): Prom
     await body(started);
   } finally {
     for (const r of started) r.close();
-  }
-}
-
-/** Awaits `condition` for up to `ms`, then fails saying `what`. */
-async function eventually(what: string, condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

@@ -31,6 +31,7 @@ import type { MemberStatus } from "../membership/members.ts";
 import { type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 import { DEFAULT_SHARDING_TIMINGS } from "../timings.ts";
 import { Shard, type ShardSnapshot } from "./shard.ts";
+import { seededRandom } from "../../tests/support/random.ts";
 
 const SHARDS = 12;
 const ADDRESSES = ["127.0.0.1:2551", "127.0.0.1:2552", "127.0.0.1:2553", "127.0.0.1:2554"];
@@ -50,18 +51,6 @@ const TOTAL_WEIGHT = CHAOS_MIX.reduce((sum, [weight]) => sum + weight, 0);
 /** How long a region waits for the coordinator to acknowledge its registration before it sends it again. */
 const REGISTER_TIMEOUT_MS = 3000;
 const HANDED_OFF_TTL_MS = DEFAULT_SHARDING_TIMINGS.handedOffTtlMs;
-
-/** mulberry32: small, seedable, and good enough to pick interleavings. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** One incarnation of a node's shard region, with the rules of `ShardHosting`. */
 class SimRegion {
@@ -556,7 +545,7 @@ function runSeeds(namedAnswers: boolean): void {
   const only = Deno.env.get("COORDINATOR_SIM_SEED");
   const seeds = only ? [Number(only)] : Array.from({ length: 500 }, (_, i) => i + 1);
   for (const seed of seeds) {
-    const random = prng(seed);
+    const random = seededRandom(seed);
     const sim = new Sim(seed, random, { namedAnswers, registeredOnly: random() < 0.5 });
     sim.chaos();
     sim.settle();

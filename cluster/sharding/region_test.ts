@@ -15,16 +15,11 @@ import type { PurchaseEvent } from "./entity.ts";
 import { ShardRegion } from "./region.ts";
 import { MEMORY_STORAGE } from "./shard_storage.ts";
 import type { ClusterSnapshot } from "../membership/cluster_node.ts";
+import { freePort } from "../../tests/support/process.ts";
+import { eventually } from "../../tests/support/wait.ts";
 
 const SHARDS = 4;
 let uids = 5000;
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 function remoting(handler: InboundHandler): Remoting {
   const port = freePort();
@@ -65,14 +60,6 @@ async function using(body: (closing: (() => unknown)[]) => Promise<void>): Promi
     await body(closing);
   } finally {
     for (const close of closing.reverse()) await close();
-  }
-}
-
-async function eventually(what: string, condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

@@ -6,6 +6,9 @@
  */
 import { BROKERS, deleteTopics, uniqueName, withTopic } from "./kafka.ts";
 import { RunningUsershard } from "./process.ts";
+import { eventually } from "./wait.ts";
+
+export { eventually };
 
 /** Ports of one node. */
 export interface NodePorts {
@@ -74,25 +77,6 @@ export async function members(ports: NodePorts): Promise<MembersJson | undefined
 export async function statuses(ports: NodePorts): Promise<Record<string, string> | undefined> {
   const view = await members(ports);
   return view && Object.fromEntries(view.members.map((m) => [m.node, m.status]));
-}
-
-/**
- * Polls `check` until it returns a value that is not `undefined`/`false`;
- * fails with `what` and the last value seen after `timeoutMs`.
- */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined | false>,
-  timeoutMs = 30_000,
-  describe: () => Promise<string> | string = () => "",
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms. ${await describe()}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 /** Waits until every node in `nodes` sees exactly `expected` (address → status). */

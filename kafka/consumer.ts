@@ -33,7 +33,8 @@ import { DEFAULT_KAFKA_TIMINGS, type KafkaTimings } from "../cluster/timings.ts"
 
 const log = getLogger(["usershard", "consumer"]);
 
-const HEARTBEAT_WHILE_WAITING_MS = 1000;
+/** How often to ask kafkajs for a heartbeat while waiting; it sends one only once its own interval has passed. */
+const HEARTBEAT_WHILE_WAITING_MS = 250;
 
 /** How long a refused delivery's partition stays paused before its batch is fetched again. */
 const RETRY_DELIVERY_AFTER_MS = 1000;
@@ -207,8 +208,8 @@ export class ConsumerPipeline {
           why,
         });
       }
-      const resume = pause();
-      if (!this.#failed) setTimeout(resume, RETRY_DELIVERY_AFTER_MS);
+      pause();
+      if (!this.#failed) setTimeout(() => this.#resume(topic, partition), RETRY_DELIVERY_AFTER_MS);
     };
     // kafkajs heartbeats only when asked, and the sink (or Kafka itself) can take longer than the
     // session timeout to answer; the group must not evict us for it.
@@ -287,7 +288,8 @@ export class ConsumerPipeline {
         );
       }
       if (delivered.kind !== "settled") {
-        this.#inBackground(topic, partition, delivery, events.length, lastOffset, pause());
+        pause();
+        this.#inBackground(topic, partition, delivery, events.length, lastOffset);
         if (delivered.kind === "rejoin") throw this.#rejoin(topic, partition, delivered.error);
         log.info(
           "{topic}/{partition} paused: shard {partition} has not acknowledged {count} events in {ms} ms " +
@@ -332,7 +334,6 @@ export class ConsumerPipeline {
     delivery: Promise<{ local: boolean }>,
     events: number,
     lastOffset: number,
-    resume: () => void,
   ): void {
     const since = Date.now();
     this.#background.add(partition);
@@ -353,8 +354,23 @@ export class ConsumerPipeline {
       );
     }).finally(() => {
       this.#background.delete(partition);
-      if (!this.#failed) resume();
+      if (!this.#failed) this.#resume(topic, partition);
     });
+  }
+
+  /**
+   * Resumes a paused partition on the consumer as it is now. Not through the
+   * `resume` that `pause()` returned: that belongs to the run it came from,
+   * and kafkajs restarts its run with fresh internals after a retriable
+   * error, which would leave the partition paused for good.
+   */
+  #resume(topic: string, partition: number): void {
+    try {
+      this.#consumer.resume([{ topic, partitions: [partition] }]);
+    } catch (error) {
+      // Not running (stopping, or restarting): a new run starts with nothing paused.
+      log.debug("could not resume {topic}/{partition}: {error}", { topic, partition, error: errorText(error) });
+    }
   }
 
   /** The error to throw from `eachBatch` for kafkajs to rejoin the group at once. */

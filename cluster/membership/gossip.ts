@@ -166,7 +166,9 @@ export function reachabilityOf(state: GossipState, viewer: NodeId): Reachability
   for (const m of state.members.values()) {
     if (m.status !== "Removed" && reporters.has(nodeKey(m.node))) unreachable.set(m.node.address, m);
   }
-  const reachable = participants.filter((m) => !unreachable.has(m.node.address)).length;
+  // The quorum rests on what the viewer itself hears: a trusted peer's report about the viewer (or
+  // about a member the viewer hears) must not take the viewer's own side away from it.
+  const reachable = participants.filter((m) => sameNode(m.node, viewer) || !unheard.has(nodeKey(m.node))).length;
   const downable = participants.filter((m) => {
     const key = nodeKey(m.node);
     const voters = trusted.has(key) ? trusted.size - 1 : trusted.size;
@@ -183,8 +185,19 @@ export function reachabilityOf(state: GossipState, viewer: NodeId): Reachability
  */
 export function leaderOf(state: GossipState, viewer: NodeId): Member | undefined {
   const { unreachable } = reachabilityOf(state, viewer);
+  const participants = liveMembers(state).filter((m) => TAKES_PART.includes(m.status));
+  // A member whose own reports leave it without a quorum cannot do a leader's duties (it downs
+  // nobody), so it must not stand in the way of one that can.
+  const hasQuorum = (node: NodeId) => {
+    const observation = state.observations.get(node.address);
+    const unheard = new Set(
+      observation && sameNode(observation.observer, node) ? observation.unreachable.map(nodeKey) : [],
+    );
+    const reachable = participants.filter((m) => sameNode(m.node, node) || !unheard.has(nodeKey(m.node))).length;
+    return reachable * 2 >= participants.length;
+  };
   return liveMembers(state).find((m) =>
-    isActive(m.status) && (sameNode(m.node, viewer) || !unreachable.has(m.node.address))
+    isActive(m.status) && (sameNode(m.node, viewer) || !unreachable.has(m.node.address)) && hasQuorum(m.node)
   );
 }
 

@@ -297,3 +297,35 @@ Deno.test("a link that fails one way does not get a member downed that the other
   sim.cut.clear();
   sim.advanceUntil(() => unreachableMembers(sim.nodes.get(C)!.state).size === 0, 10_000, "B reachable again");
 });
+
+Deno.test("a crashed member is downed while a live one cannot reach the leader: the one with a quorum leads", () => {
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  // B's messages to A are lost: A hears nobody once C dies, and must not keep B from downing C.
+  sim.cutOneWay(B, A);
+  sim.kill(C);
+  const start = sim.now;
+  while (statusIn(sim, B, C) !== "Down" && statusIn(sim, B, C) !== "absent" && sim.now - start <= DOWNING_BOUND_MS) {
+    sim.advance(100);
+  }
+  assert.ok(
+    ["Down", "absent"].includes(statusIn(sim, B, C)),
+    `C still ${statusIn(sim, B, C)} in B's view ${sim.now - start} ms after it died`,
+  );
+});
+
+Deno.test("a member that hears nobody does not take the quorum from the others: a crashed one is downed", () => {
+  const sim = new SimCluster();
+  const [d, e] = ["127.0.0.1:2554", "127.0.0.1:2555"];
+  for (const address of [A, B, C, d, e]) sim.start(address);
+  const fiveUp = Object.fromEntries([A, B, C, d, e].map((address) => [address, "Up"]));
+  sim.advanceUntil(() => sim.allSee(fiveUp), 30_000, "convergence");
+  // d receives nothing (it still sends), then e crashes.
+  for (const from of [A, B, C, e]) sim.cutOneWay(from, d);
+  sim.kill(e);
+  const start = sim.now;
+  const downed = () => [A, B, C].every((v) => ["Down", "absent"].includes(statusIn(sim, v, e)));
+  while (!downed() && sim.now - start <= DOWNING_BOUND_MS) sim.advance(100);
+  assert.ok(downed(), `e still ${statusIn(sim, A, e)} in A's view ${sim.now - start} ms after it died`);
+});

@@ -173,6 +173,15 @@ interface Move {
   readonly batch: Batch;
 }
 
+/** A stop sent to a region that claimed a shard another node holds; repeated until it is answered. */
+interface ConflictStop {
+  readonly shard: number;
+  readonly at: NodeId;
+  command: number;
+  inFlight: boolean;
+  retryAt: number;
+}
+
 interface Batch {
   readonly startedAt: number;
   remaining: number;
@@ -217,6 +226,8 @@ export class Coordinator {
   #reconciledAt = -Infinity;
   /** Waiters of every shard may be answerable, not only of the touched ones. */
   #answerAll = true;
+  /** Conflict stops not yet answered, by shard and region. */
+  readonly #conflictStops = new Map<string, ConflictStop>();
 
   readonly #t: CoordinatorTimings;
 
@@ -263,9 +274,12 @@ export class Coordinator {
         this.#desired = input.desired;
         break;
       case "stopped":
+        if (this.#conflictAnswered(input.shard, input.from, input.command, true, input.now)) break;
         this.#stopped(input.shard, input.from, input.snapshot, input.command);
         break;
       case "stopFailed":
+        if (this.#conflictAnswered(input.shard, input.from, input.command, false, input.now)) break;
+      // falls through: a move's stop failed
       case "startFailed": {
         const move = this.#answered(input.shard, input.command);
         const at = input.type === "stopFailed" ? input.from : input.at;
@@ -287,6 +301,7 @@ export class Coordinator {
         }
         break;
     }
+    this.#issueConflictStops(input.now);
     this.#maybeActivate(input.now);
     if (this.#active) {
       this.#reconcile(input.now);
@@ -333,6 +348,7 @@ export class Coordinator {
     for (const [shard, waiters] of this.#waiters) {
       this.#waiters.set(shard, waiters.filter((w) => this.#isAlive(w.requester)));
     }
+    for (const [key, stop] of this.#conflictStops) if (!this.#isAlive(stop.at)) this.#conflictStops.delete(key);
   }
 
   /** Alive unless its member entry says it is gone or was replaced by a newer incarnation. */
@@ -397,7 +413,14 @@ export class Coordinator {
       if ((home && !sameNode(home, region) && this.#isAlive(home)) || (move && !sameNode(move.to, region))) {
         const kept = home ?? move!.to;
         this.#emit({ type: "conflict", shard, kept, dropped: region });
-        this.#emit({ type: "stopShard", shard, at: region, command: ++this.#lastCommand });
+        // Repeated until answered: the region may refuse the first while our registration reply is on its way.
+        this.#conflictStops.set(`${shard}@${nodeKey(region)}`, {
+          shard,
+          at: region,
+          command: 0,
+          inFlight: false,
+          retryAt: 0,
+        });
         continue;
       }
       if (!move) {
@@ -601,9 +624,38 @@ export class Coordinator {
       };
       this.#moves.set(shard, move);
       this.#addLoad(to, 1);
+      // The coordinator now wants the shard there: an older conflict's stop must not undo that.
+      this.#conflictStops.delete(`${shard}@${nodeKey(to)}`);
       this.#unsend(move, 0);
     }
     this.#emit({ type: "rebalanceStarted", moves: moves.map((m) => ({ ...m })) });
+  }
+
+  #issueConflictStops(now: number): void {
+    for (const stop of this.#conflictStops.values()) {
+      if (stop.inFlight || stop.retryAt > now) continue;
+      stop.inFlight = true;
+      stop.command = ++this.#lastCommand;
+      this.#emit({ type: "stopShard", shard: stop.shard, at: stop.at, command: stop.command });
+    }
+  }
+
+  /**
+   * Whether a stop's answer is a conflict stop's: done when stopped, sent
+   * again later when it failed. Answers without a command id match by shard
+   * and region, when no move stops that shard there.
+   */
+  #conflictAnswered(shard: number, from: NodeId, command: number | undefined, ok: boolean, now: number): boolean {
+    const key = `${shard}@${nodeKey(from)}`;
+    const stop = this.#conflictStops.get(key);
+    if (!stop || !stop.inFlight) return false;
+    if (command !== undefined ? command !== stop.command : this.#moves.get(shard)?.from !== undefined) return false;
+    if (ok) this.#conflictStops.delete(key);
+    else {
+      stop.inFlight = false;
+      stop.retryAt = now + this.#t.commandRetryMs;
+    }
+    return true;
   }
 
   /** The move's command is not (or no longer) in flight: it goes out at `retryAt`. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  COMMAND_RETRY_MS,
   Coordinator,
   type CoordinatorAction,
   LEAVING_GRACE_MS,
@@ -410,4 +411,33 @@ Deno.test("an answer naming an earlier command (a duplicate, or one a retry over
   w.feed({ type: "started", shard: 0, at: A, command: retry.command, now: w.now });
   assert.equal(w.coordinator.allocation.has(0), false, "shard 0 has not started on A yet");
   assert.equal(w.coordinator.movesInFlight, 1);
+});
+
+Deno.test("a conflict's stop is sent again until the region that claimed the shard answers it", () => {
+  const coordinator = new Coordinator(8, 0);
+  const register = (region: NodeId, shards: number[], requestId: number, now: number) =>
+    coordinator.step({ type: "register", region, shards, shardCount: 8, requestId, now });
+  coordinator.step({ type: "members", members: up(A, B), now: 0 });
+  register(A, [5], 1, 0);
+  const first = register(B, [5], 2, 0).filter((a) => a.type === "stopShard");
+  assert.equal(first.length, 1);
+  assert.ok(first[0].type === "stopShard" && sameNode(first[0].at, B) && first[0].shard === 5);
+  const command = first[0].type === "stopShard" ? first[0].command : undefined;
+  // B refuses: our registration reply had not reached it yet.
+  coordinator.step({ type: "stopFailed", shard: 5, from: B, command, now: 10 });
+  assert.deepEqual(
+    coordinator.step({ type: "tick", now: 10 + COMMAND_RETRY_MS / 2 }).filter((a) => a.type === "stopShard"),
+    [],
+  );
+  const again = coordinator.step({ type: "tick", now: 10 + COMMAND_RETRY_MS }).filter((a) => a.type === "stopShard");
+  assert.equal(again.length, 1, "the stop goes out again");
+  const retry = again[0].type === "stopShard" ? again[0].command : undefined;
+  assert.notEqual(retry, command);
+  coordinator.step({ type: "stopped", shard: 5, from: B, command: retry, now: 2000 });
+  assert.deepEqual(
+    coordinator.step({ type: "tick", now: 60_000 }).filter((a) => a.type === "stopShard"),
+    [],
+    "answered: never again",
+  );
+  assert.ok(sameNode(coordinator.allocation.get(5)!, A), "A keeps the shard");
 });

@@ -107,8 +107,12 @@ export interface MembershipConfig {
   readonly timings: ClusterTimings;
 }
 
-/** A forgotten incarnation stays tombstoned for this many removed TTLs: peers forget on their own clocks. */
-const TOMBSTONE_TTLS = 5;
+/**
+ * How long a forgotten incarnation stays tombstoned: peers forget on their own
+ * clocks, and a node cut off for hours must still not be merged back when it
+ * returns. Uids are never reused, so a day of them costs a few bytes each.
+ */
+const TOMBSTONE_MS = 24 * 60 * 60 * 1000;
 /** At most this many tombstones are kept; the oldest go first. */
 const MAX_TOMBSTONES = 1000;
 
@@ -477,7 +481,7 @@ export class Membership {
           const [oldest] = this.#tombstones.keys();
           this.#tombstones.delete(oldest);
         }
-        this.#tombstones.set(nodeKey(m.node), now + TOMBSTONE_TTLS * this.#t.removedTtlMs);
+        this.#tombstones.set(nodeKey(m.node), now + Math.max(TOMBSTONE_MS, 5 * this.#t.removedTtlMs));
       }
     }
   }

@@ -159,6 +159,7 @@ export class ProcessorNode {
         routes: [
           sharding.managementRoute(() => pipeline.assigned),
           sharding.userRoute(),
+          ...sharding.operatorRoutes(),
           (path) =>
             path === "/stats" ? json({ ...pipeline.stats, hostedShards: sharding.region.hostedCount }) : undefined,
         ],

@@ -141,8 +141,8 @@ export type CoordinatorAction =
     readonly snapshot?: ShardSnapshot;
     readonly command?: number;
   }
-  | { readonly type: "rebalanceStarted"; readonly moves: readonly ShardMove[] }
-  | { readonly type: "rebalanceCompleted"; readonly shards: number; readonly ms: number }
+  | { readonly type: "rebalanceStarted"; readonly batch: number; readonly moves: readonly ShardMove[] }
+  | { readonly type: "rebalanceCompleted"; readonly batch: number; readonly shards: number; readonly ms: number }
   | {
     readonly type: "shardsLost";
     readonly shards: readonly number[];
@@ -183,6 +183,7 @@ interface ConflictStop {
 }
 
 interface Batch {
+  readonly id: number;
   readonly startedAt: number;
   remaining: number;
   readonly size: number;
@@ -210,6 +211,7 @@ export class Coordinator {
   #desired: ReadonlyMap<number, string> = new Map();
   #lastCommand = 0;
   #lastMove = 0;
+  #lastBatch = 0;
   /** Shards in the table or moving there, by node key: what the least loaded node is picked by. */
   readonly #load = new Map<string, number>();
   /** Members or registrations changed: every shard and move is looked at again. */
@@ -245,6 +247,11 @@ export class Coordinator {
   /** The current shard → node table (shards being moved are absent). */
   get allocation(): ReadonlyMap<number, NodeId> {
     return this.#allocation;
+  }
+
+  /** The shards being moved or started, each with where from, where to and its step. */
+  get moves(): readonly (ShardMove & { readonly phase: "stopping" | "starting" })[] {
+    return [...this.#moves.values()].map(({ shard, from, to, phase }) => ({ shard, from, to, phase }));
   }
 
   /** How many shards are being moved or started. */
@@ -607,7 +614,7 @@ export class Coordinator {
   }
 
   #beginMoves(moves: readonly { shard: number; from?: NodeId; to: NodeId }[], now: number): void {
-    const batch: Batch = { startedAt: now, remaining: moves.length, size: moves.length };
+    const batch: Batch = { id: ++this.#lastBatch, startedAt: now, remaining: moves.length, size: moves.length };
     for (const { shard, from, to } of moves) {
       this.#unallocate(shard);
       const move: Move = {
@@ -628,7 +635,7 @@ export class Coordinator {
       this.#conflictStops.delete(`${shard}@${nodeKey(to)}`);
       this.#unsend(move, 0);
     }
-    this.#emit({ type: "rebalanceStarted", moves: moves.map((m) => ({ ...m })) });
+    this.#emit({ type: "rebalanceStarted", batch: batch.id, moves: moves.map((m) => ({ ...m })) });
   }
 
   #issueConflictStops(now: number): void {
@@ -716,7 +723,12 @@ export class Coordinator {
     this.#allocate(shard, at);
     this.#touched.add(shard);
     if (--move.batch.remaining === 0) {
-      this.#emit({ type: "rebalanceCompleted", shards: move.batch.size, ms: now - move.batch.startedAt });
+      this.#emit({
+        type: "rebalanceCompleted",
+        batch: move.batch.id,
+        shards: move.batch.size,
+        ms: now - move.batch.startedAt,
+      });
     }
   }
 }

@@ -63,6 +63,31 @@ export interface CoordinatorRunnerOptions {
 const TICK_MS = 500;
 const UNSTABLE_RETRY_MS = 500;
 
+/** One rebalance as the coordinator page shows it. */
+export interface RebalanceRecord {
+  /** The coordinator instance that ran it, and its number there. */
+  readonly epoch: string;
+  readonly batch: number;
+  /** Wall-clock time it started, in epoch milliseconds (for display). */
+  readonly startedAt: number;
+  readonly moves: readonly { readonly shard: number; readonly from?: string; readonly to: string }[];
+  /** How long it took, once every shard of it runs at its new home. */
+  completedMs?: number;
+}
+
+/** What the coordinator on this node is doing, for operators. */
+export interface CoordinatorView {
+  readonly epoch: string;
+  /** Whether it has rebuilt its table and allocates. */
+  readonly active: boolean;
+  readonly movesInFlight: readonly { shard: number; from?: string; to: string; phase: string }[];
+  /** The last rebalances, newest last. */
+  readonly rebalances: readonly RebalanceRecord[];
+}
+
+/** How many rebalances the view keeps. */
+const REBALANCES_KEPT = 10;
+
 interface Request {
   readonly resolve: (body: Body) => void;
   readonly reject: (error: Error) => void;
@@ -85,6 +110,7 @@ export class CoordinatorRunner {
   #epoch = 0n;
   /** Regions registered with this instance (node keys): others are told to register first. */
   #registered = new Set<string>();
+  readonly #rebalances: RebalanceRecord[] = [];
 
   readonly #now: () => number;
 
@@ -97,6 +123,23 @@ export class CoordinatorRunner {
   /** Whether the coordinator runs on this node. */
   get isRunning(): boolean {
     return this.#coordinator !== undefined;
+  }
+
+  /** What the coordinator does, when it runs on this node. */
+  get view(): CoordinatorView | undefined {
+    const coordinator = this.#coordinator;
+    if (!coordinator) return undefined;
+    return {
+      epoch: String(this.#epoch),
+      active: coordinator.isActive,
+      movesInFlight: coordinator.moves.map((m) => ({
+        shard: m.shard,
+        from: m.from?.address,
+        to: m.to.address,
+        phase: m.phase,
+      })),
+      rebalances: this.#rebalances,
+    };
   }
 
   /** Whether the coordinator runs here and has rebuilt its table (it allocates). */
@@ -304,17 +347,27 @@ export class CoordinatorRunner {
         );
         break;
       case "rebalanceStarted":
+        this.#rebalances.push({
+          epoch: String(this.#epoch),
+          batch: action.batch,
+          startedAt: Date.now(),
+          moves: action.moves.map((m) => ({ shard: m.shard, from: m.from?.address, to: m.to.address })),
+        });
+        if (this.#rebalances.length > REBALANCES_KEPT) this.#rebalances.shift();
         log.info("rebalance started for {count} shards: {moves}", {
           count: action.moves.length,
           moves: describeMoves(action.moves),
         });
         break;
-      case "rebalanceCompleted":
+      case "rebalanceCompleted": {
+        const record = this.#rebalances.find((r) => r.batch === action.batch && r.epoch === String(this.#epoch));
+        if (record) record.completedMs = Math.round(action.ms);
         log.info("rebalance of {count} shards completed in {ms} ms", {
           count: action.shards,
           ms: Math.round(action.ms),
         });
         break;
+      }
       case "shardsLost":
         if (action.clusterDown) {
           log.info("{count} shards of {region} stop with it: no member is joining or Up to take them", {

@@ -142,10 +142,11 @@ Deno.test("shards follow a new placement, and their state moves with them", () =
   assert.deepEqual(w.homes(B), [1, 3, 5]);
   assert.deepEqual([...w.hosted.get(B.address)!], [[1, 101], [3, 103], [5, 105]]);
   const started = w.log.filter((a) => a.type === "rebalanceStarted");
-  assert.deepEqual(started.at(-1), {
-    type: "rebalanceStarted",
-    moves: [1, 3, 5].map((shard) => ({ shard, from: A, to: B })),
-  });
+  const last = started.at(-1);
+  assert.deepEqual(
+    last?.type === "rebalanceStarted" && last.moves,
+    [1, 3, 5].map((shard) => ({ shard, from: A, to: B })),
+  );
   assert.ok(w.log.some((a) => a.type === "rebalanceCompleted" && a.shards === 3));
 });
 

@@ -13,6 +13,8 @@ import { AssignmentChangedSchema } from "../../proto/gen/cluster_pb.ts";
 import type { ClusterNode } from "../membership/cluster_node.ts";
 import { COORDINATOR_MESSAGES, CoordinatorRunner, type PlacementSource } from "./coordinator_runner.ts";
 import { json, type ManagementRoute } from "../management/management.ts";
+import { placementPage } from "../management/page.ts";
+import { clusterPlacement } from "../management/placement.ts";
 import { sameNode } from "../remoting/node.ts";
 import { userIdProblem } from "./entity.ts";
 import { REGION_MESSAGES, ShardRegion, ShardUnavailableError } from "./region.ts";
@@ -182,6 +184,29 @@ export class Sharding {
         throw error;
       }
     };
+  }
+
+  /**
+   * The operator's view: `GET /` (the live placement page),
+   * `GET /cluster/placement` (the whole cluster's placement it draws, gathered
+   * from every member) and `GET /cluster/coordinator` (what the coordinator on
+   * this node is moving; `{"running": false}` elsewhere).
+   */
+  operatorRoutes(): ManagementRoute[] {
+    return [
+      (path) => path === "/" ? placementPage() : undefined,
+      async (path) =>
+        path === "/cluster/placement"
+          ? json(
+            await clusterPlacement({
+              snapshot: () => this.#o.node.snapshot(),
+              typeName: this.#o.typeName,
+              shardCount: this.#o.shardCount,
+            }),
+          )
+          : undefined,
+      (path) => path === "/cluster/coordinator" ? json(this.#runner.view ?? { running: false }) : undefined,
+    ];
   }
 
   // `GET /cluster/shards/{typeName}/{shardId}`: one hosted shard's whole state, for operators and tests.

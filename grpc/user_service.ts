@@ -40,6 +40,18 @@ export interface UserTotalsSource {
   userTotals(userId: string, timeoutMs: number): Promise<UserTotals>;
   /** The shard of a user, for error messages. */
   shardOf(userId: string): number;
+  /** Whether `shard` is hosted on this node, so that its queries are answered here. */
+  hosts(shard: number): boolean;
+}
+
+/** Hears of every query answered (the node's metrics). */
+export interface QueryObserver {
+  /**
+   * A query ended with the gRPC status `code` (its name: `OK`, `UNAVAILABLE`…)
+   * after `seconds`; `forwarded` when the user's shard was not hosted here as
+   * it arrived (a refused id counts as `local`: it goes nowhere).
+   */
+  answered(code: string, where: "local" | "forwarded", seconds: number): void;
 }
 
 /** How the gRPC server is set up. */
@@ -51,6 +63,7 @@ export interface GrpcServerOptions {
   readonly serving: () => boolean;
   /** Longest wait for a shard when the client sets no earlier deadline. */
   readonly askTimeoutMs: number;
+  readonly observer?: QueryObserver;
 }
 
 /** A gRPC port that cannot be bound. */
@@ -66,9 +79,22 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<grpc.
       call: grpc.ServerUnaryCall<UserStatsRequest, UserStatsResponse>,
       callback: grpc.sendUnaryData<UserStatsResponse>,
     ) => {
+      const started = performance.now();
+      const { source, observer } = options;
+      const id = call.request.id;
+      const where = userIdProblem(id) === undefined && !source.hosts(source.shardOf(id)) ? "forwarded" : "local";
+      const answered = (code: grpc.status) =>
+        observer?.answered(grpc.status[code] ?? "UNKNOWN", where, (performance.now() - started) / 1000);
       userStats(call, options).then(
-        (response) => callback(null, response),
-        (error: grpc.ServiceError | Error) => callback(error as grpc.ServiceError),
+        (response) => {
+          answered(grpc.status.OK);
+          callback(null, response);
+        },
+        (error: grpc.ServiceError | Error) => {
+          // grpc-js answers an error without a code as UNKNOWN.
+          answered("code" in error && typeof error.code === "number" ? error.code : grpc.status.UNKNOWN);
+          callback(error as grpc.ServiceError);
+        },
       );
     },
   });

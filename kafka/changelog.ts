@@ -123,6 +123,22 @@ export async function ensureChangelog(admin: Admin, topic: string, shards: numbe
 /** kafkajs's ConfigResourceTypes.TOPIC. */
 const TOPIC_RESOURCE = 2;
 
+/** One shard restored from its changelog partition. */
+export interface ShardRestore {
+  readonly shard: number;
+  /** Users restored. */
+  readonly entities: number;
+  /** Records read to restore them (compaction keeps this near `entities`). */
+  readonly records: number;
+  /** From opening the shard (fencing included) to the state rebuilt. */
+  readonly seconds: number;
+}
+
+/** Hears of every restore (the node's metrics). */
+export interface RestoreObserver {
+  restored(restore: ShardRestore): void;
+}
+
 /** How the changelog writers reach Kafka. */
 export interface ChangelogSettings {
   /** The kafkajs client, for restores. */
@@ -134,6 +150,7 @@ export interface ChangelogSettings {
   readonly topic: string;
   /** How long Kafka lets a changelog transaction stay open (ARCHITECTURE.md, "Timing"). */
   readonly transactionTimeoutMs?: number;
+  readonly observer?: RestoreObserver;
 }
 
 /**
@@ -207,6 +224,12 @@ export class KafkaShardStorage implements ShardStorage {
           fenceMs: Math.round(fenced - started),
         },
       );
+      this.#settings.observer?.restored({
+        shard,
+        entities: entities.size,
+        records,
+        seconds: (performance.now() - started) / 1000,
+      });
       const restored: ShardSnapshot | undefined = records === 0
         ? undefined
         : { shard, lastOffset, entities: [...entities] };

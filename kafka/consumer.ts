@@ -25,7 +25,7 @@ import { type Consumer, type EachBatchPayload, type Kafka, PartitionAssigners } 
 import { getLogger } from "@logtape/logtape";
 import type { PurchaseEvent } from "../cluster/sharding/entity.ts";
 import { partitionForBytes } from "./partitioner.ts";
-import { decodePurchase } from "./purchase.ts";
+import { decodePurchase, type MalformedKind } from "./purchase.ts";
 import { stickyAssigner } from "./sticky_assignor.ts";
 import { waitBounded, type Waited } from "./bounded_wait.ts";
 import { errorText } from "../cluster/error_text.ts";
@@ -84,11 +84,21 @@ export interface PipelineOptions {
   readonly partitionCount: () => Promise<number | undefined>;
   /** Shards hosted on this node, for the periodic summary. */
   readonly hostedShards: () => number;
+  /** Hears of every delivery and every skipped record (the node's metrics). */
+  readonly observer?: PipelineObserver;
   /** The group's session, rebalance and heartbeat timings (ARCHITECTURE.md, "Timing"). */
   readonly timings?: KafkaTimings;
   /** Partitions processed at the same time. */
   readonly concurrency?: number;
   readonly summaryEveryMs?: number;
+}
+
+/** What a pipeline reports as it goes. */
+export interface PipelineObserver {
+  /** `events` acknowledged by their shard, which is hosted on this node when `local`. */
+  applied(events: number, local: boolean): void;
+  /** One record skipped as malformed. */
+  malformed(kind: MalformedKind): void;
 }
 
 /** Running counts of what the pipeline did. */
@@ -250,7 +260,7 @@ export class ConsumerPipeline {
       const offset = Number(message.offset);
       const decoded = decodePurchase(message.key, message.value);
       if (!decoded.ok) {
-        this.#malformed(topic, partition, offset, decoded.reason);
+        this.#malformed(topic, partition, offset, decoded.reason, decoded.kind);
       } else {
         const { userId, product, quantity, price } = decoded.purchase;
         // The key is the user id's UTF-8 (decodePurchase checked), so hash it as it is.
@@ -268,7 +278,8 @@ export class ConsumerPipeline {
             );
           }
           if (resized.value) return retryLater();
-          this.#malformed(topic, partition, offset, `user ${userId} belongs in partition ${shard}, not ${partition}`);
+          const reason = `user ${userId} belongs in partition ${shard}, not ${partition}`;
+          this.#malformed(topic, partition, offset, reason, "wrong_partition");
         } else {
           events.push({ offset, userId, product, quantity, price });
         }
@@ -321,6 +332,7 @@ export class ConsumerPipeline {
   #delivered(events: number, local: boolean): void {
     this.stats.events += events;
     if (local) this.stats.local += events;
+    this.#o.observer?.applied(events, local);
   }
 
   /**
@@ -415,8 +427,9 @@ export class ConsumerPipeline {
     this.#fatal.resolve(reason);
   }
 
-  #malformed(topic: string, partition: number, offset: number, reason: string): void {
+  #malformed(topic: string, partition: number, offset: number, reason: string, kind: MalformedKind): void {
     this.stats.malformed++;
+    this.#o.observer?.malformed(kind);
     log.warn("skipping malformed record {topic}/{partition}@{offset}: {reason}", { topic, partition, offset, reason });
   }
 

@@ -41,10 +41,21 @@ export function encodePurchase(purchase: Purchase): Uint8Array {
   );
 }
 
-/** A decoded record: the purchase, or why it was refused. */
+/**
+ * Why a record was skipped, in a word fit for a metric label: no purchase in
+ * it (`undecodable`), one outside the limits (`invalid`), a key that is not
+ * its user id (`key_mismatch`), or a user that hashes to another partition
+ * (`wrong_partition`, which only the consumer can tell).
+ */
+export const MALFORMED_KINDS = ["undecodable", "invalid", "key_mismatch", "wrong_partition"] as const;
+
+/** One of {@linkcode MALFORMED_KINDS}. */
+export type MalformedKind = typeof MALFORMED_KINDS[number];
+
+/** A decoded record: the purchase, or why it was refused (in words, and as a kind). */
 export type DecodedPurchase =
   | { readonly ok: true; readonly purchase: Purchase }
-  | { readonly ok: false; readonly reason: string };
+  | { readonly ok: false; readonly reason: string; readonly kind: Exclude<MalformedKind, "wrong_partition"> };
 
 const strict = new TextDecoder("utf-8", { fatal: true });
 const lenient = new TextDecoder("utf-8");
@@ -61,31 +72,39 @@ const lenient = new TextDecoder("utf-8");
  * ```
  */
 export function decodePurchase(key: Uint8Array | null, value: Uint8Array | null): DecodedPurchase {
-  if (value === null || value.length === 0) return { ok: false, reason: "empty value" };
+  if (value === null || value.length === 0) return { ok: false, reason: "empty value", kind: "undecodable" };
   const fields = readPurchaseFields(value);
-  if (typeof fields === "string") return { ok: false, reason: `not a UserPurchaseProto (${fields})` };
-  if (fields.userId.length === 0) return { ok: false, reason: "empty user id" };
+  if (typeof fields === "string") {
+    return { ok: false, reason: `not a UserPurchaseProto (${fields})`, kind: "undecodable" };
+  }
+  if (fields.userId.length === 0) return { ok: false, reason: "empty user id", kind: "invalid" };
   let userId: string;
   let product: string;
   try {
     userId = utf8String(fields.userId);
     product = utf8String(fields.product);
   } catch {
-    return { ok: false, reason: "not a UserPurchaseProto (a string field is not UTF-8)" };
+    return { ok: false, reason: "not a UserPurchaseProto (a string field is not UTF-8)", kind: "undecodable" };
   }
   if (key === null || !sameBytes(key, fields.userId)) {
-    if (key !== null && !isUtf8(key)) return { ok: false, reason: "key is not UTF-8" };
+    if (key !== null && !isUtf8(key)) return { ok: false, reason: "key is not UTF-8", kind: "key_mismatch" };
     const keyText = key === null ? "" : lenient.decode(key);
-    return { ok: false, reason: `key '${keyText}' differs from the value's user id '${userId}'` };
+    return { ok: false, reason: `key '${keyText}' differs from the value's user id '${userId}'`, kind: "key_mismatch" };
   }
   const { quantity, price } = fields;
   if (quantity < 0 || quantity > MAX_AMOUNT) {
-    return { ok: false, reason: `quantity ${quantity} is outside 0..${MAX_AMOUNT}` };
+    return { ok: false, reason: `quantity ${quantity} is outside 0..${MAX_AMOUNT}`, kind: "invalid" };
   }
-  if (price < 0 || price > MAX_AMOUNT) return { ok: false, reason: `price ${price} is outside 0..${MAX_AMOUNT}` };
+  if (price < 0 || price > MAX_AMOUNT) {
+    return { ok: false, reason: `price ${price} is outside 0..${MAX_AMOUNT}`, kind: "invalid" };
+  }
   const purchase = { userId, product, quantity: Number(quantity), price: Number(price) };
   if (purchase.quantity * purchase.price > MAX_PURCHASE_AMOUNT) {
-    return { ok: false, reason: `quantity × price ${quantity}×${price} is above ${MAX_PURCHASE_AMOUNT}` };
+    return {
+      ok: false,
+      reason: `quantity × price ${quantity}×${price} is above ${MAX_PURCHASE_AMOUNT}`,
+      kind: "invalid",
+    };
   }
   return { ok: true, purchase };
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { UserPurchaseProtoSchema } from "../proto/gen/user_events_pb.ts";
-import { decodePurchase, encodePurchase, MAX_AMOUNT } from "./purchase.ts";
+import { decodePurchase, encodePurchase, MALFORMED_KINDS, type MalformedKind, MAX_AMOUNT } from "./purchase.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const proto = (fields: { userId?: string; product?: string; quantity?: bigint; price?: bigint }) =>
@@ -20,22 +20,42 @@ Deno.test("encodePurchase() writes the sample's wire format (field numbers 1-4)"
   assert.deepEqual([...bytes], [0x0a, 1, 0x37, 0x12, 4, 0x72, 0x6f, 0x70, 0x65, 0x18, 3, 0x20, 0xc8, 0x01]);
 });
 
-Deno.test("decodePurchase() refuses malformed records with a reason", () => {
-  const cases: [Uint8Array | null, Uint8Array | null, RegExp][] = [
-    [utf8("7"), null, /empty value/],
-    [utf8("7"), utf8("not protobuf at all \u00ff"), /not a UserPurchaseProto/],
-    [utf8(""), proto({ product: "skis", quantity: 1n, price: 1n }), /empty user id/],
-    [utf8("8"), proto({ userId: "7", quantity: 1n, price: 1n }), /key '8' differs from the value's user id '7'/],
-    [null, proto({ userId: "7", quantity: 1n, price: 1n }), /key '' differs/],
-    [utf8("7"), proto({ userId: "7", quantity: -1n, price: 1n }), /quantity -1 is outside/],
-    [utf8("7"), proto({ userId: "7", quantity: 1n, price: -5n }), /price -5 is outside/],
-    [utf8("7"), proto({ userId: "7", quantity: BigInt(MAX_AMOUNT) + 1n, price: 1n }), /quantity .* is outside/],
-    [utf8("7"), proto({ userId: "7", quantity: 2n ** 20n, price: 2n ** 20n + 1n }), /quantity × price .* is above/],
-    [new Uint8Array([0xff]), proto({ userId: "7" }), /key is not UTF-8/],
+Deno.test("decodePurchase() refuses malformed records with a reason and its kind", () => {
+  const cases: [Uint8Array | null, Uint8Array | null, RegExp, MalformedKind][] = [
+    [utf8("7"), null, /empty value/, "undecodable"],
+    [utf8("7"), utf8("not protobuf at all \u00ff"), /not a UserPurchaseProto/, "undecodable"],
+    [utf8("7"), new Uint8Array([0x0a, 1, 0x37, 0x12, 1, 0xff]), /a string field is not UTF-8/, "undecodable"],
+    [utf8(""), proto({ product: "skis", quantity: 1n, price: 1n }), /empty user id/, "invalid"],
+    [
+      utf8("8"),
+      proto({ userId: "7", quantity: 1n, price: 1n }),
+      /key '8' differs from the value's user id '7'/,
+      "key_mismatch",
+    ],
+    [null, proto({ userId: "7", quantity: 1n, price: 1n }), /key '' differs/, "key_mismatch"],
+    [utf8("7"), proto({ userId: "7", quantity: -1n, price: 1n }), /quantity -1 is outside/, "invalid"],
+    [utf8("7"), proto({ userId: "7", quantity: 1n, price: -5n }), /price -5 is outside/, "invalid"],
+    [
+      utf8("7"),
+      proto({ userId: "7", quantity: BigInt(MAX_AMOUNT) + 1n, price: 1n }),
+      /quantity .* is outside/,
+      "invalid",
+    ],
+    [
+      utf8("7"),
+      proto({ userId: "7", quantity: 2n ** 20n, price: 2n ** 20n + 1n }),
+      /quantity × price .* is above/,
+      "invalid",
+    ],
+    [new Uint8Array([0xff]), proto({ userId: "7" }), /key is not UTF-8/, "key_mismatch"],
   ];
-  for (const [key, value, reason] of cases) {
+  for (const [key, value, reason, kind] of cases) {
     const decoded = decodePurchase(key, value);
     assert.equal(decoded.ok, false);
-    if (!decoded.ok) assert.match(decoded.reason, reason);
+    if (!decoded.ok) {
+      assert.match(decoded.reason, reason);
+      assert.equal(decoded.kind, kind, decoded.reason);
+      assert.ok(MALFORMED_KINDS.includes(decoded.kind));
+    }
   }
 });

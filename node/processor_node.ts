@@ -26,7 +26,9 @@ import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
 import { ChangelogLayoutError, changelogTopicFor, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
+import { ConsumerLag } from "../kafka/lag.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
+import { NodeMetrics } from "./metrics.ts";
 
 const log = getLogger(["usershard", "process"]);
 
@@ -106,6 +108,7 @@ export class ProcessorNode {
       group,
       state: config.state === "kafka" ? `in ${changelog}` : "in memory only (lost with the node)",
     });
+    const metrics = new NodeMetrics();
     const storage: ShardStorage = config.state === "kafka"
       ? new KafkaShardStorage({
         kafka,
@@ -113,10 +116,11 @@ export class ProcessorNode {
         clientId: nodeClientId(self.address),
         topic: changelog,
         transactionTimeoutMs: config.timings.kafka.transactionTimeoutMs,
+        observer: metrics,
       })
       : MEMORY_STORAGE;
 
-    const closers: (() => unknown)[] = [() => admin.disconnect()];
+    const closers: (() => unknown)[] = [() => admin.disconnect(), () => metrics.close()];
     try {
       const cluster = ClusterNode.start({
         self,
@@ -127,6 +131,7 @@ export class ProcessorNode {
         clusterName: config.clusterName,
         secret: config.secret,
         timings: config.timings.membership,
+        remotingObserver: metrics,
       });
       closers.push(() => cluster.close());
       const shardOf = (userId: string) => partitionFor(userId, shardCount);
@@ -139,6 +144,7 @@ export class ProcessorNode {
         shardOf,
         storage,
         timings: config.timings.sharding,
+        observer: metrics,
       });
       closers.push(() => sharding.close());
       const pipeline = new ConsumerPipeline({
@@ -151,6 +157,17 @@ export class ProcessorNode {
         partitionCount: () => partitionCount(admin, topic),
         hostedShards: () => sharding.region.hostedCount,
         timings: config.timings.kafka,
+        observer: metrics,
+      });
+      const lag = new ConsumerLag({ admin, group, topic, partitions: () => pipeline.assigned });
+      metrics.readFrom({
+        members: () => {
+          const { members, removed } = cluster.snapshot();
+          return [...members, ...removed];
+        },
+        hostedShards: () => sharding.region.hostedShards(),
+        pendingAsks: () => cluster.remoting.pendingAsks,
+        consumerLag: () => lag.read(),
       });
       const management = startManagement(config.mgmtHost, config.mgmtPort, {
         snapshot: () => cluster.snapshot(),
@@ -160,8 +177,11 @@ export class ProcessorNode {
           sharding.managementRoute(() => pipeline.assigned),
           sharding.userRoute(),
           ...sharding.operatorRoutes(),
-          (path) =>
-            path === "/stats" ? json({ ...pipeline.stats, hostedShards: sharding.region.hostedCount }) : undefined,
+          async (path) =>
+            path === "/stats"
+              ? json({ ...pipeline.stats, hostedShards: sharding.region.hostedCount, lag: totalLag(await lag.read()) })
+              : undefined,
+          (path) => path === "/metrics" ? metrics.response() : undefined,
         ],
       });
       closers.push(() => management.shutdown());
@@ -171,9 +191,11 @@ export class ProcessorNode {
         source: {
           userTotals: (userId, timeoutMs) => sharding.region.userTotals(userId, timeoutMs),
           shardOf,
+          hosts: (shard) => sharding.region.hosts(shard),
         },
         serving: () => sharding.isReady(),
         askTimeoutMs: config.timings.sharding.askTimeoutMs,
+        observer: metrics,
       });
       closers.push(() => grpcServer.forceShutdown());
       return new ProcessorNode(config, { cluster, sharding, pipeline, closers });
@@ -248,6 +270,14 @@ async function closeAll(closers: (() => unknown)[]): Promise<void> {
       // Closing what is already broken must not hide why we are exiting.
     }
   }
+}
+
+/** The lag of all this node's partitions, `null` when unknown (Kafka did not say in time, or it consumes none). */
+function totalLag(lag: ReadonlyMap<number, number> | undefined): number | null {
+  if (!lag || lag.size === 0) return null;
+  let total = 0;
+  for (const records of lag.values()) total += records;
+  return total;
 }
 
 /** Resolves `true` once `condition()` holds (checked every 100 ms); stops checking once `ended` settles. */

@@ -13,7 +13,7 @@ import { type Member } from "./members.ts";
 import { type NodeId, sameNode } from "../remoting/node.ts";
 import { Membership, type MembershipAction, type MembershipEvent } from "./membership.ts";
 import { membershipFromBody, membershipToBody } from "./membership_codec.ts";
-import { type Body, type Inbound, type InboundHandler, Remoting } from "../remoting/remoting.ts";
+import { type Body, type Inbound, type InboundHandler, Remoting, type RemotingObserver } from "../remoting/remoting.ts";
 
 const log = getLogger(["usershard", "cluster"]);
 
@@ -30,6 +30,8 @@ export interface ClusterNodeOptions {
   readonly clusterName: string;
   readonly secret?: string;
   readonly timings: ClusterTimings;
+  /** Hears of every frame to and from peers. */
+  readonly remotingObserver?: RemotingObserver;
 }
 
 /** A point-in-time picture of the cluster, as this node sees it. */
@@ -69,6 +71,7 @@ export class ClusterNode {
         bindPort: options.bindPort,
         clusterName: options.clusterName,
         secret: options.secret,
+        observer: options.remotingObserver,
       },
       (message, isRequest) => this.#receive(message, isRequest),
     );

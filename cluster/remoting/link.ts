@@ -23,6 +23,8 @@ const MAX_HANDSHAKE_BYTES = 64 * 1024;
 /** Most bytes queued for a peer that does not read before its connection is closed as overloaded. */
 export const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 const WRITE_CHUNK_BYTES = 256 * 1024;
+/** The length prefix of a frame (`frame.ts`), which the decoder strips. */
+const FRAME_HEADER_BYTES = 4;
 
 /**
  * One TCP connection carrying envelopes: a write queue that respects
@@ -39,6 +41,7 @@ export class Link {
   #flushing: Promise<void> | undefined;
   #closed = false;
   #seal: FrameSeal | undefined;
+  #meter: ((direction: "in" | "out", bytes: number) => void) | undefined;
   /** Resolves when the connection has closed, for whatever reason. */
   readonly closed: Promise<void>;
   readonly #markClosed: () => void;
@@ -71,6 +74,11 @@ export class Link {
     this.#seal = seal;
   }
 
+  /** From now on, tells `meter` the size on the wire of every frame sent or read (for metrics). */
+  meter(meter: (direction: "in" | "out", bytes: number) => void): void {
+    this.#meter = meter;
+  }
+
   /** Queues an envelope; throws {@linkcode RemotingError} when closed or when the peer does not read. */
   send(envelope: Envelope): void {
     if (this.#closed) throw new RemotingError(`connection ${this.description} is closed`);
@@ -82,6 +90,7 @@ export class Link {
     }
     this.#queue.push(frame);
     this.#queuedBytes += frame.length;
+    this.#meter?.("out", frame.length);
     this.#flushing ??= this.#flush();
   }
 
@@ -142,6 +151,7 @@ export class Link {
         for (const frame of this.#decoder.push(buffer.subarray(0, n))) {
           const payload = this.#seal ? this.#seal.open(frame) : frame;
           if (!payload) throw new FrameError("a frame failed authentication (altered, replayed or out of order)");
+          this.#meter?.("in", FRAME_HEADER_BYTES + frame.length);
           onEnvelope(fromBinary(EnvelopeSchema, payload));
           if (this.#closed) return;
         }

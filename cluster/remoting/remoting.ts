@@ -54,6 +54,12 @@ export type InboundHandler = (message: Inbound, isRequest: boolean) => Body | un
  */
 export type Target = NodeId | string;
 
+/** Hears of every frame after a handshake (the node's metrics). */
+export interface RemotingObserver {
+  /** A frame of `bytes` (on the wire) to or from the peer at `peer` (`host:port`). */
+  frame(peer: string, direction: "in" | "out", bytes: number): void;
+}
+
 /** How this node's remoting is set up. */
 export interface RemotingConfig {
   readonly self: NodeId;
@@ -69,6 +75,7 @@ export interface RemotingConfig {
   readonly maxBackoffMs?: number;
   /** Bytes queued for a peer that does not read before its connection is closed. */
   readonly maxQueuedBytes?: number;
+  readonly observer?: RemotingObserver;
 }
 
 interface Pending {
@@ -89,7 +96,7 @@ interface Peer {
 
 /** This node's end of the cluster's TCP mesh. */
 export class Remoting {
-  readonly #config: Required<Omit<RemotingConfig, "secret">> & { secret?: string };
+  readonly #config: Required<Omit<RemotingConfig, "secret" | "observer">> & Pick<RemotingConfig, "secret" | "observer">;
   readonly #listener: Deno.TcpListener;
   readonly #handler: InboundHandler;
   readonly #peers = new Map<string, Peer>();
@@ -128,6 +135,11 @@ export class Remoting {
   /** This node's id. */
   get self(): NodeId {
     return this.#config.self;
+  }
+
+  /** Asks sent to other nodes and not yet answered, failed or timed out. */
+  get pendingAsks(): number {
+    return this.#pending.size;
   }
 
   async #acceptLoop(): Promise<void> {
@@ -183,6 +195,7 @@ export class Remoting {
       link.close(`handshake failed: ${errorText(error)}`);
       return;
     }
+    this.#meter(link, peer.address);
     await link.readEnvelopes((envelope) => this.#dispatch(link, peer, envelope));
   }
 
@@ -348,12 +361,18 @@ export class Remoting {
           new FrameSeal({ secret, challenge: theirs, nonce, client: self, server: node, end: "connecting" }),
         );
       }
+      this.#meter(link, address);
       link.readEnvelopes((envelope) => this.#dispatch(link, node, envelope));
       return { link, node };
     } catch (error) {
       link.close();
       throw error;
     }
+  }
+
+  #meter(link: Link, peer: string): void {
+    const observer = this.#config.observer;
+    if (observer) link.meter((direction, bytes) => observer.frame(peer, direction, bytes));
   }
 
   #lost(address: string, link: Link): void {

@@ -28,6 +28,15 @@ import { eventsFromProto, snapshotFromProto, snapshotToProto } from "./sharding_
 
 const log = getLogger(["usershard", "sharding"]);
 
+/** Hears of every shard that came or went on the coordinator's command (the node's metrics). */
+export interface HostingObserver {
+  /**
+   * A shard moved `in` (from the start command until it was ready, its
+   * restore included) or `out` (from the stop command until it stopped).
+   */
+  shardMoved(direction: "in" | "out", seconds: number): void;
+}
+
 /** How a {@linkcode ShardHosting} is set up. */
 export interface HostingOptions {
   readonly self: NodeId;
@@ -38,6 +47,7 @@ export interface HostingOptions {
   readonly askTimeoutMs: number;
   /** How long the state of a shard handed off is kept, in case the handoff was cut short. */
   readonly handedOffTtlMs: number;
+  readonly observer?: HostingObserver;
 }
 
 /** What one node hosts. */
@@ -128,7 +138,11 @@ export class ShardHosting {
     // A repeated start (its first answer was lost) must not replace newer state.
     if (!this.#shards.has(id)) {
       const snapshot = snapshotProto ? snapshotFromProto(snapshotProto) : undefined;
-      this.#host(id, snapshot);
+      const started = performance.now();
+      this.#host(id, snapshot).ready.then(
+        () => this.#o.observer?.shardMoved("in", (performance.now() - started) / 1000),
+        () => {}, // Stopped before it was ready: it never arrived.
+      );
       log.debug("shard {shard} starting here ({how})", {
         shard: id,
         how: this.#o.storage.durable
@@ -153,12 +167,14 @@ export class ShardHosting {
     const hosted = this.#shards.get(id);
     this.#o.coordinator.forgetHome(id);
     if (hosted) {
+      const started = performance.now();
       this.#shards.delete(id);
       const closing = hosted.close();
       this.#stopping.set(id, closing);
       try {
         const snapshot = await closing;
         this.#handedOff.set(id, { snapshot, at: Date.now() });
+        this.#o.observer?.shardMoved("out", (performance.now() - started) / 1000);
         log.debug("shard {shard} stopped here for handoff ({how})", {
           shard: id,
           how: snapshot ? `${snapshot.entities.length} users, offset ${snapshot.lastOffset}` : "its state is stored",
@@ -180,9 +196,10 @@ export class ShardHosting {
     };
   }
 
-  #host(id: number, snapshot?: ShardSnapshot): void {
+  #host(id: number, snapshot?: ShardSnapshot): HostedShard {
     const hosted: HostedShard = new HostedShard(id, this.#o.storage, (error) => this.#broken(hosted, error), snapshot);
     this.#shards.set(id, hosted);
+    return hosted;
   }
 
   /**

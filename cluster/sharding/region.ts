@@ -19,7 +19,7 @@ import { DEFAULT_SHARDING_TIMINGS } from "../timings.ts";
 import { CoordinatorClient } from "./coordinator_client.ts";
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
 import type { HostedShard } from "./hosted_shard.ts";
-import { ShardHosting } from "./hosting.ts";
+import { type HostingObserver, ShardHosting } from "./hosting.ts";
 import type { ShardSnapshot } from "./shard.ts";
 import type { ShardStorage } from "./shard_storage.ts";
 import { eventsToProto } from "./sharding_codec.ts";
@@ -65,6 +65,8 @@ export interface RegionOptions {
   readonly waiterTtlMs?: number;
   /** How long the state of a shard handed off is kept, in case the handoff was cut short. */
   readonly handedOffTtlMs?: number;
+  /** Hears of shards moving in and out. */
+  readonly observer?: HostingObserver;
 }
 
 /** This node's shard region. */
@@ -94,6 +96,7 @@ export class ShardRegion {
       coordinator: this.#coordinator,
       askTimeoutMs: options.askTimeoutMs,
       handedOffTtlMs: options.handedOffTtlMs ?? DEFAULT_SHARDING_TIMINGS.handedOffTtlMs,
+      observer: options.observer,
     });
   }
 
@@ -129,6 +132,11 @@ export class ShardRegion {
   /** How many shards are hosted here. */
   get hostedCount(): number {
     return this.#hosting.count;
+  }
+
+  /** Whether `shard` is hosted here (ready or still restoring). */
+  hosts(shard: number): boolean {
+    return this.#hosting.get(shard) !== undefined;
   }
 
   /**

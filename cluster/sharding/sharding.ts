@@ -17,6 +17,7 @@ import { placementPage } from "../management/page.ts";
 import { clusterPlacement } from "../management/placement.ts";
 import { sameNode } from "../remoting/node.ts";
 import { userIdProblem } from "./entity.ts";
+import type { HostingObserver } from "./hosting.ts";
 import { REGION_MESSAGES, ShardRegion, ShardUnavailableError } from "./region.ts";
 import type { ShardStorage } from "./shard_storage.ts";
 import { DEFAULT_SHARDING_TIMINGS, type ShardingTimings } from "../timings.ts";
@@ -38,6 +39,8 @@ export interface ShardingOptions {
   readonly storage: ShardStorage;
   /** Sharding's grace periods, retries and memories; `askTimeoutMs` above wins over the one here. */
   readonly timings?: ShardingTimings;
+  /** Hears of shards moving in and out of this node. */
+  readonly observer?: HostingObserver;
 }
 
 /** Sharding on one node. */
@@ -62,6 +65,7 @@ export class Sharding {
       storage: options.storage,
       waiterTtlMs: timings.waiterTtlMs,
       handedOffTtlMs: timings.handedOffTtlMs,
+      observer: options.observer,
     });
     this.#runner = new CoordinatorRunner({
       self: node.self,

@@ -50,3 +50,12 @@ export const LOG_LEVEL_FLAG = {
   default: "info",
   description: "trace, debug, info, warning, error or fatal",
 } as const satisfies FlagSpec;
+
+/** `--log-format`. */
+export const LOG_FORMAT_FLAG = {
+  type: "string",
+  value: "FORMAT",
+  env: "USERSHARD_LOG_FORMAT",
+  default: "text",
+  description: "text, or json for one JSON object per line (for log collectors)",
+} as const satisfies FlagSpec;

@@ -26,7 +26,25 @@ export interface MembersJson {
 /** `GET /cluster/shards/{type}`. */
 export interface ShardsJson {
   readonly regions: readonly { shardId: string; numEntities: number }[];
+  /** The partitions the node's consumer holds: a usershard node's addition, absent from Akka's and Pekko's answer. */
   readonly consumedPartitions?: readonly number[];
+}
+
+/**
+ * How many of the node's shards it also consumes the partition of; `null` when
+ * the node does not say which partitions it consumes (an Akka or Pekko node),
+ * which is not the same as none.
+ *
+ * @example
+ * ```ts
+ * colocatedShards({ regions: [{ shardId: "1", numEntities: 4 }], consumedPartitions: [1, 2] }); // 1
+ * colocatedShards({ regions: [{ shardId: "1", numEntities: 4 }] }); // null
+ * ```
+ */
+export function colocatedShards(shards: ShardsJson): number | null {
+  if (!Array.isArray(shards.consumedPartitions)) return null;
+  const consumed = new Set(shards.consumedPartitions);
+  return shards.regions.filter((r) => consumed.has(Number(r.shardId))).length;
 }
 
 /** A management endpoint that could not be read. */

@@ -15,7 +15,14 @@ import {
 import { newUid } from "../cluster/remoting/node.ts";
 import { type ProcessorConfig, ProcessorError, ProcessorNode } from "../node/processor_node.ts";
 import { CliError, defineCommand } from "./command.ts";
-import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG, topicFlag } from "./common_flags.ts";
+import {
+  BROKERS_FLAG,
+  LOG_FORMAT_FLAG,
+  LOG_LEVEL_FLAG,
+  PARTITIONS_FLAG,
+  TOPIC_FLAG,
+  topicFlag,
+} from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
 import {
   type CommandSpec,
@@ -26,7 +33,7 @@ import {
   portFlag,
   UsageError,
 } from "./flags.ts";
-import { logLevelFlag, setUpLogging } from "./logging.ts";
+import { logFormatFlag, logLevelFlag, setUpLogging } from "./logging.ts";
 
 /** Flags of `usershard process`. */
 export const processSpec = {
@@ -143,6 +150,7 @@ export const processSpec = {
       description: "how long a leaving node waits for its shards to be handed off before it leaves anyway",
     },
     "log-level": LOG_LEVEL_FLAG,
+    "log-format": LOG_FORMAT_FLAG,
   },
   details: `SIGINT or SIGTERM leaves the cluster gracefully (consumer stopped, shards handed off,
 Leaving, Exiting, Removed) and exits 0; another signal a second or more later exits at once.
@@ -156,7 +164,7 @@ Example, the two seed nodes of the walkthrough:
 export const processCommand = defineCommand(processSpec, async (flags, positionals, sources) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const config = processorConfig(flags, sources.partitions !== "default");
-  await setUpLogging(logLevelFlag(flags["log-level"]));
+  await setUpLogging(logLevelFlag(flags["log-level"]), logFormatFlag(flags["log-format"]));
   const log = getLogger(["usershard", "process"]);
   let node: ProcessorNode;
   try {

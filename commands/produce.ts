@@ -6,9 +6,16 @@
 import { getLogger } from "@logtape/logtape";
 import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from "./flags.ts";
 import { CliError, defineCommand } from "./command.ts";
-import { BROKERS_FLAG, LOG_LEVEL_FLAG, PARTITIONS_FLAG, TOPIC_FLAG, topicFlag } from "./common_flags.ts";
+import {
+  BROKERS_FLAG,
+  LOG_FORMAT_FLAG,
+  LOG_LEVEL_FLAG,
+  PARTITIONS_FLAG,
+  TOPIC_FLAG,
+  topicFlag,
+} from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
-import { logLevelFlag, setUpLogging } from "./logging.ts";
+import { logFormatFlag, logLevelFlag, setUpLogging } from "./logging.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { createPurchaseProducer, PER_EVENT_LOG_MAX_RATE, produce } from "../kafka/producer.ts";
@@ -31,6 +38,7 @@ export const produceSpec = {
     },
     count: { type: "string", value: "N", description: "stop after N events (default: until interrupted)" },
     "log-level": LOG_LEVEL_FLAG,
+    "log-format": LOG_FORMAT_FLAG,
   },
   details: `Up to ${PER_EVENT_LOG_MAX_RATE} events/s each event is logged ("Sending message to user N");
 faster rates log a progress line every 5 s. Ctrl-C stops after the events already
@@ -48,7 +56,7 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   const users = intFlag("users", flags.users, { min: 1 });
   const rate = numberFlag("rate", flags.rate);
   const count = flags.count === undefined ? undefined : intFlag("count", flags.count, { min: 0 });
-  await setUpLogging(logLevelFlag(flags["log-level"]));
+  await setUpLogging(logLevelFlag(flags["log-level"]), logFormatFlag(flags["log-format"]));
   const log = getLogger(["usershard", "producer"]);
 
   const kafka = createKafka({ brokers, clientId: "usershard-producer" });

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { compactRanges, fetchMembers, fetchShards, ManagementError, type ShardsJson } from "./management_client.ts";
+import {
+  colocatedShards,
+  compactRanges,
+  fetchMembers,
+  fetchShards,
+  ManagementError,
+  type ShardsJson,
+} from "./management_client.ts";
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
 import { type CommandSpec, endpointFlag, UsageError } from "./flags.ts";
 
@@ -58,23 +65,27 @@ export const shardsCommand = defineCommand(shardsSpec, async (flags, positionals
 
 async function printOne(base: string, type: string, json: boolean): Promise<void> {
   const shards = await fetchShards(base, type);
-  if (json) return writeStdout(JSON.stringify(shards, null, 2) + "\n");
+  const colocated = colocatedShards(shards);
+  if (json) return writeStdout(JSON.stringify({ ...shards, colocated }, null, 2) + "\n");
   const members = await fetchMembers(base);
-  const consumed = new Set(shards.consumedPartitions ?? []);
+  const consumed = shards.consumedPartitions && new Set(shards.consumedPartitions);
   const rows = [...shards.regions].sort((a, b) => Number(a.shardId) - Number(b.shardId));
   const lines = [
     `Shards of ${type} on ${members.selfNode} (management ${base.slice(7)})`,
     "shard  entities  partition consumed here",
     ...rows.map((r) =>
       `${r.shardId.padStart(5)}  ${String(r.numEntities).padStart(8)}  ${
-        consumed.has(Number(r.shardId)) ? "yes" : "no"
+        consumed ? (consumed.has(Number(r.shardId)) ? "yes" : "no") : "?"
       }`
     ),
   ];
   const entities = rows.reduce((n, r) => n + r.numEntities, 0);
-  const colocated = rows.filter((r) => consumed.has(Number(r.shardId))).length;
   lines.push(
-    `${rows.length} shards, ${entities} entities; ${colocated} of ${rows.length} co-located with their partition's consumer`,
+    `${rows.length} shards, ${entities} entities; ${
+      colocated === null
+        ? "co-location unknown: the node does not say which partitions it consumes"
+        : `${colocated} of ${rows.length} co-located with their partition's consumer`
+    }`,
   );
   await writeStdout(lines.join("\n") + "\n");
 }
@@ -83,6 +94,8 @@ interface NodeShards {
   readonly node: string;
   readonly management: string;
   readonly shards?: ShardsJson;
+  /** With `shards`: see {@linkcode colocatedShards} (`null`: unknown). */
+  readonly colocated?: number | null;
   readonly error?: string;
 }
 
@@ -104,7 +117,8 @@ async function printAll(base: string, type: string, json: boolean): Promise<void
     live.map(async (m) => {
       if (!m.management) return { node: m.node, management: "", error: "its management address is unknown" };
       try {
-        return { node: m.node, management: m.management, shards: await fetchShards(`http://${m.management}`, type) };
+        const shards = await fetchShards(`http://${m.management}`, type);
+        return { node: m.node, management: m.management, shards, colocated: colocatedShards(shards) };
       } catch (error) {
         return {
           node: m.node,
@@ -136,12 +150,11 @@ function placementTable(type: string, via: string, nodes: readonly NodeShards[])
   const rows = nodes.map((n) => {
     const ids = (n.shards?.regions ?? []).map((r) => Number(r.shardId));
     for (const id of ids) hostedBy.set(id, [...(hostedBy.get(id) ?? []), n.node]);
-    const consumed = new Set(n.shards?.consumedPartitions ?? []);
     return {
       node: n.node,
       ids,
       entities: (n.shards?.regions ?? []).reduce((sum, r) => sum + r.numEntities, 0),
-      colocated: ids.filter((id) => consumed.has(id)).length,
+      colocated: n.colocated ?? null,
       error: n.error,
     };
   });
@@ -154,9 +167,17 @@ function placementTable(type: string, via: string, nodes: readonly NodeShards[])
   const total = read.reduce((t, r) => ({
     shards: t.shards + r.ids.length,
     entities: t.entities + r.entities,
-    colocated: t.colocated + r.colocated,
-  }), { shards: 0, entities: 0, colocated: 0 });
-  const percent = total.shards > 0 ? Math.round((100 * total.colocated) / total.shards) : 100;
+    // A node that does not say, and hosts shards, makes the total unknown: counting its shards as apart would
+    // understate it.
+    colocated: t.colocated === null || (r.colocated === null && r.ids.length > 0)
+      ? null
+      : t.colocated + (r.colocated ?? 0),
+  }), { shards: 0, entities: 0, colocated: 0 as number | null });
+  const totalColocation = total.colocated === null
+    ? "unknown: not every node says which partitions it consumes"
+    : `${total.colocated}/${total.shards} (${
+      total.shards > 0 ? Math.round((100 * total.colocated) / total.shards) : 100
+    }%)`;
   const counted = partial ? `, counting ${read.length} of ${rows.length} nodes` : "";
   const out = [
     `Shards of ${type} across ${rows.length} nodes (via ${via})`,
@@ -164,18 +185,17 @@ function placementTable(type: string, via: string, nodes: readonly NodeShards[])
     ...rows.map((r) =>
       r.error
         ? line(r.node, "?", "?", `could not be read, its shards are not counted: ${r.error}`)
-        : line(r.node, String(r.ids.length), String(r.entities), `${r.colocated}/${r.ids.length}`)
+        : line(r.node, String(r.ids.length), String(r.entities), colocationCell(r.colocated, r.ids.length))
     ),
-    line(
-      totalLabel,
-      String(total.shards),
-      String(total.entities),
-      `${total.colocated}/${total.shards} (${percent}%)${counted}`,
-    ),
+    line(totalLabel, String(total.shards), String(total.entities), `${totalColocation}${counted}`),
     "",
     ...read.map((r) => `${r.node} hosts shards ${compactRanges(r.ids) || "(none)"}`),
   ];
   const twice = [...hostedBy].filter(([, where]) => where.length > 1).map(([id]) => id);
   if (twice.length > 0) out.push(`hosted on more than one node: ${compactRanges(twice)}`);
   return out.join("\n") + "\n";
+}
+
+function colocationCell(colocated: number | null, shards: number): string {
+  return colocated === null ? "unknown: the node does not say which partitions it consumes" : `${colocated}/${shards}`;
 }

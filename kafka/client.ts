@@ -14,15 +14,28 @@ const kafkajsLog = getLogger(["usershard", "kafkajs"]);
 // kafkajs schedules timers with negative delays (harmless: they run at once),
 // which the Node compatibility layer reports on stderr as a process warning.
 process.removeAllListeners("warning");
-process.on("warning", (warning) => kafkajsLog.debug("{name}: {message}", { ...warning }));
+process.on("warning", (warning) => kafkajsLog.debug("{name}: {text}", { name: warning.name, text: warning.message }));
 
 const toLogtape: logCreator = () => ({ namespace, level, log }) => {
-  const { message, ...extra } = log;
+  // kafkajs's own timestamp and logger name ("kafkajs") say again what the record already says.
+  const { message, timestamp: _timestamp, logger: _logger, ...extra } = log;
   const text = `${namespace}: ${message}`;
   if (level === logLevel.ERROR || level === logLevel.WARN) kafkajsLog.warn(text, extra);
   else if (level === logLevel.INFO) kafkajsLog.debug(text, extra);
   else kafkajsLog.trace(text, extra);
 };
+
+/**
+ * The least severe kafkajs level whose entries {@linkcode toLogtape} would pass on
+ * at the levels logging is configured for now (by `--log-level`): below it kafkajs
+ * would build every entry only for it to be dropped.
+ */
+function kafkajsLevel(): logLevel {
+  if (kafkajsLog.isEnabledFor("trace")) return logLevel.DEBUG;
+  if (kafkajsLog.isEnabledFor("debug")) return logLevel.INFO;
+  if (kafkajsLog.isEnabledFor("warning")) return logLevel.WARN;
+  return logLevel.NOTHING;
+}
 
 /** How to reach Kafka. */
 export interface KafkaSettings {
@@ -33,7 +46,8 @@ export interface KafkaSettings {
 }
 
 /**
- * A kafkajs client whose requests give up after a few seconds of retries.
+ * A kafkajs client whose requests give up after a few seconds of retries. Its
+ * log level is fixed here from the logging set up so far: set logging up first.
  *
  * @example
  * ```ts
@@ -47,7 +61,7 @@ export function createKafka(settings: KafkaSettings): Kafka {
     connectionTimeout: 3000,
     requestTimeout: 30000,
     retry: { initialRetryTime: 200, maxRetryTime: 2000, retries: 4 },
-    logLevel: logLevel.DEBUG,
+    logLevel: kafkajsLevel(),
     logCreator: toLogtape,
   });
 }

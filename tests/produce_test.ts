@@ -115,13 +115,55 @@ Deno.test("produce logs each event at low rates and Ctrl-C flushes, summarises a
     }
   }));
 
+Deno.test("produce --log-format json writes every log line, kafkajs's too, as one JSON object", () =>
+  withTopic("produce-json-logs", async (topic) => {
+    // At debug kafkajs has something to say (a warning about retries), so its lines are among them.
+    const result = await runUsershard(
+      produceInto(
+        topic,
+        "--partitions",
+        "2",
+        "--rate",
+        "0",
+        "--count",
+        "20",
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+      ),
+    );
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stderr.trimEnd().split("\n");
+    const records = lines.map((line) => {
+      const record = JSON.parse(line);
+      assert.match(record["@timestamp"], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, line);
+      assert.ok(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"].includes(record.level), line);
+      assert.match(record.logger, /^usershard(\.[\w-]+)+$/, line);
+      assert.equal(typeof record.message, "string", line);
+      return record;
+    });
+    const sent = records.find((r) => r.logger === "usershard.producer" && r.message.startsWith("sent "));
+    assert.equal(sent?.message.split(" in ")[0], `sent 20 events to ${topic}`, result.stderr);
+    assert.equal(sent?.sent, 20);
+    assert.equal(sent?.topic, topic);
+    assert.ok(records.some((r) => r.logger === "usershard.kafkajs"), result.stderr);
+
+    const bad = await runUsershard(produceInto(topic, "--log-format", "yaml"));
+    assert.equal(bad.code, 2);
+    assert.equal(
+      bad.stderr,
+      "usershard produce: --log-format must be one of text, json, got 'yaml' (see usershard produce --help)\n",
+    );
+  }));
+
 Deno.test("usershard --help lists the commands and produce --help every flag with its default", async () => {
   const top = await runUsershard(["--help"]);
   assert.equal(top.code, 0);
   assert.match(top.stdout, /produce\s+writes user purchase events/);
   const help = await runUsershard(["produce", "--help"]);
   assert.equal(help.code, 0);
-  for (const flag of ["brokers", "topic", "partitions", "users", "rate", "count", "log-level"]) {
+  for (const flag of ["brokers", "topic", "partitions", "users", "rate", "count", "log-level", "log-format"]) {
     assert.match(help.stdout, new RegExp(`--${flag}`));
   }
   assert.match(help.stdout, /env KAFKA_BROKERS; default localhost:9092/);

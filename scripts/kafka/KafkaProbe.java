@@ -12,19 +12,23 @@ import org.apache.kafka.clients.admin.DescribeClusterOptions;
 public final class KafkaProbe {
   public static void main(String[] args) throws Exception {
     String bootstrap = args[0];
-    long deadline = System.currentTimeMillis() + Long.parseLong(args[1]);
+    long timeoutMs = Long.parseLong(args[1]);
+    long deadline = System.currentTimeMillis() + timeoutMs;
     Properties props = new Properties();
     props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-    props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "2000");
-    props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "2000");
+    // A broker on a loaded machine may take seconds to answer one request: each request may use
+    // the whole time limit, or a slow broker would time out on every try and never be recognised.
+    props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, Long.toString(timeoutMs));
+    props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, Long.toString(timeoutMs));
     props.put(AdminClientConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, "500");
     String last = "no answer";
     try (Admin admin = Admin.create(props)) {
-      while (System.currentTimeMillis() < deadline) {
+      for (long left = timeoutMs; left > 0; left = deadline - System.currentTimeMillis()) {
         try {
-          var cluster = admin.describeCluster(new DescribeClusterOptions().timeoutMs(2000));
-          int brokers = cluster.nodes().get(3, TimeUnit.SECONDS).size();
-          System.out.println("cluster " + cluster.clusterId().get(3, TimeUnit.SECONDS) + ", " + brokers + " broker(s)");
+          var cluster = admin.describeCluster(new DescribeClusterOptions().timeoutMs((int) left));
+          int brokers = cluster.nodes().get(left, TimeUnit.MILLISECONDS).size();
+          long rest = Math.max(1, deadline - System.currentTimeMillis());
+          System.out.println("cluster " + cluster.clusterId().get(rest, TimeUnit.MILLISECONDS) + ", " + brokers + " broker(s)");
           return;
         } catch (Exception e) {
           last = e.getCause() != null ? e.getCause().getMessage() : e.getMessage();

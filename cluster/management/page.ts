@@ -30,7 +30,7 @@ th { color: #5a6272; font-weight: 600; }
 .shard.moving { background-image: repeating-linear-gradient(45deg, rgba(255,255,255,.55) 0 3px, transparent 3px 7px); }
 .big { font-size: 1.6rem; font-weight: 600; }
 .error { color: #b3261e; }
-ul { margin: 0; padding-left: 1.1rem; font-size: .85rem; }
+ul { margin: 0; padding-left: 1.1rem; font-size: .85rem; max-width: 60rem; }
 `;
 
 const SCRIPT = `
@@ -52,6 +52,18 @@ function row(cells) {
   const tr = document.createElement("tr");
   for (const c of cells) tr.append(typeof c === "string" ? text("td", c) : c);
   return tr;
+}
+// "43–63,107" rather than 42 numbers: a rebalance line stays readable.
+function ranges(shards) {
+  const sorted = [...shards].sort((a, b) => a - b);
+  const parts = [];
+  for (let i = 0; i < sorted.length; i++) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+    parts.push(j > i ? sorted[i] + "–" + sorted[j] : String(sorted[i]));
+    i = j;
+  }
+  return parts.join(",");
 }
 function render(p) {
   $("self").textContent = p.self;
@@ -121,7 +133,7 @@ function render(p) {
       groups.set(key, [...(groups.get(key) ?? []), m.shard]);
     }
     const li = text("li", new Date(r.startedAt).toLocaleTimeString() + ": " + r.moves.length + " shards, " +
-      [...groups].map(([k, v]) => k + " [" + v.join(",") + "]").join("; ") +
+      [...groups].map(([k, v]) => k + " [" + ranges(v) + "]").join("; ") +
       (r.completedMs === undefined ? ", in progress" : ", done in " + r.completedMs + " ms"));
     li.className = "rebalance";
     return li;

@@ -25,6 +25,15 @@ export const TOPIC_FLAG = {
   description: "topic of purchase events; its partition count is the shard count",
 } as const satisfies FlagSpec;
 
+/** `--group`: the consumer group, which is also the sharding type name. */
+export const GROUP_FLAG = {
+  type: "string",
+  value: "NAME",
+  env: "USERSHARD_GROUP",
+  default: "user-processing",
+  description: "Kafka consumer group, also the sharding type name (/cluster/shards/NAME)",
+} as const satisfies FlagSpec;
+
 /** Reads `--topic`: a name Kafka accepts. */
 export function topicFlag(value: string): string {
   if (!isValidTopicName(value)) {

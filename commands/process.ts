@@ -17,6 +17,7 @@ import { type ProcessorConfig, ProcessorError, ProcessorNode } from "../node/pro
 import { CliError, defineCommand } from "./command.ts";
 import {
   BROKERS_FLAG,
+  GROUP_FLAG,
   LOG_FORMAT_FLAG,
   LOG_LEVEL_FLAG,
   PARTITIONS_FLAG,
@@ -105,13 +106,7 @@ export const processSpec = {
     },
     brokers: BROKERS_FLAG,
     topic: TOPIC_FLAG,
-    group: {
-      type: "string",
-      value: "NAME",
-      env: "USERSHARD_GROUP",
-      default: "user-processing",
-      description: "Kafka consumer group, also the sharding type name (/cluster/shards/NAME)",
-    },
+    group: GROUP_FLAG,
     partitions: PARTITIONS_FLAG,
     "ask-timeout": {
       type: "string",

@@ -10,12 +10,13 @@
  * @module
  */
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "../commands/command.ts";
-import { BROKERS_FLAG, PARTITIONS_FLAG, TOPIC_FLAG, topicFlag } from "../commands/common_flags.ts";
+import { BROKERS_FLAG, GROUP_FLAG, PARTITIONS_FLAG, TOPIC_FLAG, topicFlag } from "../commands/common_flags.ts";
 import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from "../commands/flags.ts";
 import { compactRanges, type ShardsJson } from "../commands/management_client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
+import { sleep } from "../kafka/producer.ts";
 
 /** Flags of the demo. */
 export const demoSpec = {
@@ -35,13 +36,7 @@ export const demoSpec = {
     rate: { type: "string", value: "N", default: "10", description: "the producer's events per second" },
     brokers: BROKERS_FLAG,
     topic: TOPIC_FLAG,
-    group: {
-      type: "string",
-      value: "NAME",
-      env: "USERSHARD_GROUP",
-      default: "user-processing",
-      description: "the nodes' consumer group and sharding type name",
-    },
+    group: GROUP_FLAG,
     partitions: PARTITIONS_FLAG,
   },
   details: `Logs go to a new folder under $TMPDIR (or /tmp), printed first. The nodes and the producer log
@@ -816,16 +811,7 @@ class Demo {
   }
 
   #pause(ms: number): Promise<void> {
-    const signal = this.#interrupt.signal;
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
+    return sleep(ms, this.#interrupt.signal);
   }
 
   async #ready(node: NodePorts): Promise<true | undefined> {
@@ -895,7 +881,8 @@ function describe(user: UserJson | undefined): string {
 }
 
 /** Whether a listener could bind `port` on loopback now. */
-function portFree(port: number): boolean {
+/** Whether nothing listens on `port` of 127.0.0.1 now. */
+export function portFree(port: number): boolean {
   try {
     Deno.listen({ hostname: "127.0.0.1", port }).close();
     return true;

@@ -7,6 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { portFree } from "../scripts/demo.ts";
 import { BROKERS, deleteTopics, uniqueName } from "./support/kafka.ts";
 
 const DEMO = new URL("../scripts/demo.ts", import.meta.url).pathname;
@@ -48,16 +49,6 @@ function freePortRange(count: number): number {
     }
   }
   throw new Error(`found no ${count} consecutive free ports`);
-}
-
-function portFree(port: number): boolean {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port }).close();
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.AddrInUse) return false;
-    throw error;
-  }
 }
 
 /** The demo's output as headlines (unindented lines), each with the figure lines under it. */

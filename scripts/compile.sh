@@ -16,8 +16,8 @@ elif [ ! -x "$DENORT_BIN" ]; then
   exit 1
 fi
 mkdir -p dist
-# With the project's node_modules folder deno compile embeds all of it, test tools too (puppeteer-core and its
-# browser protocols, 28 of its 57 MB). From the npm cache instead (--node-modules-dir=none) it embeds only the
-# packages that main.ts's module graph reaches (--exclude-unused-npm): what the program needs to run.
+# Left to itself deno compile embeds every npm package the lockfile names, test tools too (puppeteer-core and its
+# browser protocols). From the npm cache (--node-modules-dir=none) with --exclude-unused-npm it embeds only the
+# packages that main.ts's module graph reaches: what the program needs to run.
 bin/deno compile -A --node-modules-dir=none --exclude-unused-npm --output dist/usershard main.ts
 echo "compile: built dist/usershard" >&2

@@ -4,14 +4,8 @@
  *
  * @module
  */
-import {
-  colocatedShards,
-  compactRanges,
-  fetchMembers,
-  fetchShards,
-  ManagementError,
-  type ShardsJson,
-} from "./management_client.ts";
+import { colocatedShards, fetchMembers, fetchShards, ManagementError, type ShardsJson } from "./management_client.ts";
+import { compactRanges } from "../cluster/management/shard_ranges.ts";
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
 import { type CommandSpec, endpointFlag, UsageError } from "./flags.ts";
 

@@ -12,7 +12,8 @@
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "../commands/command.ts";
 import { BROKERS_FLAG, GROUP_FLAG, PARTITIONS_FLAG, TOPIC_FLAG, topicFlag } from "../commands/common_flags.ts";
 import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from "../commands/flags.ts";
-import { compactRanges, type ShardsJson } from "../commands/management_client.ts";
+import type { ShardsJson } from "../commands/management_client.ts";
+import { compactRanges } from "../cluster/management/shard_ranges.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { partitionFor } from "../kafka/partitioner.ts";

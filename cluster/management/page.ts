@@ -8,6 +8,8 @@
  * @module
  */
 
+import { compactRanges } from "./shard_ranges.ts";
+
 /** How often the page asks for the placement, in milliseconds. */
 export const PAGE_POLL_MS = 1000;
 
@@ -53,18 +55,8 @@ function row(cells) {
   for (const c of cells) tr.append(typeof c === "string" ? text("td", c) : c);
   return tr;
 }
-// "43–63,107" rather than 42 numbers: a rebalance line stays readable.
-function ranges(shards) {
-  const sorted = [...shards].sort((a, b) => a - b);
-  const parts = [];
-  for (let i = 0; i < sorted.length; i++) {
-    let j = i;
-    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
-    parts.push(j > i ? sorted[i] + "–" + sorted[j] : String(sorted[i]));
-    i = j;
-  }
-  return parts.join(",");
-}
+// "43-63,107" rather than 42 numbers: a rebalance line stays readable. The CLI's own function, as source.
+${compactRanges.toString()}
 function render(p) {
   $("self").textContent = p.self;
   $("updated").textContent = new Date(p.at).toLocaleTimeString();
@@ -133,7 +125,7 @@ function render(p) {
       groups.set(key, [...(groups.get(key) ?? []), m.shard]);
     }
     const li = text("li", new Date(r.startedAt).toLocaleTimeString() + ": " + r.moves.length + " shards, " +
-      [...groups].map(([k, v]) => k + " [" + ranges(v) + "]").join("; ") +
+      [...groups].map(([k, v]) => k + " [" + compactRanges(v) + "]").join("; ") +
       (r.completedMs === undefined ? ", in progress" : ", done in " + r.completedMs + " ms"));
     li.className = "rebalance";
     return li;

@@ -1,7 +1,9 @@
 /**
  * Query latency and throughput through one node's gRPC front end, at a fixed
  * concurrency, for users whose shard is on that node (local) and for users
- * whose shard is on the other node (forwarded over remoting).
+ * whose shard is on the other node (forwarded over remoting); the load comes
+ * from this project's own client and from grpcio (Debian's python3-grpcio),
+ * an independent one, in turn.
  *
  * @module
  */
@@ -14,8 +16,9 @@ import { knownPurchases, producePurchases } from "../tests/support/kafka.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
 
 const CONCURRENCY = 16;
+const GRPCIO_LOAD = new URL("./grpcio_load.py", import.meta.url).pathname;
 
-/** Runs `queries` queries per kind at {@linkcode CONCURRENCY} and reports p50/p99 and queries/s. */
+/** Runs `queries` queries per kind and client at {@linkcode CONCURRENCY} and reports p50/p99 and queries/s. */
 export async function benchQuery(context: BenchContext, queries = 20_000): Promise<void> {
   const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
   const admin = kafka.admin();
@@ -26,7 +29,8 @@ export async function benchQuery(context: BenchContext, queries = 20_000): Promi
   await producePurchases(kafka, stream.topic, knownPurchases(2000, 200));
   const [a, b] = nodePorts(2);
   const nodes = [startProcessor(a, [a, b], stream), startProcessor(b, [a, b], stream)];
-  const client = new UserStatsClient(`127.0.0.1:${a.grpc}`);
+  const target = `127.0.0.1:${a.grpc}`;
+  const client = new UserStatsClient(target);
   try {
     const local = await eventually("both nodes host their shards", async () => {
       const [va, vb] = await Promise.all([shardsOf(a, stream.group), shardsOf(b, stream.group)]);
@@ -41,10 +45,16 @@ export async function benchQuery(context: BenchContext, queries = 20_000): Promi
       const { latencies, seconds } = await run(client, ids, queries);
       latencies.sort((x, y) => x - y);
       const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
-      context.report(`query: ${kind} users, ${CONCURRENCY} concurrent`, `${Math.round(queries / seconds)} queries/s`, {
-        p50: `${at(0.5).toFixed(2)} ms`,
-        p99: `${at(0.99).toFixed(2)} ms`,
-      });
+      context.report(
+        `query: ${kind} users, ${CONCURRENCY} in flight, Deno client`,
+        `${Math.round(queries / seconds)} queries/s`,
+        {
+          p50: `${at(0.5).toFixed(2)} ms`,
+          p99: `${at(0.99).toFixed(2)} ms`,
+        },
+      );
+      const grpcio = await grpcioLoad(target, ids, queries);
+      context.report(`query: ${kind} users, ${CONCURRENCY} in flight, grpcio`, grpcio.qps, grpcio.details);
     }
   } finally {
     client.close();
@@ -65,4 +75,29 @@ async function run(client: UserStatsClient, ids: readonly string[], total: numbe
     }
   }));
   return { latencies, seconds: (performance.now() - started) / 1000 };
+}
+
+/** The same load from grpcio in its own process, or why it could not run. */
+async function grpcioLoad(
+  target: string,
+  ids: readonly string[],
+  total: number,
+): Promise<{ qps: string; details: Record<string, string | number> }> {
+  const output = await new Deno.Command("/usr/bin/python3", {
+    args: [GRPCIO_LOAD, target, ids.join(","), String(total), String(CONCURRENCY)],
+    cwd: "/",
+    stdout: "piped",
+    stderr: "piped",
+  }).output().catch((error: Error) => ({ success: false, stdout: new Uint8Array(), stderr: error.message }));
+  if (!output.success) {
+    const why = typeof output.stderr === "string" ? output.stderr : new TextDecoder().decode(output.stderr);
+    return { qps: "not run", details: { reason: why.trim().split("\n").at(-1) ?? "" } };
+  }
+  const result: { qps: number; p50: number; p99: number; failed: number } = JSON.parse(
+    new TextDecoder().decode(output.stdout),
+  );
+  return {
+    qps: `${result.qps} queries/s`,
+    details: { p50: `${result.p50} ms`, p99: `${result.p99} ms`, failed: result.failed },
+  };
 }

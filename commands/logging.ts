@@ -6,11 +6,9 @@
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
 import {
   configure,
   getJsonLinesFormatter,
-  getLogger,
   getTextFormatter,
   isLogLevel,
   type LogLevel,
@@ -100,22 +98,14 @@ function stderrSink(format: LogFormat): Sink {
 
 /** Sends the program's logs at `level` and above to standard error, written as `format`. */
 export async function setUpLogging(level: LogLevel, format: LogFormat = "text"): Promise<void> {
-  // grpc-js writes its own lines ("E No address added out of total 1 resolved") straight to
-  // stderr; they belong with the rest of the log, at debug level, unless someone asked
-  // grpc-js itself for them (GRPC_TRACE, GRPC_VERBOSITY).
-  if (!Deno.env.get("GRPC_TRACE") && !Deno.env.get("GRPC_VERBOSITY")) {
-    const grpcLog = getLogger(["usershard", "grpc-js"]);
-    grpc.setLogger({ error: (...parts: unknown[]) => grpcLog.debug(parts.map(String).join(" ")) });
-  }
   const libraries = level === "trace" || level === "debug" ? level : "fatal";
   await configure({
     reset: true,
     sinks: { stderr: stderrSink(format) },
     loggers: [
       { category: ["usershard"], lowestLevel: level, sinks: ["stderr"] },
-      // kafkajs and grpc-js report every retry and bind attempt; our own code reports what finally happened.
+      // kafkajs reports every retry; our own code reports what finally happened.
       { category: ["usershard", "kafkajs"], lowestLevel: libraries },
-      { category: ["usershard", "grpc-js"], lowestLevel: libraries },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { status } from "@grpc/grpc-js";
+import { Status } from "../grpc/status.ts";
 import { QueryError, type UserStats, UserStatsClient } from "../grpc/user_client.ts";
 import { userIdProblem } from "../cluster/sharding/entity.ts";
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
@@ -17,14 +17,16 @@ export const PROMPT = "Enter user id or :q to quit";
 export const querySpec = {
   name: "query",
   summary: "asks a node (gRPC) for users' running totals; no id starts an interactive loop",
-  usage: "usershard query [ID ...] [--grpc PORT|HOST:PORT] [--timeout DURATION] [--json]",
+  usage: "usershard query [ID ...] [--grpc PORT|HOST:PORT[,...]] [--timeout DURATION] [--json]",
   flags: {
     grpc: {
       type: "string",
-      value: "PORT|HOST:PORT",
+      value: "PORT|HOST:PORT[,...]",
       env: "USERSHARD_GRPC",
       default: "localhost:8081",
-      description: "gRPC endpoint of any processor node (its --grpc port; a bare port is on localhost)",
+      description:
+        "gRPC endpoint of any processor node (its --grpc port; a bare port is on localhost); with several, " +
+        "a node that cannot be reached is left for the next",
     },
     timeout: {
       type: "string",
@@ -39,6 +41,7 @@ export const querySpec = {
   usershard query 7              User 7 has made 2 purchases for a total of 3096p
   usershard query 1 2 3 --json   {"id":"1","totalPurchases":1,"amountSpent":12060} ...
   usershard query --grpc 8082    ${PROMPT} (on standard error; reads ids from standard input)
+  usershard query --grpc 8081,8082 7    asks node 1, or node 2 when node 1 cannot be reached
 
 Exit status: 0 when every query was answered, 1 when any failed, 2 for a usage error.`,
 } as const satisfies CommandSpec;
@@ -51,16 +54,16 @@ export function describeStats(stats: UserStats): string {
 
 /** `usershard query`. */
 export const queryCommand = defineCommand(querySpec, async (flags, ids) => {
-  const target = endpointFlag("grpc", flags.grpc, "localhost");
+  const targets = flags.grpc.split(",").map((endpoint) => endpointFlag("grpc", endpoint.trim(), "localhost"));
   const timeoutMs = durationFlag("timeout", flags.timeout);
-  const client = new UserStatsClient(target);
+  const client = new UserStatsClient(targets);
   const format = (stats: UserStats) =>
     flags.json
       ? JSON.stringify({ id: stats.id, totalPurchases: stats.totalPurchases, amountSpent: stats.amountSpent })
       : describeStats(stats);
   const ask = async (id: string): Promise<string> => {
     const problem = userIdProblem(id);
-    if (problem) throw new QueryError(status.INVALID_ARGUMENT, problem);
+    if (problem) throw new QueryError(Status.INVALID_ARGUMENT, problem);
     return format(await client.userStats(id, timeoutMs));
   };
   try {

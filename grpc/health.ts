@@ -2,49 +2,51 @@
  * The standard gRPC health service (`grpc.health.v1.Health`): SERVING once
  * the node is ready for queries, NOT_SERVING before; `Watch` streams changes.
  *
+ * Written here rather than taken from the grpc-node team's
+ * `grpc-health-check`, which plugs into grpc-js's server only.
+ *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
-import {
-  Health,
-  type HealthCheckRequest,
-  type HealthCheckResponse,
-  HealthCheckResponse_ServingStatus as Status,
-  HealthCheckResponseSchema,
-} from "../proto/gen/grpc/health/v1/health_pb.ts";
-import { serviceDefinition } from "./definitions.ts";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../proto/gen/grpc/health/v1/health_pb.ts";
+import { type Route, serverStreaming, unary } from "./server.ts";
+import { GrpcError, Status } from "./status.ts";
 
+/** How often `Watch` looks at whether the node serves. */
 const WATCH_POLL_MS = 500;
 
-/** Adds the health service to `server`; `services` are the names it reports on ("" = the whole server). */
-export function addHealthService(server: grpc.Server, services: readonly string[], serving: () => boolean): void {
+/** The health service's routes; `services` are the names it reports on ("" = the whole server). */
+export function healthRoutes(services: readonly string[], serving: () => boolean): Route[] {
   const known = new Set(["", ...services]);
   const status = (service: string) =>
-    !known.has(service) ? Status.SERVICE_UNKNOWN : serving() ? Status.SERVING : Status.NOT_SERVING;
-  server.addService(serviceDefinition(Health), {
-    Check: (
-      call: grpc.ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>,
-      callback: grpc.sendUnaryData<HealthCheckResponse>,
-    ) => {
-      const current = status(call.request.service);
-      if (current === Status.SERVICE_UNKNOWN) {
-        callback({ code: grpc.status.NOT_FOUND, details: `unknown service '${call.request.service}'` });
-      } else {
-        callback(null, create(HealthCheckResponseSchema, { status: current }));
+    !known.has(service) ? ServingStatus.SERVICE_UNKNOWN : serving() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+  return [
+    unary(Health.method.check, (request) => {
+      const current = status(request.service);
+      if (current === ServingStatus.SERVICE_UNKNOWN) {
+        throw new GrpcError(Status.NOT_FOUND, `unknown service '${request.service}'`);
       }
-    },
-    Watch: (call: grpc.ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => {
-      let last: Status | undefined;
-      const send = () => {
-        const current = status(call.request.service);
-        if (current !== last) call.write(create(HealthCheckResponseSchema, { status: current }));
+      return { status: current };
+    }),
+    serverStreaming(Health.method.watch, async function* (request, context) {
+      let last: ServingStatus | undefined;
+      while (!context.signal.aborted) {
+        const current = status(request.service);
+        if (current !== last) yield { status: current };
         last = current;
-      };
-      send();
-      const timer = setInterval(send, WATCH_POLL_MS);
-      call.on("cancelled", () => clearInterval(timer));
-      call.on("close", () => clearInterval(timer));
-    },
+        await sleep(WATCH_POLL_MS, context.signal);
+      }
+    }),
+  ];
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
   });
 }

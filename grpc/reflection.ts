@@ -7,15 +7,15 @@
  */
 import { create, type DescFile, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type * as grpc from "@grpc/grpc-js";
 import {
   ServerReflection,
   type ServerReflectionRequest,
   type ServerReflectionResponse,
   ServerReflectionResponseSchema,
 } from "../proto/gen/grpc/reflection/v1/reflection_pb.ts";
-import { serviceDefinition } from "./definitions.ts";
+import { bidiStreaming, type Route } from "./server.ts";
 
+// v1alpha is v1 under another name, with the same messages.
 const V1ALPHA = "grpc.reflection.v1alpha.ServerReflection";
 
 /** Every fully qualified symbol a file defines: messages (nested too), enums, services and methods. */
@@ -37,8 +37,14 @@ function symbolsOf(file: DescFile): string[] {
   return names;
 }
 
-/** Adds reflection (v1 and v1alpha) over `files` to `server`. */
-export function addReflectionService(server: grpc.Server, files: readonly DescFile[]): void {
+/**
+ * The reflection routes (v1, and v1alpha: the same under another name) over
+ * `files`.
+ *
+ * Written here rather than taken from `@grpc/reflection`, which plugs into
+ * grpc-js's server and reads protobuf.js definitions only.
+ */
+export function reflectionRoutes(files: readonly DescFile[]): Route[] {
   const bySymbol = new Map<string, DescFile>();
   for (const file of files) for (const symbol of symbolsOf(file)) bySymbol.set(symbol, file);
   const byName = new Map(files.map((f) => [f.proto.name, f]));
@@ -90,12 +96,9 @@ export function addReflectionService(server: grpc.Server, files: readonly DescFi
     }
   };
 
-  const handler = {
-    ServerReflectionInfo: (call: grpc.ServerDuplexStream<ServerReflectionRequest, ServerReflectionResponse>) => {
-      call.on("data", (request: ServerReflectionRequest) => call.write(answer(request)));
-      call.on("end", () => call.end());
-    },
+  const method = ServerReflection.method.serverReflectionInfo;
+  const answerAll = async function* (requests: AsyncIterable<ServerReflectionRequest>) {
+    for await (const request of requests) yield answer(request);
   };
-  server.addService(serviceDefinition(ServerReflection), handler);
-  server.addService(serviceDefinition(ServerReflection, V1ALPHA), handler);
+  return [bidiStreaming(method, answerAll), bidiStreaming(method, answerAll, `/${V1ALPHA}/${method.name}`)];
 }

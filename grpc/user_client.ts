@@ -1,17 +1,16 @@
 /**
- * A client of `UserService.UserStats`, for `usershard query`.
+ * A client of `UserService.UserStats`, for `usershard query`: it asks the
+ * first of its nodes that can be reached, and moves on to the next when a
+ * node cannot be reached or its connection breaks before it answered.
  *
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
-import {
-  UserService,
-  type UserStatsRequest,
-  UserStatsRequestSchema,
-  type UserStatsResponse,
-} from "../proto/gen/users_pb.ts";
-import { serviceDefinition } from "./definitions.ts";
+import { UserService } from "../proto/gen/users_pb.ts";
+import { GrpcClient, NotGrpcError } from "./client.ts";
+import { DialError } from "./http2/client.ts";
+import { StreamRefusedError } from "./http2/connection.ts";
+import { StreamResetError } from "./http2/stream.ts";
+import { GrpcError, Status, statusName } from "./status.ts";
 
 /** A user's totals as the service answers. */
 export interface UserStats {
@@ -20,93 +19,97 @@ export interface UserStats {
   readonly amountSpent: number;
 }
 
-/** A failed call, with its gRPC status. */
+/** A failed call, with its gRPC status code. */
 export class QueryError extends Error {
   override name = "QueryError";
   /**
+   * @param code a gRPC {@linkcode Status} code
    * @param nodeFailed whether the node itself failed (cannot be reached, does
    * not speak gRPC) rather than this one query, so every query would fail alike
    */
-  constructor(readonly code: grpc.status, message: string, readonly nodeFailed = false) {
+  constructor(readonly code: number, message: string, readonly nodeFailed = false) {
     super(message);
   }
 }
 
-const userStatsMethod = serviceDefinition(UserService).UserStats as grpc.MethodDefinition<
-  UserStatsRequest,
-  UserStatsResponse
->;
-
-/** Asks one node for users' totals over one connection. */
-export class UserStatsClient {
-  readonly #client: grpc.Client;
+/** One node to ask. */
+interface Endpoint {
   readonly target: string;
+  readonly client: GrpcClient;
+}
 
-  constructor(target: string) {
-    this.target = target;
-    this.#client = new grpc.Client(target, grpc.credentials.createInsecure());
-  }
+/** Asks nodes for users' totals, one connection per node, the first node that answers first. */
+export class UserStatsClient {
+  readonly #endpoints: Endpoint[];
+  #current = 0;
 
-  /** One user's totals; rejects with {@linkcode QueryError}. */
-  userStats(id: string, timeoutMs: number): Promise<UserStats> {
-    const request = create(UserStatsRequestSchema, { id });
-    return new Promise((resolve, reject) => {
-      this.#client.makeUnaryRequest(
-        userStatsMethod.path,
-        userStatsMethod.requestSerialize,
-        userStatsMethod.responseDeserialize,
-        request,
-        { deadline: Date.now() + timeoutMs },
-        (error, response) => {
-          if (error) return reject(this.#describe(error, timeoutMs));
-          resolve({
-            id: response!.id,
-            totalPurchases: Number(response!.totalPurchases),
-            amountSpent: Number(response!.amountSpent),
-          });
-        },
-      );
+  /** @param targets `host:port` of each node, in the order to try them */
+  constructor(targets: string | readonly string[]) {
+    this.#endpoints = (typeof targets === "string" ? [targets] : targets).map((target) => {
+      const colon = target.lastIndexOf(":");
+      const host = target.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+      return { target, client: new GrpcClient(host, Number(target.slice(colon + 1))) };
     });
   }
 
-  #describe(error: grpc.ServiceError, timeoutMs: number): QueryError {
-    const details = error.details.replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)/g, "").replace(/\.? ?Resolution note:.*$/, "");
-    const port = this.target.replace(/^.*:/, "");
-    const notGrpc = `(is ${port} a usershard gRPC port? --grpc takes the node's --grpc port)`;
-    const nodeFailure = (message: string) => new QueryError(error.code, message, true);
-    if (error.code === grpc.status.UNAVAILABLE && /Name resolution failed/.test(details)) {
-      return nodeFailure(`cannot reach ${this.target}: its host name could not be resolved`);
-    }
-    const connecting = /No connection established(?:\. Last error: (?:Error: )?(.*))?/.exec(details);
-    if (error.code === grpc.status.UNAVAILABLE && connecting) {
-      const cause = connecting[1] ?? "no connection established";
-      if (/ECONNREFUSED/.test(cause)) {
-        return nodeFailure(`cannot reach ${this.target}: ${cause} (is a node running with --grpc on that port?)`);
+  /**
+   * One user's totals; rejects with {@linkcode QueryError}. A node that fails
+   * as a whole is left for the next one; the error of the last node tried
+   * is the one reported.
+   */
+  async userStats(id: string, timeoutMs: number): Promise<UserStats> {
+    let failure: QueryError | undefined;
+    for (let tried = 0; tried < this.#endpoints.length; tried++) {
+      const endpoint = this.#endpoints[this.#current];
+      try {
+        const response = await endpoint.client.unary(UserService.method.userStats, { id }, timeoutMs);
+        return {
+          id: response.id,
+          totalPurchases: Number(response.totalPurchases),
+          amountSpent: Number(response.amountSpent),
+        };
+      } catch (error) {
+        failure = describe(endpoint.target, error);
+        if (!failure.nodeFailed) throw failure;
+        this.#current = (this.#current + 1) % this.#endpoints.length;
       }
-      if (/ENOTFOUND|EAI_AGAIN|UNREACH|ETIMEDOUT/.test(cause)) {
-        return nodeFailure(`cannot reach ${this.target}: ${cause}`);
-      }
-      // Something listens there but does not speak gRPC ("Protocol error", "Failed to connect", "write EPIPE").
-      return nodeFailure(`cannot reach ${this.target}: ${cause} ${notGrpc}`);
     }
-    // An HTTP/2 server that is not gRPC (a management port, say) answers bytes grpc-js misreads as a huge message.
-    if (/Received message larger than max|Received HTTP status code/.test(details)) {
-      return nodeFailure(`${this.target} does not answer as a gRPC server: ${details} ${notGrpc}`);
-    }
-    // grpc-js's own text is a trace of its internal phases; the server's (naming the shard) is kept as it is.
-    if (error.code === grpc.status.DEADLINE_EXCEEDED && /^Deadline exceeded/.test(details)) {
-      return new QueryError(error.code, `no answer within ${formatDuration(timeoutMs)} (DEADLINE_EXCEEDED)`);
-    }
-    return new QueryError(error.code, `${details} (${grpc.status[error.code]})`);
+    throw failure!;
   }
 
-  /** Closes the connection. */
+  /** Closes every connection. */
   close(): void {
-    this.#client.close();
+    for (const endpoint of this.#endpoints) endpoint.client.close();
   }
 }
 
-/** A duration as people write it: "5 s", "1.5 s", "400 ms". */
-function formatDuration(ms: number): string {
-  return ms < 1000 ? `${ms} ms` : `${ms / 1000} s`;
+function describe(target: string, error: unknown): QueryError {
+  const port = target.replace(/^.*:/, "");
+  const notGrpc = `(is ${port} a usershard gRPC port? --grpc takes the node's --grpc port)`;
+  const nodeFailure = (message: string) => new QueryError(Status.UNAVAILABLE, message, true);
+  if (error instanceof DialError) {
+    if (error.cause instanceof Deno.errors.ConnectionRefused) {
+      return nodeFailure(
+        `cannot reach ${target}: connection refused, ECONNREFUSED (is a node running with --grpc on that port?)`,
+      );
+    }
+    if (/lookup address|not known|No address associated/i.test(error.message)) {
+      return nodeFailure(`cannot reach ${target}: its host name could not be resolved`);
+    }
+    return nodeFailure(`cannot reach ${target}: ${error.message}`);
+  }
+  if (error instanceof StreamResetError && error.connectionEnd) {
+    const end = error.connectionEnd;
+    if (!end.handshaken) return nodeFailure(`${target} does not answer as a gRPC server: ${end.reason} ${notGrpc}`);
+    return nodeFailure(`the connection to ${target} broke before it answered: ${end.reason}`);
+  }
+  if (error instanceof StreamRefusedError || (error instanceof StreamResetError && error.code === 0x7)) {
+    return nodeFailure(`${target} is shutting down and took no more calls`);
+  }
+  if (error instanceof NotGrpcError) {
+    return nodeFailure(`${target} does not answer as a gRPC server: ${error.message} ${notGrpc}`);
+  }
+  if (error instanceof GrpcError) return new QueryError(error.code, `${error.message} (${statusName(error.code)})`);
+  if (error instanceof StreamResetError) return new QueryError(Status.UNAVAILABLE, `${error.message} (UNAVAILABLE)`);
+  throw error;
 }

@@ -2,27 +2,22 @@
  * The gRPC front end of a processor node: `UserService.UserStats` (the Akka
  * sample's service, path `/UserService/UserStats`), answered through the
  * shard region from the one live copy of the user wherever it is, plus the
- * health and reflection services.
+ * health and reflection services, on the server of `server.ts`.
  *
  * @module
  */
 import { userIdProblem, type UserTotals } from "../cluster/sharding/entity.ts";
-import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { file_grpc_health_v1_health } from "../proto/gen/grpc/health/v1/health_pb.ts";
 import { file_grpc_reflection_v1_reflection } from "../proto/gen/grpc/reflection/v1/reflection_pb.ts";
-import {
-  file_users,
-  UserService,
-  type UserStatsRequest,
-  type UserStatsResponse,
-  UserStatsResponseSchema,
-} from "../proto/gen/users_pb.ts";
+import { file_users, UserService } from "../proto/gen/users_pb.ts";
 import { ShardUnavailableError } from "../cluster/sharding/region.ts";
-import { serviceDefinition } from "./definitions.ts";
-import { addHealthService } from "./health.ts";
-import { addReflectionService } from "./reflection.ts";
+import { healthRoutes } from "./health.ts";
+import { reflectionRoutes } from "./reflection.ts";
+import { type CallContext, GrpcServer, unary } from "./server.ts";
+import { GrpcError, Status, statusName } from "./status.ts";
+
+export { GrpcBindError, GrpcServer } from "./server.ts";
 
 const log = getLogger(["usershard", "grpc"]);
 
@@ -66,96 +61,56 @@ export interface GrpcServerOptions {
   readonly observer?: QueryObserver;
 }
 
-/** A gRPC port that cannot be bound. */
-export class GrpcBindError extends Error {
-  override name = "GrpcBindError";
-}
-
-/** Starts the server; resolves once it listens. */
-export async function startGrpcServer(options: GrpcServerOptions): Promise<grpc.Server> {
-  const server = new grpc.Server();
-  server.addService(serviceDefinition(UserService), {
-    UserStats: (
-      call: grpc.ServerUnaryCall<UserStatsRequest, UserStatsResponse>,
-      callback: grpc.sendUnaryData<UserStatsResponse>,
-    ) => {
-      const started = performance.now();
-      const { source, observer } = options;
-      const id = call.request.id;
-      const where = userIdProblem(id) === undefined && !source.hosts(source.shardOf(id)) ? "forwarded" : "local";
-      const answered = (code: grpc.status) =>
-        observer?.answered(grpc.status[code] ?? "UNKNOWN", where, (performance.now() - started) / 1000);
-      userStats(call, options).then(
-        (response) => {
-          answered(grpc.status.OK);
-          callback(null, response);
-        },
-        (error: grpc.ServiceError | Error) => {
-          // grpc-js answers an error without a code as UNKNOWN.
-          answered("code" in error && typeof error.code === "number" ? error.code : grpc.status.UNKNOWN);
-          callback(error as grpc.ServiceError);
-        },
-      );
-    },
+/** Starts the server; throws {@linkcode GrpcBindError} when the port cannot be bound. */
+export function startGrpcServer(options: GrpcServerOptions): GrpcServer {
+  const userStatsRoute = unary(UserService.method.userStats, async (request, context) => {
+    const started = performance.now();
+    const { source, observer } = options;
+    const id = request.id;
+    const where = userIdProblem(id) === undefined && !source.hosts(source.shardOf(id)) ? "forwarded" : "local";
+    try {
+      const totals = await userStats(id, context, options);
+      observer?.answered("OK", where, (performance.now() - started) / 1000);
+      return { id, totalPurchases: BigInt(totals.totalPurchases), amountSpent: BigInt(totals.amountSpent) };
+    } catch (error) {
+      const code = error instanceof GrpcError ? error.code : Status.UNKNOWN;
+      observer?.answered(statusName(code), where, (performance.now() - started) / 1000);
+      throw error;
+    }
   });
-  addHealthService(server, [UserService.typeName], options.serving);
-  addReflectionService(server, [file_users, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection]);
-  const address = `${options.host}:${options.port}`;
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error) => {
-      if (!error) return resolve();
-      reject(
-        new GrpcBindError(
-          /EADDRINUSE|address already in use/i.test(error.message)
-            ? `gRPC port ${address} is already in use`
-            : `cannot serve gRPC on ${address}: ${error.message}`,
-        ),
-      );
-    });
-  });
-  log.info("gRPC UserService on {address}", { address });
+  const server = GrpcServer.start(options.host, options.port, [
+    userStatsRoute,
+    ...healthRoutes([UserService.typeName], options.serving),
+    ...reflectionRoutes([file_users, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection]),
+  ]);
+  log.info("gRPC UserService on {address}", { address: `${options.host}:${options.port}` });
   return server;
 }
 
-async function userStats(
-  call: grpc.ServerUnaryCall<UserStatsRequest, UserStatsResponse>,
-  options: GrpcServerOptions,
-): Promise<UserStatsResponse> {
-  const id = call.request.id;
+async function userStats(id: string, context: CallContext, options: GrpcServerOptions): Promise<UserTotals> {
   const problem = userIdProblem(id);
-  if (problem) throw status(grpc.status.INVALID_ARGUMENT, problem);
-  // grpc-js derives the deadline from the grpc-timeout header on arrival, so it falls a little after the
-  // client's own, and grpc-js's timers on both sides then end the call with a bare "Deadline exceeded".
-  // Giving up a margin earlier lets this message, naming the shard, reach the client instead.
-  const deadline = call.getDeadline();
-  const clientMs = deadline === Infinity ? Infinity : new Date(deadline).getTime() - Date.now();
+  if (problem) throw new GrpcError(Status.INVALID_ARGUMENT, problem);
+  // The client's own timer ends the call at its deadline with a bare "deadline exceeded". Giving up a margin
+  // earlier lets this message, naming the shard, reach the client instead.
+  const clientMs = context.timeoutMs() ?? Infinity;
   const beforeClientMs = Math.max(MIN_SHARD_WAIT_MS, clientMs - Math.min(DEADLINE_MARGIN_MS, clientMs / 5));
   const limitedByClient = beforeClientMs < options.askTimeoutMs;
   const timeoutMs = Math.min(beforeClientMs, options.askTimeoutMs);
   try {
-    const totals = await options.source.userTotals(id, timeoutMs);
-    return create(UserStatsResponseSchema, {
-      id,
-      totalPurchases: BigInt(totals.totalPurchases),
-      amountSpent: BigInt(totals.amountSpent),
-    });
+    return await options.source.userTotals(id, timeoutMs);
   } catch (error) {
     if (!(error instanceof ShardUnavailableError)) throw error;
     const shard = options.source.shardOf(id);
     if (limitedByClient) {
       const clientDeadline = `the client's deadline of ${Math.round(clientMs)} ms`;
-      throw status(
-        grpc.status.DEADLINE_EXCEEDED,
+      throw new GrpcError(
+        Status.DEADLINE_EXCEEDED,
         `shard ${shard} of user ${id} did not answer before ${clientDeadline}: ${error.message}`,
       );
     }
-    throw status(
-      grpc.status.UNAVAILABLE,
+    throw new GrpcError(
+      Status.UNAVAILABLE,
       `shard ${shard} of user ${id} could not be reached within ${options.askTimeoutMs} ms: ${error.message}`,
     );
   }
-}
-
-function status(code: grpc.status, details: string): Partial<grpc.ServiceError> {
-  return { code, details, message: details };
 }

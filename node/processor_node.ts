@@ -185,7 +185,7 @@ export class ProcessorNode {
         ],
       });
       closers.push(() => management.shutdown());
-      const grpcServer = await startGrpcServer({
+      const grpcServer = startGrpcServer({
         host: config.grpcHost,
         port: config.grpcPort,
         source: {
@@ -197,7 +197,7 @@ export class ProcessorNode {
         askTimeoutMs: config.timings.sharding.askTimeoutMs,
         observer: metrics,
       });
-      closers.push(() => grpcServer.forceShutdown());
+      closers.push(() => grpcServer.close());
       return new ProcessorNode(config, { cluster, sharding, pipeline, closers });
     } catch (error) {
       await closeAll(closers);

@@ -144,9 +144,9 @@ Deno.test("every node stopped with SIGTERM and started again: totals carry on fr
     const grown = [...before].filter(([user, t]) => after.get(user)!.totalPurchases > t.totalPurchases);
     assert.ok(grown.length > 100, `only ${grown.length} users bought more after the restart`);
     assert.match(again.map((n) => n.stderr).join(""), /restored shard \d+ from \S+-changelog: [1-9]\d* users/);
-    // The route the checks use answers like a query: zeros for a user who never bought, 400 for a bad id.
+    // The checks ask as users do: zeros for a user who never bought, INVALID_ARGUMENT for a bad id.
     assert.deepEqual(await askNode(ports[0], "nobody"), { totalPurchases: 0, amountSpent: 0 });
-    assert.equal(await askNode(ports[0], " "), "the user id is empty");
+    assert.equal(await askNode(ports[0], " "), "the user id is empty (INVALID_ARGUMENT)");
   });
 });
 

@@ -1,23 +1,15 @@
 import assert from "node:assert/strict";
-import * as grpc from "@grpc/grpc-js";
-// deno.json's imports are what the program needs to run; only this test loads .proto files at run time.
-// deno-lint-ignore no-import-prefix
-import * as protoLoader from "npm:@grpc/proto-loader@0.8.1";
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../proto/gen/grpc/health/v1/health_pb.ts";
 import {
-  Health,
-  HealthCheckRequestSchema,
-  type HealthCheckResponse,
-  HealthCheckResponse_ServingStatus as ServingStatus,
-} from "../proto/gen/grpc/health/v1/health_pb.ts";
-import {
-  ServerReflection,
   type ServerReflectionRequest,
   ServerReflectionRequestSchema,
   type ServerReflectionResponse,
+  ServerReflectionResponseSchema,
 } from "../proto/gen/grpc/reflection/v1/reflection_pb.ts";
-import { serviceDefinition } from "../grpc/definitions.ts";
+import { GrpcClient } from "../grpc/client.ts";
+import { GrpcError, Status } from "../grpc/status.ts";
 import { QueryError, UserStatsClient } from "../grpc/user_client.ts";
 import { PROMPT } from "../commands/query.ts";
 import { runUsershard, usershardCommand } from "./support/cli.ts";
@@ -31,6 +23,7 @@ import {
   type Stream,
   withNodes,
 } from "./support/cluster.ts";
+import { grpcio, grpcJs } from "./support/foreign_clients.ts";
 import { createTopic, expectedTotals, knownPurchases, producePurchases, testKafka } from "./support/kafka.ts";
 import { freePort } from "./support/process.ts";
 
@@ -81,25 +74,11 @@ Deno.test("every node answers every user's totals, with two and then three nodes
     started.push(startProcessor(c, [a, b], stream));
     await allCoLocated([a, b, c], stream, 16);
     for (const node of [a, b, c]) assert.ok(sameTotals(await queryAll(node, users), expected), `node ${node.grpc}`);
-    // A client made from users.proto alone (as the sample's is), not from this project's code.
-    const definition = protoLoader.loadSync(new URL("../proto/users.proto", import.meta.url).pathname, {
-      longs: String,
-    });
-    const { UserService } = grpc.loadPackageDefinition(definition) as unknown as {
-      UserService: new (target: string, credentials: grpc.ChannelCredentials) => grpc.Client & {
-        UserStats(request: { id: string }, callback: (error: Error | null, response?: unknown) => void): void;
-      };
-    };
-    const foreign = new UserService(`127.0.0.1:${b.grpc}`, grpc.credentials.createInsecure());
-    const seven = await new Promise((resolve, reject) =>
-      foreign.UserStats({ id: "7" }, (error, response) => error ? reject(error) : resolve(response))
-    );
-    foreign.close();
-    assert.deepEqual(seven, {
-      id: "7",
-      totalPurchases: String(expected.get("7")!.totalPurchases),
-      amountSpent: String(expected.get("7")!.amountSpent),
-    });
+    // Clients of other stacks made from users.proto alone (as the sample's is), not from this project's code.
+    for (const [node, client] of [[b, grpcJs], [c, grpcio]] as const) {
+      const foreign = await client(`127.0.0.1:${node.grpc}`, "ask", users);
+      assert.deepEqual(foreign.answers, Object.fromEntries(expected), client.name);
+    }
 
     const never = await queryAll(a, ["no-such-user"]);
     assert.deepEqual(never.get("no-such-user"), { totalPurchases: 0, amountSpent: 0 });
@@ -284,7 +263,7 @@ Deno.test("a node outside a cluster: gRPC statuses and the CLI's lines for them;
         try {
           await client.userStats("", 2000);
         } catch (error) {
-          return error instanceof QueryError && error.code === grpc.status.INVALID_ARGUMENT;
+          return error instanceof QueryError && error.code === Status.INVALID_ARGUMENT;
         }
       }, 30_000);
       const failure = async (id: string, deadlineMs: number) => {
@@ -297,17 +276,17 @@ Deno.test("a node outside a cluster: gRPC statuses and the CLI's lines for them;
         assert.fail("expected an error");
       };
       const empty = await failure("", 5000);
-      assert.equal(empty.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(empty.code, Status.INVALID_ARGUMENT);
       assert.match(empty.message, /the user id is empty/);
       const tooLong = await failure("x".repeat(300), 5000);
-      assert.equal(tooLong.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(tooLong.code, Status.INVALID_ARGUMENT);
       const unavailable = await failure("7", 5000);
-      assert.equal(unavailable.code, grpc.status.UNAVAILABLE, unavailable.message);
+      assert.equal(unavailable.code, Status.UNAVAILABLE, unavailable.message);
       assert.match(unavailable.message, /shard \d+ of user 7 could not be reached within 1000 ms/);
       // The server gives up a little before the client's deadline (200 ms, inside its 1 s ask timeout), so its
       // answer names the shard.
       const late = await failure("7", 1100);
-      assert.equal(late.code, grpc.status.DEADLINE_EXCEEDED, late.message);
+      assert.equal(late.code, Status.DEADLINE_EXCEEDED, late.message);
       assert.match(late.message, /^shard \d+ of user 7 did not answer before the client's deadline of \d+ ms: /);
     } finally {
       client.close();
@@ -351,38 +330,25 @@ Deno.test("a node outside a cluster: gRPC statuses and the CLI's lines for them;
       assert.match(all.stderr, /^usershard shards: 127\.0\.0\.1:\d+ knows no Up members, [^\n]*\n$/);
     }
 
-    const raw = new grpc.Client(target, grpc.credentials.createInsecure());
+    const raw = new GrpcClient("127.0.0.1", lonely.grpc);
     try {
-      const check = serviceDefinition(Health).Check as grpc.MethodDefinition<unknown, HealthCheckResponse>;
       const health = (service: string) =>
-        new Promise<HealthCheckResponse | grpc.ServiceError>((resolve) =>
-          raw.makeUnaryRequest(
-            check.path,
-            check.requestSerialize,
-            check.responseDeserialize,
-            create(HealthCheckRequestSchema, { service }),
-            (error, response) => resolve(error ?? response!),
-          )
-        );
-      const notServing = await health("") as HealthCheckResponse;
-      assert.equal(notServing.status, ServingStatus.NOT_SERVING);
-      assert.equal((await health("NoSuchService") as grpc.ServiceError).code, grpc.status.NOT_FOUND);
+        raw.unary(Health.method.check, { service }, 5000).then((r) => r.status, (error: GrpcError) => error);
+      assert.equal(await health(""), ServingStatus.NOT_SERVING);
+      assert.equal((await health("NoSuchService") as GrpcError).code, Status.NOT_FOUND);
 
-      const info = serviceDefinition(ServerReflection).ServerReflectionInfo as grpc.MethodDefinition<
-        ServerReflectionRequest,
-        ServerReflectionResponse
-      >;
-      const reflect = (request: ServerReflectionRequest) =>
-        new Promise<ServerReflectionResponse>((resolve, reject) => {
-          const call = raw.makeBidiStreamRequest(info.path, info.requestSerialize, info.responseDeserialize);
-          call.on("data", (response: ServerReflectionResponse) => resolve(response));
-          call.on("error", reject);
-          call.write(request);
-          call.end();
-        });
-      const list = await reflect(
-        create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } }),
-      );
+      const reflect = async (messageRequest: ServerReflectionRequest["messageRequest"]) => {
+        const request = toBinary(
+          ServerReflectionRequestSchema,
+          create(ServerReflectionRequestSchema, { messageRequest }),
+        );
+        const answers: ServerReflectionResponse[] = (
+          await raw.call("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", [request], 5000)
+        ).map((bytes) => fromBinary(ServerReflectionResponseSchema, bytes));
+        assert.equal(answers.length, 1);
+        return answers[0];
+      };
+      const list = await reflect({ case: "listServices", value: "" });
       assert.equal(list.messageResponse.case, "listServicesResponse");
       const names = list.messageResponse.case === "listServicesResponse"
         ? list.messageResponse.value.service.map((s) => s.name)
@@ -390,11 +356,7 @@ Deno.test("a node outside a cluster: gRPC statuses and the CLI's lines for them;
       for (const name of ["UserService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]) {
         assert.ok(names.includes(name), `${name} in ${names}`);
       }
-      const file = await reflect(
-        create(ServerReflectionRequestSchema, {
-          messageRequest: { case: "fileContainingSymbol", value: "UserService" },
-        }),
-      );
+      const file = await reflect({ case: "fileContainingSymbol", value: "UserService" });
       assert.equal(file.messageResponse.case, "fileDescriptorResponse");
       if (file.messageResponse.case === "fileDescriptorResponse") {
         const descriptor = fromBinary(FileDescriptorProtoSchema, file.messageResponse.value.fileDescriptorProto[0]);
@@ -405,12 +367,96 @@ Deno.test("a node outside a cluster: gRPC statuses and the CLI's lines for them;
 
       // Once the first seed comes, the node is ready and the health service says so.
       started.push(startProcessor(missing, [missing, lonely], stream));
-      await eventually("health SERVING", async () => {
-        const answer = await health("UserService");
-        return "status" in answer && answer.status === ServingStatus.SERVING;
-      }, 60_000);
+      await eventually("health SERVING", async () => (await health("UserService")) === ServingStatus.SERVING, 60_000);
     } finally {
       raw.close();
     }
+  });
+});
+
+/** `usershard query` in its interactive loop, fed one line at a time, its answers read one line at a time. */
+class InteractiveQuery {
+  readonly #child: Deno.ChildProcess;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #lines: AsyncIterator<string>;
+
+  constructor(args: readonly string[]) {
+    this.#child = usershardCommand(["query", ...args], { stdin: "piped" }).spawn();
+    this.#stdin = this.#child.stdin.getWriter();
+    this.#lines = this.#child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines())[
+      Symbol.asyncIterator
+    ]();
+    // Its stderr holds prompts and error lines; read so that it never blocks on a full pipe.
+    this.stderr = new Response(this.#child.stderr).text();
+  }
+
+  readonly stderr: Promise<string>;
+
+  /** Sends an id and waits for the answer line. */
+  async ask(id: string): Promise<string> {
+    await this.#stdin.write(new TextEncoder().encode(`${id}\n`));
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`no answer for ${id} within 30 s`)), 30_000)
+    );
+    const line = await Promise.race([this.#lines.next(), timeout]);
+    if (line.done) throw new Error(`usershard query ended before answering ${id}: ${await this.stderr}`);
+    return line.value;
+  }
+
+  /** Ends the loop with :q and returns its exit code. */
+  async quit(): Promise<number> {
+    await this.#stdin.write(new TextEncoder().encode(":q\n"));
+    await this.#stdin.close();
+    return (await this.#child.status).code;
+  }
+}
+
+function splitLines(): TransformStream<string, string> {
+  let pending = "";
+  return new TransformStream({
+    transform(text, controller) {
+      const parts = (pending + text).split("\n");
+      pending = parts.pop()!;
+      for (const part of parts) controller.enqueue(part);
+    },
+    flush(controller) {
+      if (pending) controller.enqueue(pending);
+    },
+  });
+}
+
+Deno.test("the interactive loop outlives its node's restart, and moves on to the next --grpc node", async () => {
+  await withNodes("query", async (started, stream) => {
+    const kafka = testKafka();
+    await createTopic(kafka, stream.topic, 4);
+    await producePurchases(kafka, stream.topic, [{ userId: "7", product: "skis", quantity: 2, price: 1548 }]);
+    const [a] = nodePorts(1);
+    const first = startProcessor(a, [a], stream);
+    started.push(first);
+    const answer = "User 7 has made 1 purchase for a total of 3096p";
+    await eventually("user 7 processed", async () => {
+      const result = await runUsershard(["query", "--grpc", String(a.grpc), "7"]);
+      return result.stdout.trim() === answer;
+    }, 60_000);
+
+    // The node leaves (its GOAWAY reaches the loop's idle connection) and starts again at the same ports, while
+    // the loop waits for input.
+    const loop = new InteractiveQuery(["--grpc", String(a.grpc)]);
+    assert.equal(await loop.ask("7"), answer);
+    first.kill("SIGTERM");
+    assert.equal((await first.exited(30_000)).code, 0);
+    const second = startProcessor(a, [a], stream);
+    started.push(second);
+    await eventually("the node back", async () => {
+      const result = await runUsershard(["query", "--grpc", String(a.grpc), "7"]);
+      return result.stdout.trim() === answer;
+    }, 60_000);
+    assert.equal(await loop.ask("7"), answer);
+    assert.equal(await loop.quit(), 0, await loop.stderr);
+
+    // With several nodes, one that cannot be reached is left for the next.
+    const failover = new InteractiveQuery(["--grpc", `127.0.0.1:${freePort()},127.0.0.1:${a.grpc}`]);
+    assert.equal(await failover.ask("7"), answer);
+    assert.equal(await failover.quit(), 0, await failover.stderr);
   });
 });

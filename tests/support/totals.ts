@@ -3,14 +3,13 @@
  * equal the totals computed from the topic's own records, and a producer that
  * keeps a steady stream going through the faults.
  *
- * The nodes are asked over management HTTP (`GET /users/{id}`), which routes
- * like a gRPC query: under Deno 2.9, a gRPC connection that carried many
- * calls can abort the node when it closes (denoland/deno#36788), and a fault
- * test must fail for faults of its own, not for that.
+ * The nodes are asked through gRPC, as users ask them, many calls in flight
+ * on one connection per node and round.
  *
  * @module
  */
 import type { Kafka } from "kafkajs";
+import { QueryError, UserStatsClient } from "../../grpc/user_client.ts";
 import { createPurchaseProducer, purchaseMessage } from "../../kafka/producer.ts";
 import { decodePurchase, type Purchase } from "../../kafka/purchase.ts";
 import { eventually, type NodePorts } from "./cluster.ts";
@@ -33,18 +32,24 @@ export async function topicTotals(kafka: Kafka, topic: string): Promise<Map<stri
 /** Users asked at once, per node. */
 const IN_FLIGHT = 20;
 
-/**
- * A user's totals as `node` answers them (`GET /users/{id}` on its
- * management port: the same routing as a gRPC query, over HTTP/1.1), or what
- * went wrong.
- */
-export async function askNode(node: NodePorts, user: string): Promise<Totals | string> {
+/** A user's totals as `client`'s node answers them through gRPC, or what went wrong. */
+async function ask(client: UserStatsClient, user: string): Promise<Totals | string> {
   try {
-    const response = await fetch(`http://127.0.0.1:${node.mgmt}/users/${encodeURIComponent(user)}`);
-    const body = await response.json();
-    return response.ok ? { totalPurchases: body.totalPurchases, amountSpent: body.amountSpent } : body.message;
+    const { totalPurchases, amountSpent } = await client.userStats(user, 15_000);
+    return { totalPurchases, amountSpent };
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    if (error instanceof QueryError) return error.message;
+    throw error;
+  }
+}
+
+/** A user's totals as `node` answers them through gRPC (`UserService.UserStats`), or what went wrong. */
+export async function askNode(node: NodePorts, user: string): Promise<Totals | string> {
+  const client = new UserStatsClient(`127.0.0.1:${node.grpc}`);
+  try {
+    return await ask(client, user);
+  } finally {
+    client.close();
   }
 }
 
@@ -52,15 +57,20 @@ export async function askNode(node: NodePorts, user: string): Promise<Totals | s
 async function differencesOn(node: NodePorts, expected: Map<string, Totals>, limit = 5): Promise<string[]> {
   const found: string[] = [];
   const users = [...expected.keys()];
-  for (let i = 0; i < users.length && found.length < limit; i += IN_FLIGHT) {
-    const batch = users.slice(i, i + IN_FLIGHT);
-    const answers = await Promise.all(batch.map((user) => askNode(node, user)));
-    answers.forEach((got, j) => {
-      const want = expected.get(batch[j]);
-      if (JSON.stringify(got) !== JSON.stringify(want)) {
-        found.push(`user ${batch[j]} on :${node.mgmt}: ${JSON.stringify(got)}, topic says ${JSON.stringify(want)}`);
-      }
-    });
+  const client = new UserStatsClient(`127.0.0.1:${node.grpc}`);
+  try {
+    for (let i = 0; i < users.length && found.length < limit; i += IN_FLIGHT) {
+      const batch = users.slice(i, i + IN_FLIGHT);
+      const answers = await Promise.all(batch.map((user) => ask(client, user)));
+      answers.forEach((got, j) => {
+        const want = expected.get(batch[j]);
+        if (JSON.stringify(got) !== JSON.stringify(want)) {
+          found.push(`user ${batch[j]} on :${node.grpc}: ${JSON.stringify(got)}, topic says ${JSON.stringify(want)}`);
+        }
+      });
+    }
+  } finally {
+    client.close();
   }
   return found.slice(0, limit);
 }

@@ -69,8 +69,9 @@ async function getJson<T>(base: string, path: string, timeoutMs: number, notFoun
     body = JSON.parse(text);
   } catch {
     // Another HTTP server (an HTML page, say): what it says is no use here, and may run to many lines.
-    // A node's own server failing (a 5xx in plain text) is not a wrong port, so no hint then.
-    const hint = response.ok || response.status === 404 ? ` ${wrongPortHint(base)}` : "";
+    // A node's own server failing (a 5xx in plain text) is not a wrong port, so no hint then; but 505 is a
+    // port that does not take HTTP/1 at all (a node's gRPC port answers so).
+    const hint = response.ok || response.status === 404 || response.status === 505 ? ` ${wrongPortHint(base)}` : "";
     throw new ManagementError(`${base}${path} answered ${response.status} but not in JSON${hint}`);
   }
   if (response.ok) return body as T;

@@ -69,6 +69,8 @@ export class GrpcClient {
     const stream = await this.#http2.open(headers);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<never>((_, reject) => {
+      // A timer cannot wait longer than 2^31-1 ms (24 days); a deadline further off is as good as none.
+      if (timeoutMs > 0x7fff_ffff) return;
       timer = setTimeout(() => {
         stream.reset(ErrorCode.CANCEL);
         reject(new GrpcError(Status.DEADLINE_EXCEEDED, `no answer within ${formatDuration(timeoutMs)}`));

@@ -36,6 +36,9 @@ export class GrpcBindError extends Error {
 /** How long calls in flight may take to finish when the server stops. */
 export const SHUTDOWN_GRACE_MS = 2_000;
 
+/** The longest a timer can wait. */
+const MAX_TIMER_MS = 0x7fff_ffff;
+
 /** Connection errors logged per interval at most; a flood of bad clients must not flood the log. */
 const LOGGED_ERRORS_PER_INTERVAL = 5;
 const LOG_INTERVAL_MS = 10_000;
@@ -222,7 +225,8 @@ async function serveCall(stream: Http2Stream, routes: ReadonlyMap<string, Route>
     stream.signal.addEventListener("abort", cancel, { once: true });
     const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
     const deadlineExceeded = new Promise<never>((_, reject) => {
-      if (timeoutMs === undefined) return;
+      // A timer cannot wait longer than 2^31-1 ms (24 days); a deadline further off is as good as none.
+      if (timeoutMs === undefined || timeoutMs > MAX_TIMER_MS) return;
       deadlineTimer = setTimeout(() => {
         const error = new GrpcError(Status.DEADLINE_EXCEEDED, `the deadline of ${timeoutMs} ms passed`);
         abort.abort(error);

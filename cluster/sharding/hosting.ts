@@ -19,7 +19,6 @@ import {
 import { errorText } from "../error_text.ts";
 import { type NodeId, sameNode } from "../remoting/node.ts";
 import type { Body } from "../remoting/remoting.ts";
-import type { CoordinatorClient } from "./coordinator_client.ts";
 import { NO_PURCHASES } from "./entity.ts";
 import { HostedShard } from "./hosted_shard.ts";
 import type { ShardSnapshot } from "./shard.ts";
@@ -37,12 +36,22 @@ export interface HostingObserver {
   shardMoved(direction: "in" | "out", seconds: number): void;
 }
 
+/** What hosting needs of the coordinator client: the shard homes it knows, and asking afresh. */
+export interface ShardHomes {
+  /** Remembers `home` as where `shard` runs. */
+  setHome(shard: number, home: NodeId): void;
+  /** Forgets where `shard` runs, so the next lookup asks the coordinator. */
+  forgetHome(shard: number): void;
+  /** Asks the coordinator where `shard` runs (it answers once the shard runs somewhere). */
+  resolve(shard: number, timeoutMs: number): Promise<NodeId>;
+}
+
 /** How a {@linkcode ShardHosting} is set up. */
 export interface HostingOptions {
   readonly self: NodeId;
   readonly shardCount: number;
   readonly storage: ShardStorage;
-  readonly coordinator: CoordinatorClient;
+  readonly coordinator: ShardHomes;
   /** How long a forwarded batch may wait here for its shard. */
   readonly askTimeoutMs: number;
   /** How long the state of a shard handed off is kept, in case the handoff was cut short. */
@@ -57,6 +66,8 @@ export class ShardHosting {
   /** Shards stopped here lately, with the state handed over when the storage is not durable. */
   readonly #handedOff = new Map<number, { snapshot: ShardSnapshot | undefined; at: number }>();
   readonly #stopping = new Map<number, Promise<ShardSnapshot | undefined>>();
+  /** Reopens under way, each until a stop of its shard calls it off. */
+  readonly #reclaims = new Map<number, { cancelled: boolean }>();
   #closed = false;
 
   constructor(options: HostingOptions) {
@@ -166,6 +177,13 @@ export class ShardHosting {
   async stop(id: number): Promise<Body> {
     const hosted = this.#shards.get(id);
     this.#o.coordinator.forgetHome(id);
+    // A stop wins over a reopen still waiting for the coordinator's answer, whatever that answer says:
+    // it may have been given before this stop, and reopening after it would leave a stale copy here.
+    const reclaim = this.#reclaims.get(id);
+    if (reclaim) {
+      reclaim.cancelled = true;
+      log.info("shard {shard}: stopped here while its reopen waited; it is not reopened", { shard: id });
+    }
     if (hosted) {
       const started = performance.now();
       this.#shards.delete(id);
@@ -225,21 +243,30 @@ export class ShardHosting {
   }
 
   async #reclaim(id: number): Promise<void> {
-    for (let pause = 250; !this.#closed && !this.#shards.has(id); pause = Math.min(2 * pause, 5000)) {
-      try {
-        this.#o.coordinator.forgetHome(id);
-        const home = await this.#o.coordinator.resolve(id, this.#o.askTimeoutMs);
-        if (this.#closed || this.#shards.has(id)) return;
-        if (!sameNode(home, this.#o.self)) {
-          log.info("shard {shard} lives on {home} now; not reopened here", { shard: id, home: home.address });
+    const token = { cancelled: false };
+    const earlier = this.#reclaims.get(id);
+    if (earlier) earlier.cancelled = true;
+    this.#reclaims.set(id, token);
+    const over = () => token.cancelled || this.#closed || this.#shards.has(id);
+    try {
+      for (let pause = 250; !over(); pause = Math.min(2 * pause, 5000)) {
+        try {
+          this.#o.coordinator.forgetHome(id);
+          const home = await this.#o.coordinator.resolve(id, this.#o.askTimeoutMs);
+          if (over()) return;
+          if (!sameNode(home, this.#o.self)) {
+            log.info("shard {shard} lives on {home} now; not reopened here", { shard: id, home: home.address });
+            return;
+          }
+          log.info("reopening shard {shard} here: the coordinator still places it on this node", { shard: id });
+          this.#host(id);
           return;
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, pause));
         }
-        log.info("reopening shard {shard} here: the coordinator still places it on this node", { shard: id });
-        this.#host(id);
-        return;
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, pause));
       }
+    } finally {
+      if (this.#reclaims.get(id) === token) this.#reclaims.delete(id);
     }
   }
 

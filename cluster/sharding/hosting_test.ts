@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import type { CoordinatorClient } from "./coordinator_client.ts";
-import { ShardHosting } from "./hosting.ts";
+import { create } from "@bufbuild/protobuf";
+import { PurchaseEventSchema } from "../../proto/gen/cluster_pb.ts";
+import type { NodeId } from "../remoting/node.ts";
+import { type ShardHomes, ShardHosting } from "./hosting.ts";
 import type { ShardLog, ShardStorage } from "./shard_storage.ts";
 
 /** A durable storage whose opens (the restore) wait for the test. */
@@ -25,7 +27,7 @@ Deno.test("ShardHosting reports a shard moving in once it is ready (its restore 
     shardCount: 4,
     storage,
     // Start and stop only tell the client where the shard is now.
-    coordinator: { setHome: () => {}, forgetHome: () => {} } as unknown as CoordinatorClient,
+    coordinator: { setHome: () => {}, forgetHome: () => {}, resolve: () => Promise.reject(new Error("not asked")) },
     askTimeoutMs: 1000,
     handedOffTtlMs: 60_000,
     observer: { shardMoved: (direction, seconds) => moves.push({ direction, seconds }) },
@@ -44,4 +46,99 @@ Deno.test("ShardHosting reports a shard moving in once it is ready (its restore 
   } finally {
     await hosting.close();
   }
+});
+
+const SELF: NodeId = { address: "127.0.0.1:2551", uid: 1 };
+
+/** A durable store whose first write fails (a broker that stopped answering), counting its opens. */
+class FailingOnceStorage implements ShardStorage {
+  readonly durable = true;
+  opens = 0;
+  #failed = false;
+
+  open(): Promise<ShardLog> {
+    this.opens++;
+    return Promise.resolve({
+      restored: undefined,
+      write: () => {
+        if (this.#failed) return Promise.resolve();
+        this.#failed = true;
+        return Promise.reject(new Error("the write timed out"));
+      },
+      close: () => Promise.resolve(),
+    });
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** The coordinator's answers, held until the test gives them. */
+class HeldHomes implements ShardHomes {
+  readonly asked: PromiseWithResolvers<NodeId>[] = [];
+  setHome(): void {}
+  forgetHome(): void {}
+  resolve(): Promise<NodeId> {
+    const answer = Promise.withResolvers<NodeId>();
+    this.asked.push(answer);
+    return answer.promise;
+  }
+}
+
+const event = (offset: number) =>
+  create(PurchaseEventSchema, { offset: BigInt(offset), userId: "7", quantity: 1n, price: 5n });
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+Deno.test("a stop wins over a reopen that still waits for the coordinator's answer", async () => {
+  const storage = new FailingOnceStorage();
+  const homes = new HeldHomes();
+  const hosting = new ShardHosting({
+    self: SELF,
+    shardCount: 8,
+    storage,
+    coordinator: homes,
+    askTimeoutMs: 1000,
+    handedOffTtlMs: 60_000,
+  });
+  hosting.start(3, undefined);
+  await hosting.get(3)!.ready;
+  // The write fails: the copy is dropped, and the node asks the coordinator whether to reopen it.
+  const reply = await hosting.applyForwarded(3, [event(0)]);
+  assert.equal(reply.case, "notHere");
+  await settle();
+  assert.equal(homes.asked.length, 1, "the reopen asks the coordinator");
+  // The coordinator moved the shard away meanwhile: its stop arrives before the answer, which was given earlier.
+  const stopped = await hosting.stop(3);
+  assert.equal(stopped.case, "shardStopped");
+  homes.asked[0].resolve(SELF);
+  await settle();
+  assert.equal(hosting.get(3), undefined, "no stale copy is reopened after the stop");
+  assert.equal(storage.opens, 1);
+  await hosting.close();
+});
+
+Deno.test("without a stop, a reopen the coordinator confirms opens the shard again", async () => {
+  const storage = new FailingOnceStorage();
+  const homes = new HeldHomes();
+  const hosting = new ShardHosting({
+    self: SELF,
+    shardCount: 8,
+    storage,
+    coordinator: homes,
+    askTimeoutMs: 1000,
+    handedOffTtlMs: 60_000,
+  });
+  hosting.start(3, undefined);
+  await hosting.get(3)!.ready;
+  await hosting.applyForwarded(3, [event(0)]);
+  await settle();
+  homes.asked[0].resolve(SELF);
+  await settle();
+  assert.ok(hosting.get(3), "reopened");
+  assert.equal(storage.opens, 2);
+  await hosting.close();
 });

@@ -9,6 +9,7 @@ import { type Command, runCommand, writeStdout } from "./commands/command.ts";
 import { processCommand } from "./commands/process.ts";
 import { produceCommand } from "./commands/produce.ts";
 import { queryCommand } from "./commands/query.ts";
+import { rebuildCommand } from "./commands/rebuild.ts";
 import { shardsCommand } from "./commands/shards.ts";
 
 /** The program's version, printed by `usershard --version`. */
@@ -19,6 +20,7 @@ const commands: readonly Command[] = [
   processCommand,
   queryCommand,
   shardsCommand,
+  rebuildCommand,
 ];
 
 function usage(): string {

@@ -21,7 +21,15 @@ export function benchCoordinator(context: BenchContext): Promise<void> {
   const coordinator = new Coordinator(SHARDS, now);
   coordinator.step({ type: "members", members: nodes.map((node) => ({ node, status: "Up" as const })), now });
   for (const region of nodes) {
-    coordinator.step({ type: "register", region, shards: [], shardCount: SHARDS, requestId: ++request, now });
+    coordinator.step({
+      type: "register",
+      region,
+      shards: [],
+      shardCount: SHARDS,
+      durableState: true,
+      requestId: ++request,
+      now,
+    });
   }
   const placement = (count: number) =>
     new Map(Array.from({ length: SHARDS }, (_, shard) => [shard, nodes[shard % count].address]));

@@ -21,9 +21,16 @@ import { Producer } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import type { UserTotals } from "../cluster/sharding/entity.ts";
 import type { ShardSnapshot } from "../cluster/sharding/shard.ts";
-import { ShardFencedError, type ShardLog, type ShardStorage } from "../cluster/sharding/shard_storage.ts";
+import {
+  ShardFencedError,
+  type ShardLog,
+  type ShardStorage,
+  StateRefusedError,
+} from "../cluster/sharding/shard_storage.ts";
 import { DEFAULT_KAFKA_TIMINGS } from "../cluster/timings.ts";
 import { ensureTopic } from "./admin.ts";
+import { decodeMarker, encodeMarker, type InputMarker, judgeRestore, MARKER_KEY } from "./input_binding.ts";
+import type { OffsetsReader } from "./offsets.ts";
 import { PartitionReader } from "./partition_reader.ts";
 
 const log = getLogger(["usershard", "changelog"]);
@@ -120,6 +127,34 @@ export async function ensureChangelog(admin: Admin, topic: string, shards: numbe
   }
 }
 
+/**
+ * Refuses to go on without a changelog when the group has already counted
+ * part of its topic: creating it empty would start every user from zero at
+ * the group's committed offsets. Says what was lost and whether the topic
+ * still holds every event, so that a rebuild can count them all again.
+ */
+export async function refuseLostChangelog(
+  offsets: OffsetsReader,
+  changelog: string,
+  input: { readonly topic: string; readonly group: string; readonly partitions: number },
+): Promise<void> {
+  if (await offsets.topicId(changelog) !== undefined) return;
+  const counted = [...await offsets.committed(input.group, input.topic)].filter(([, offset]) => offset > 0);
+  if (counted.length === 0) return;
+  const partitions = Array.from({ length: input.partitions }, (_, p) => p);
+  const trimmed = [...await offsets.bounds(input.topic, partitions)].filter(([, b]) => b.start > 0);
+  const events = counted.reduce((n, [, offset]) => n + offset, 0);
+  const retention = trimmed.length === 0
+    ? `${input.topic} still holds every event (each partition starts at offset 0), so a rebuild counts them all again`
+    : `${input.topic} no longer holds every event (${trimmed.length} partitions start past offset 0, partition ` +
+      `${trimmed[0][0]} at ${trimmed[0][1].start}), so a rebuild counts only what is left`;
+  throw new ChangelogLayoutError(
+    `changelog topic ${changelog} is missing, but group ${input.group} has counted ${events} offsets of ` +
+      `${input.topic} on ${counted.length} partitions: the totals counted so far are lost with it; ${retention}: ` +
+      `usershard rebuild --topic ${input.topic} --group ${input.group} (with the nodes of the group stopped)`,
+  );
+}
+
 /** kafkajs's ConfigResourceTypes.TOPIC. */
 const TOPIC_RESOURCE = 2;
 
@@ -139,10 +174,14 @@ export interface RestoreObserver {
   restored(restore: ShardRestore): void;
 }
 
-/** How the changelog writers reach Kafka. */
+/** How the changelog writers reach Kafka, and what the changelog counts. */
 export interface ChangelogSettings {
   /** The kafkajs client, for restores. */
   readonly kafka: Kafka;
+  /** Offsets and topic ids, for the checks a restore makes before it trusts what it read. */
+  readonly offsets: OffsetsReader;
+  /** The input topic the shards count, and the consumer group that commits its offsets. */
+  readonly input: { readonly topic: string; readonly group: string };
   /** Bootstrap brokers as `host:port`, for the writers. */
   readonly brokers: readonly string[];
   /** The client id Kafka's tools show for this node's writers. */
@@ -170,9 +209,14 @@ export class KafkaShardStorage implements ShardStorage {
     this.#reader = new PartitionReader(settings.kafka);
   }
 
-  /** Fences the shard's earlier writers, then restores it from its changelog partition. */
+  /**
+   * Fences the shard's earlier writers, then restores it from its changelog
+   * partition, once the partition is seen to count this incarnation of the
+   * input (`input_binding.ts`); a partition never written gets its marker in
+   * the first transaction.
+   */
   async open(shard: number): Promise<ShardLog> {
-    const { topic, brokers, clientId } = this.#settings;
+    const { topic, brokers, clientId, input, offsets } = this.#settings;
     const started = performance.now();
     const producer = new Producer({
       clientId: `${clientId}-shard-${shard}`,
@@ -196,11 +240,24 @@ export class KafkaShardStorage implements ShardStorage {
       // The first transaction calls InitProducerId: from here on no earlier owner's write can commit.
       const first = await producer.beginTransaction();
       const fenced = performance.now();
+      const [changelogBounds, inputBounds, topicId, committed] = await Promise.all([
+        offsets.bounds(topic, [shard]),
+        offsets.bounds(input.topic, [shard]),
+        offsets.topicId(input.topic),
+        offsets.committed(input.group, input.topic),
+      ]);
+      if (topicId === undefined) throw new Error(`topic ${input.topic} does not exist (any more?)`);
+      const logStart = changelogBounds.get(shard)?.start ?? 0;
       const entities = new Map<string, UserTotals>();
+      let marker: InputMarker | undefined;
       let lastOffset = -1;
-      const records = await this.#reader.readAll(topic, shard, (record) => {
+      const records = await this.#reader.readAll(topic, shard, logStart, (record) => {
         if (record.key === null) return;
         const user = record.key.toString("utf8");
+        if (user === MARKER_KEY) {
+          if (record.value) marker = decodeMarker(record.value);
+          return;
+        }
         if (record.value === null) {
           entities.delete(user);
           return;
@@ -211,6 +268,31 @@ export class KafkaShardStorage implements ShardStorage {
         entities.set(user, value.totals);
         if (value.shardOffset > lastOffset) lastOffset = value.shardOffset;
       });
+      const verdict = judgeRestore(
+        { changelog: topic, partition: shard, logStart, marker, users: entities.size, lastOffset },
+        {
+          topic: input.topic,
+          topicId,
+          group: input.group,
+          logEnd: inputBounds.get(shard)?.end ?? 0,
+          committed: committed.get(shard) ?? -1,
+        },
+      );
+      if (!verdict.trusted) throw new StateRefusedError(verdict.reason);
+      let next: Transaction | undefined = first;
+      if (verdict.writeMarker) {
+        // Before any event of this partition is counted: from now on its offsets and this partition go together.
+        await first.send({
+          messages: [{
+            topic,
+            partition: shard,
+            key: Buffer.from(MARKER_KEY),
+            value: encodeMarker({ topic: input.topic, topicId }),
+          }],
+        });
+        await first.commit();
+        next = undefined;
+      }
       log.info(
         "restored shard {shard} from {topic}: {entities} users up to offset {offset}, {records} records read in " +
           "{ms} ms ({fenceMs} ms to fence the previous owner)",
@@ -230,10 +312,10 @@ export class KafkaShardStorage implements ShardStorage {
         records,
         seconds: (performance.now() - started) / 1000,
       });
-      const restored: ShardSnapshot | undefined = records === 0
+      const restored: ShardSnapshot | undefined = entities.size === 0 && lastOffset < 0
         ? undefined
         : { shard, lastOffset, entities: [...entities] };
-      return new KafkaShardLog(producer, topic, shard, first, restored);
+      return new KafkaShardLog(producer, topic, shard, next, restored);
     } catch (error) {
       await producer.close(true).catch(() => {});
       throw error;
@@ -254,7 +336,13 @@ class KafkaShardLog implements ShardLog {
   readonly #shard: number;
   #next: Transaction | undefined;
 
-  constructor(producer: Producer, topic: string, shard: number, first: Transaction, restored?: ShardSnapshot) {
+  constructor(
+    producer: Producer,
+    topic: string,
+    shard: number,
+    first: Transaction | undefined,
+    restored?: ShardSnapshot,
+  ) {
     this.#producer = producer;
     this.#topic = topic;
     this.#shard = shard;

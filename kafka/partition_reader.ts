@@ -73,11 +73,16 @@ export class PartitionReader {
 
   /**
    * Calls `each` with every committed record of `topic`/`partition` in offset
-   * order, up to the last stable offset, and resolves with their number. A
-   * failure drops the connections, so the next read starts afresh (after a
-   * broker restart, say).
+   * order, from `from` (the partition's log start) up to the last stable
+   * offset, and resolves with their number. A failure drops the connections,
+   * so the next read starts afresh (after a broker restart, say).
    */
-  async readAll(topic: string, partition: number, each: (record: StoredRecord) => void): Promise<number> {
+  async readAll(
+    topic: string,
+    partition: number,
+    from: number,
+    each: (record: StoredRecord) => void,
+  ): Promise<number> {
     try {
       const cluster = await this.#connected();
       // Metadata is fetched when the topic is new to this pool; a stale leader fails the fetch,
@@ -86,7 +91,7 @@ export class PartitionReader {
       const leader = cluster.findTopicPartitionMetadata(topic).find((p) => p.partitionId === partition)?.leader;
       if (leader === undefined || leader < 0) throw new Error(`${topic}/${partition} has no leader`);
       const broker = await cluster.findBroker({ nodeId: String(leader) });
-      let offset = 0;
+      let offset = from;
       let records = 0;
       while (true) {
         const response = await broker.fetch({

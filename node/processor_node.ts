@@ -23,10 +23,17 @@ import type { NodeTimings } from "../cluster/timings.ts";
 import { GrpcBindError, startGrpcServer } from "../grpc/user_service.ts";
 import { ensureTopic, partitionCount } from "../kafka/admin.ts";
 import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
-import { ChangelogLayoutError, changelogTopicFor, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
+import {
+  ChangelogLayoutError,
+  changelogTopicFor,
+  ensureChangelog,
+  KafkaShardStorage,
+  refuseLostChangelog,
+} from "../kafka/changelog.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { ConsumerLag } from "../kafka/lag.ts";
+import { OffsetsReader } from "../kafka/offsets.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { NodeMetrics } from "./metrics.ts";
 
@@ -91,13 +98,18 @@ export class ProcessorNode {
     const kafka = createKafka({ brokers, clientId: nodeClientId(self.address) });
     const admin = kafka.admin();
     const changelog = changelogTopicFor(group);
+    const offsets = new OffsetsReader(brokers, nodeClientId(self.address));
     let shardCount: number;
     try {
       await admin.connect();
       shardCount = (await ensureTopic(admin, topic, config.partitions, config.partitionsRequired)).partitions;
-      if (config.state === "kafka") await ensureChangelog(admin, changelog, shardCount);
+      if (config.state === "kafka") {
+        await refuseLostChangelog(offsets, changelog, { topic, group, partitions: shardCount });
+        await ensureChangelog(admin, changelog, shardCount);
+      }
     } catch (error) {
       await admin.disconnect().catch(() => {});
+      await offsets.close().catch(() => {});
       throw new ProcessorError(
         error instanceof ChangelogLayoutError ? error.message : kafkaErrorLine(error, brokers),
       );
@@ -112,6 +124,8 @@ export class ProcessorNode {
     const storage: ShardStorage = config.state === "kafka"
       ? new KafkaShardStorage({
         kafka,
+        offsets,
+        input: { topic, group },
         brokers,
         clientId: nodeClientId(self.address),
         topic: changelog,
@@ -120,7 +134,7 @@ export class ProcessorNode {
       })
       : MEMORY_STORAGE;
 
-    const closers: (() => unknown)[] = [() => admin.disconnect(), () => metrics.close()];
+    const closers: (() => unknown)[] = [() => admin.disconnect(), () => offsets.close(), () => metrics.close()];
     try {
       const cluster = ClusterNode.start({
         self,

@@ -4,25 +4,79 @@
  */
 import assert from "node:assert/strict";
 import type { Kafka } from "kafkajs";
-import { ShardFencedError } from "../cluster/sharding/shard_storage.ts";
+import { ShardFencedError, StateRefusedError } from "../cluster/sharding/shard_storage.ts";
 import { ensureTopic } from "../kafka/admin.ts";
-import { encodeChangelogValue, ensureChangelog, KafkaShardStorage } from "../kafka/changelog.ts";
+import {
+  type ChangelogSettings,
+  encodeChangelogValue,
+  ensureChangelog,
+  KafkaShardStorage,
+} from "../kafka/changelog.ts";
+import { OffsetsReader } from "../kafka/offsets.ts";
 import { BROKERS, testKafka, withTopic } from "./support/kafka.ts";
 
-/** Runs `run` with a changelog topic of its own, made the way `process` makes it. */
-function withChangelog(prefix: string, shards: number, run: (kafka: Kafka, topic: string) => Promise<void>) {
+/** Events in each input partition: what the changelog's offsets may count up to. */
+const INPUT_EVENTS = 10;
+
+/** Fills `topic`'s partitions with {@linkcode INPUT_EVENTS} records each (what they hold does not matter here). */
+async function fillInput(kafka: Kafka, topic: string, partitions: number): Promise<void> {
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    await producer.send({
+      topic,
+      messages: Array.from({ length: partitions * INPUT_EVENTS }, (_, i) => ({
+        partition: i % partitions,
+        key: String(i),
+        value: "x",
+      })),
+    });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/**
+ * Runs `run` with a changelog topic of its own, made the way `process` makes
+ * it, and an input topic it counts (`<changelog>-input`, filled with
+ * {@linkcode INPUT_EVENTS} records per partition), with the settings a node
+ * would give its storage.
+ */
+function withChangelog(
+  prefix: string,
+  shards: number,
+  run: (kafka: Kafka, topic: string, settings: ChangelogSettings) => Promise<void>,
+) {
   return withTopic(prefix, async (topic) => {
     const kafka = testKafka();
     const admin = kafka.admin();
     await admin.connect();
-    await ensureChangelog(admin, topic, shards).finally(() => admin.disconnect());
-    await run(kafka, topic);
+    const input = `${topic}-input`;
+    try {
+      await ensureChangelog(admin, topic, shards);
+      await ensureTopic(admin, input, shards);
+    } finally {
+      await admin.disconnect();
+    }
+    await fillInput(kafka, input, shards);
+    const offsets = new OffsetsReader(BROKERS, "usershard-test");
+    try {
+      await run(kafka, topic, {
+        kafka,
+        offsets,
+        input: { topic: input, group: `${topic}-group` },
+        brokers: BROKERS,
+        clientId: "usershard-test",
+        topic,
+      });
+    } finally {
+      await offsets.close();
+    }
   });
 }
 
 Deno.test("a new owner fences the old one: its later writes are refused and never restored", async () => {
-  await withChangelog("changelog-fence", 2, async (kafka, topic) => {
-    const settings = { kafka, brokers: BROKERS, clientId: "usershard-test", topic };
+  await withChangelog("changelog-fence", 2, async (_kafka, _topic, settings) => {
     const first = new KafkaShardStorage(settings);
     const second = new KafkaShardStorage(settings);
     try {
@@ -94,8 +148,8 @@ Deno.test("a changelog topic with another partition count, or one that deletes, 
 });
 
 Deno.test("a restore skips what an owner left in an open transaction, and reads on past it", async () => {
-  await withChangelog("changelog-aborted", 1, async (kafka, topic) => {
-    const storage = new KafkaShardStorage({ kafka, brokers: BROKERS, clientId: "usershard-test", topic });
+  await withChangelog("changelog-aborted", 1, async (kafka, topic, settings) => {
+    const storage = new KafkaShardStorage(settings);
     // An owner that froze half way through a batch: its records are in the log, uncommitted.
     const frozen = kafka.producer({ transactionalId: `${topic}-0`, maxInFlightRequests: 1, idempotent: true });
     await frozen.connect();
@@ -122,6 +176,159 @@ Deno.test("a restore skips what an owner left in an open transaction, and reads 
       await again.close();
     } finally {
       await frozen.disconnect();
+      await storage.close();
+    }
+  });
+});
+
+/** The one line a refused restore gives, or a failure when the restore was not refused. */
+async function refusal(storage: KafkaShardStorage, shard: number): Promise<string> {
+  try {
+    const log = await storage.open(shard);
+    await log.close();
+  } catch (error) {
+    if (error instanceof StateRefusedError) return error.message;
+    throw error;
+  }
+  return assert.fail(`shard ${shard} was restored, not refused`);
+}
+
+Deno.test("a changelog counts one incarnation of its input: the topic deleted and created again is refused", async () => {
+  await withChangelog("changelog-recreated", 1, async (kafka, topic, settings) => {
+    const storage = new KafkaShardStorage(settings);
+    try {
+      const log = await storage.open(0);
+      await log.write([["7", { totalPurchases: 4, amountSpent: 400 }]], 3);
+      await log.close();
+      // The operator deletes the input topic and creates it again; new events arrive.
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        await admin.deleteTopics({ topics: [settings.input.topic] });
+        for (let tries = 0;; tries++) {
+          try {
+            await ensureTopic(admin, settings.input.topic, 1);
+            break;
+          } catch (error) {
+            if (tries > 50) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
+        }
+      } finally {
+        await admin.disconnect();
+      }
+      await fillInput(kafka, settings.input.topic, 1);
+      const line = await refusal(storage, 0);
+      assert.match(
+        line,
+        new RegExp(
+          `^changelog ${topic} partition 0 counts another incarnation of ${settings.input.topic} \\(topic id \\S+\\) ` +
+            `up to offset 3, but ${settings.input.topic} is now topic id \\S+ and ${settings.input.topic}/0 ends at ` +
+            `offset 10 .*usershard rebuild --topic ${settings.input.topic} --group ${settings.input.group}`,
+        ),
+      );
+    } finally {
+      await storage.close();
+    }
+  });
+});
+
+Deno.test("a changelog ahead of its input's end is refused: it would take new events for counted", async () => {
+  await withChangelog("changelog-ahead", 1, async (kafka, topic, settings) => {
+    // What an older build left: records without the marker, counting offsets the input no longer has.
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({
+      topic,
+      messages: [{
+        key: "7",
+        partition: 0,
+        value: encodeChangelogValue({ totals: { totalPurchases: 16, amountSpent: 1600 }, shardOffset: 41 }),
+      }],
+    });
+    await producer.disconnect();
+    const storage = new KafkaShardStorage(settings);
+    try {
+      assert.match(
+        await refusal(storage, 0),
+        new RegExp(
+          `^changelog ${topic} partition 0 counts ${settings.input.topic}/0 up to offset 41, but that partition ` +
+            "ends at offset 10 ",
+        ),
+      );
+    } finally {
+      await storage.close();
+    }
+  });
+});
+
+Deno.test("an empty changelog while the group has counted its partition is refused: the totals are lost", async () => {
+  await withChangelog("changelog-lost", 2, async (kafka, topic, settings) => {
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.setOffsets({
+      groupId: settings.input.group,
+      topic: settings.input.topic,
+      partitions: [{ partition: 1, offset: "6" }],
+    });
+    await admin.disconnect();
+    const storage = new KafkaShardStorage(settings);
+    try {
+      // Partition 0 was never counted: a fresh start, which writes its marker.
+      const fresh = await storage.open(0);
+      await fresh.close();
+      assert.match(
+        await refusal(storage, 1),
+        new RegExp(
+          `^changelog ${topic} partition 1 is empty, but group ${settings.input.group} has counted ` +
+            `${settings.input.topic}/1 up to offset 6 \\(its committed offset; the changelog counts up to offset -1\\)`,
+        ),
+      );
+      // Once marked, an empty partition is a partition whose events changed nobody, whatever the group committed.
+      await admin.connect();
+      await admin.setOffsets({
+        groupId: settings.input.group,
+        topic: settings.input.topic,
+        partitions: [{ partition: 0, offset: "8" }],
+      });
+      await admin.disconnect();
+      const again = await storage.open(0);
+      assert.equal(again.restored, undefined);
+      await again.close();
+    } finally {
+      await storage.close();
+    }
+  });
+});
+
+Deno.test("a changelog whose first records were deleted is refused at once, not read from offset 0 forever", async () => {
+  await withChangelog("changelog-trimmed", 1, async (kafka, topic, settings) => {
+    const storage = new KafkaShardStorage(settings);
+    try {
+      const log = await storage.open(0);
+      await log.write([["7", { totalPurchases: 1, amountSpent: 100 }]], 2);
+      await log.write([["8", { totalPurchases: 1, amountSpent: 50 }]], 5);
+      await log.close();
+      // Someone lets the topic delete (retention, or kafka-delete-records), and sets it back.
+      const admin = kafka.admin();
+      await admin.connect();
+      const policy = (value: string) =>
+        admin.alterConfigs({
+          validateOnly: false,
+          resources: [{ type: 2, name: topic, configEntries: [{ name: "cleanup.policy", value }] }],
+        });
+      try {
+        await policy("delete");
+        await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: "3" }] });
+        await policy("compact");
+      } finally {
+        await admin.disconnect();
+      }
+      assert.match(
+        await refusal(storage, 0),
+        new RegExp(`^changelog ${topic} partition 0 starts at offset 3, not 0: records before it were deleted`),
+      );
+    } finally {
       await storage.close();
     }
   });

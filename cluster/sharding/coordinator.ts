@@ -81,6 +81,8 @@ export type CoordinatorInput =
     /** State of shards the region stopped for a handoff lately. */
     readonly handedOff?: readonly ShardSnapshot[];
     readonly shardCount: number;
+    /** Whether the region keeps shard state durably (`--state kafka`) rather than in memory only. */
+    readonly durableState: boolean;
     readonly requestId: number;
     readonly now: number;
   }
@@ -198,6 +200,8 @@ interface Waiter {
 /** The shard coordinator's decisions; runs on the oldest member. */
 export class Coordinator {
   readonly shardCount: number;
+  /** Whether this cluster's shards keep their state durably; a region that keeps it otherwise is refused. */
+  readonly durableState: boolean;
   readonly #since: number;
   #active = false;
   #actions: CoordinatorAction[] = [];
@@ -233,8 +237,14 @@ export class Coordinator {
 
   readonly #t: CoordinatorTimings;
 
-  constructor(shardCount: number, now: number, timings: CoordinatorTimings = DEFAULT_SHARDING_TIMINGS) {
+  constructor(
+    shardCount: number,
+    now: number,
+    timings: CoordinatorTimings = DEFAULT_SHARDING_TIMINGS,
+    durableState = true,
+  ) {
     this.shardCount = shardCount;
+    this.durableState = durableState;
     this.#since = now;
     this.#t = timings;
   }
@@ -268,7 +278,7 @@ export class Coordinator {
         this.#answerAll = true;
         break;
       case "register":
-        this.#register(input.region, input.shards, input.shardCount, input.requestId, input.handedOff ?? []);
+        this.#register(input, input.handedOff ?? []);
         break;
       case "getHome":
         this.#getHome(input.shard, input.requester, input.requestId, input.now);
@@ -376,13 +386,19 @@ export class Coordinator {
     return this.#regions.has(nodeKey(node)) && this.#statusOf(node) === "Up";
   }
 
-  #register(
-    region: NodeId,
-    shards: readonly number[],
-    shardCount: number,
-    requestId: number,
-    handedOff: readonly ShardSnapshot[],
-  ): void {
+  #register(input: Extract<CoordinatorInput, { type: "register" }>, handedOff: readonly ShardSnapshot[]): void {
+    const { region, shards, shardCount, requestId } = input;
+    if (input.durableState !== this.durableState) {
+      const how = (durable: boolean) => durable ? "durably (--state kafka)" : "in memory only (--state memory)";
+      this.#emit({
+        type: "registerReply",
+        requestId,
+        error: `this cluster keeps shard state ${how(this.durableState)} but ${region.address} keeps it ` +
+          `${how(input.durableState)}; nodes with different --state cannot work together (a move between them would ` +
+          "drop or ignore state)",
+      });
+      return;
+    }
     if (shardCount !== this.shardCount) {
       this.#emit({
         type: "registerReply",

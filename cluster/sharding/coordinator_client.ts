@@ -23,6 +23,8 @@ export interface CoordinatorClientOptions {
   /** The node the coordinator runs on (the oldest member), when known. */
   readonly coordinator: () => NodeId | undefined;
   readonly shardCount: number;
+  /** Whether this region keeps shard state durably; the coordinator refuses a region that differs from it. */
+  readonly durableState: boolean;
   readonly askTimeoutMs: number;
   /** The coordinator forgets a request for a home after this long. */
   readonly waiterTtlMs: number;
@@ -58,7 +60,7 @@ export class CoordinatorClient {
   /**
    * Registers with the current coordinator if it does not know this region
    * yet. Resolves with an error message when the coordinator refuses (a
-   * different shard count): the node cannot work in this cluster.
+   * different shard count or --state): the node cannot work in this cluster.
    */
   async register(): Promise<string | undefined> {
     const coordinator = this.#o.coordinator();
@@ -70,6 +72,7 @@ export class CoordinatorClient {
         case: "registerRegion",
         value: create(RegisterRegionSchema, {
           shardCount: this.#o.shardCount,
+          durableState: this.#o.durableState,
           shards: [...shards],
           handedOff: handedOff.map(snapshotToProto),
         }),
@@ -84,7 +87,7 @@ export class CoordinatorClient {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      if (/shards \(partitions of its topic\)/.test(message)) return message;
+      if (/cannot work together/.test(message)) return message;
       log.debug("registering with {coordinator} failed: {message}; retrying", {
         coordinator: coordinator.address,
         message,

@@ -45,6 +45,8 @@ export type PlacementSource = () => Promise<ReadonlyMap<number, string> | undefi
 export interface CoordinatorRunnerOptions {
   readonly self: NodeId;
   readonly shardCount: number;
+  /** Whether this node keeps shard state durably: the cluster's way, which every region must share. */
+  readonly durableState: boolean;
   readonly remoting: Remoting;
   readonly askTimeoutMs: number;
   readonly placement: PlacementSource;
@@ -163,7 +165,7 @@ export class CoordinatorRunner {
       });
       this.#epoch++;
       this.#registered = new Set();
-      this.#coordinator = new Coordinator(this.#o.shardCount, this.#now(), this.#o.timings);
+      this.#coordinator = new Coordinator(this.#o.shardCount, this.#now(), this.#o.timings, this.#o.durableState);
       this.#refreshPlacement();
     } else if (!oldest && this.#coordinator) {
       log.info("the shard coordinator moved to {oldest}", { oldest: snapshot.oldest?.address ?? "nobody" });
@@ -191,6 +193,7 @@ export class CoordinatorRunner {
           shards: body.value.shards,
           handedOff: body.value.handedOff.map(snapshotFromProto),
           shardCount: body.value.shardCount,
+          durableState: body.value.durableState,
           requestId,
           now,
         });

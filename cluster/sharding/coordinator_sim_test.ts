@@ -291,6 +291,7 @@ class Sim {
           shards: message.shards,
           handedOff: message.handedOff,
           shardCount: SHARDS,
+          durableState: true,
           requestId,
           now: this.now,
         });

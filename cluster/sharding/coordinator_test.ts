@@ -46,7 +46,15 @@ class World {
 
   register(region: NodeId): void {
     const shards = [...this.hosted.get(region.address)!.keys()];
-    this.feed({ type: "register", region, shards, shardCount: this.shards, requestId: ++this.#request, now: this.now });
+    this.feed({
+      type: "register",
+      region,
+      shards,
+      shardCount: this.shards,
+      durableState: true,
+      requestId: ++this.#request,
+      now: this.now,
+    });
   }
 
   /** Carries out one pending command (chosen by `pick`), as a region would. */
@@ -222,7 +230,7 @@ Deno.test("a late repeat of a region's registration does not make the coordinato
   const w = settledOnAB(2);
   w.hosted.get(A.address)!.set(0, 42);
   // Sent before shard 0 started on A (the first reply was lost), received after.
-  w.feed({ type: "register", region: A, shards: [], shardCount: 2, requestId: 900, now: w.now });
+  w.feed({ type: "register", region: A, shards: [], shardCount: 2, durableState: true, requestId: 900, now: w.now });
   w.feed({ type: "placement", desired: new Map([[0, B.address], [1, B.address]]), now: w.now });
   w.settle();
   assert.deepEqual(w.homes(A), []);
@@ -254,9 +262,22 @@ Deno.test("a coordinator stops waiting for a region that never registers after t
 Deno.test("a region with another shard count is refused", () => {
   const w = new World(128, [A]);
   w.feed({ type: "members", members: up(A), now: 0 });
-  w.feed({ type: "register", region: A, shards: [], shardCount: 64, requestId: 1, now: 0 });
+  w.feed({ type: "register", region: A, shards: [], shardCount: 64, durableState: true, requestId: 1, now: 0 });
   const reply = w.log.find((a) => a.type === "registerReply");
   assert.match(reply?.type === "registerReply" && reply.error || "", /this cluster has 128 shards .* has 64/);
+});
+
+Deno.test("a region that keeps shard state another way (--state) is refused, and takes no shard", () => {
+  const w = new World(4, [A]);
+  w.feed({ type: "members", members: up(A), now: 0 });
+  w.feed({ type: "register", region: A, shards: [], shardCount: 4, durableState: false, requestId: 1, now: 0 });
+  const reply = w.log.find((a) => a.type === "registerReply");
+  assert.match(
+    reply?.type === "registerReply" && reply.error || "",
+    /this cluster keeps shard state durably \(--state kafka\) but 127\.0\.0\.1:\d+ keeps it in memory only \(--state memory\); nodes with different --state cannot work together/,
+  );
+  w.tick(REGISTRATION_GRACE_MS);
+  assert.equal(w.coordinator.allocation.size, 0);
 });
 
 Deno.test("no shard starts empty while an Up member's region has not registered, even after the grace period", () => {
@@ -285,6 +306,7 @@ Deno.test("state a region reports as handed off (the coordinator that moved it i
     shards: [],
     handedOff: [{ shard: 1, lastOffset: 41, entities: [["7", { totalPurchases: 3, amountSpent: 30 }]] }],
     shardCount: 2,
+    durableState: true,
     requestId: 9,
     now: 0,
   });
@@ -305,6 +327,7 @@ Deno.test("a handed-off snapshot waits like a fresh start for every member's reg
     shards: [],
     handedOff: [{ shard: 1, lastOffset: 10, entities: [] }],
     shardCount: 2,
+    durableState: true,
     requestId: 1,
     now: 0,
   });
@@ -339,7 +362,7 @@ Deno.test("a start answered by an incarnation already known to be gone does not 
 Deno.test("a late repeat of a registration does not claim back a shard that moved away and was lost since", () => {
   const w = settledOnAB(2);
   // Sent while A still hosted shard 0 (its first reply was lost), received after 0 moved to B and B died.
-  const late = { type: "register", region: A, shards: [0], shardCount: 2, requestId: 901 } as const;
+  const late = { type: "register", region: A, shards: [0], shardCount: 2, durableState: true, requestId: 901 } as const;
   w.feed({ type: "placement", desired: new Map([[0, B.address], [1, B.address]]), now: w.now });
   w.settle();
   assert.deepEqual(w.homes(A), []);
@@ -417,7 +440,7 @@ Deno.test("an answer naming an earlier command (a duplicate, or one a retry over
 Deno.test("a conflict's stop is sent again until the region that claimed the shard answers it", () => {
   const coordinator = new Coordinator(8, 0);
   const register = (region: NodeId, shards: number[], requestId: number, now: number) =>
-    coordinator.step({ type: "register", region, shards, shardCount: 8, requestId, now });
+    coordinator.step({ type: "register", region, shards, shardCount: 8, durableState: true, requestId, now });
   coordinator.step({ type: "members", members: up(A, B), now: 0 });
   register(A, [5], 1, 0);
   const first = register(B, [5], 2, 0).filter((a) => a.type === "stopShard");

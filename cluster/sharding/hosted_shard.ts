@@ -12,13 +12,21 @@ import { getLogger } from "@logtape/logtape";
 import type { PurchaseEvent, UserTotals } from "./entity.ts";
 import { errorText } from "../error_text.ts";
 import { type ApplyResult, Shard, type ShardSnapshot } from "./shard.ts";
-import type { ShardLog, ShardStorage } from "./shard_storage.ts";
+import { type ShardLog, type ShardStorage, StateRefusedError } from "./shard_storage.ts";
 
 const log = getLogger(["usershard", "sharding"]);
 
 /** The first pause between attempts to open a shard's store; it doubles up to {@linkcode OPEN_RETRY_MAX_MS}. */
 const OPEN_RETRY_MS = 250;
 const OPEN_RETRY_MAX_MS = 5000;
+
+/** What a hosted shard tells its host. */
+export interface HostedShardHooks {
+  /** A write failed: the copy is broken and must be dropped (told once). */
+  broken(error: unknown): void;
+  /** The store refused to restore the shard (its state cannot be trusted): the node must stop. */
+  refused(error: StateRefusedError): void;
+}
 
 /** The shard was stopped here (handed off, or the node is closing). */
 export class ShardClosedError extends Error {
@@ -29,7 +37,7 @@ export class ShardClosedError extends Error {
 export class HostedShard {
   readonly id: number;
   readonly #storage: ShardStorage;
-  readonly #onBroken: (error: unknown) => void;
+  readonly #hooks: HostedShardHooks;
   #shard: Shard | undefined;
   #log: ShardLog | undefined;
   #chain: Promise<unknown> = Promise.resolve();
@@ -39,14 +47,14 @@ export class HostedShard {
   readonly ready: Promise<Shard>;
 
   /**
-   * Opens the shard in `storage` (retrying until it succeeds or the shard is
-   * closed); `snapshot` is the state handed over by the previous home, used
-   * when the storage has none. `onBroken` hears of a failed write once.
+   * Opens the shard in `storage` (retrying until it succeeds, is refused, or
+   * the shard is closed); `snapshot` is the state handed over by the previous
+   * home, used when the storage has none.
    */
-  constructor(id: number, storage: ShardStorage, onBroken: (error: unknown) => void, snapshot?: ShardSnapshot) {
+  constructor(id: number, storage: ShardStorage, hooks: HostedShardHooks, snapshot?: ShardSnapshot) {
     this.id = id;
     this.#storage = storage;
-    this.#onBroken = onBroken;
+    this.#hooks = hooks;
     this.ready = this.#open(snapshot);
     this.ready.catch(() => {});
   }
@@ -65,6 +73,10 @@ export class HostedShard {
         return this.#shard;
       } catch (error) {
         if (this.#closed) continue;
+        if (error instanceof StateRefusedError) {
+          this.#hooks.refused(error);
+          throw error;
+        }
         log.warn("shard {shard}: could not open its stored state ({error}); trying again in {ms} ms", {
           shard: this.id,
           error: errorText(error),
@@ -105,7 +117,7 @@ export class HostedShard {
           await this.#log!.write([...changed].map((user) => [user, shard.get(user)!] as const), result.lastOffset);
         } catch (error) {
           this.#broken = true;
-          this.#onBroken(error);
+          this.#hooks.broken(error);
           throw error;
         }
       }

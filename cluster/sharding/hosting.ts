@@ -22,7 +22,7 @@ import type { Body } from "../remoting/remoting.ts";
 import { NO_PURCHASES } from "./entity.ts";
 import { HostedShard } from "./hosted_shard.ts";
 import type { ShardSnapshot } from "./shard.ts";
-import type { ShardStorage } from "./shard_storage.ts";
+import type { ShardStorage, StateRefusedError } from "./shard_storage.ts";
 import { eventsFromProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
 const log = getLogger(["usershard", "sharding"]);
@@ -52,6 +52,8 @@ export interface HostingOptions {
   readonly shardCount: number;
   readonly storage: ShardStorage;
   readonly coordinator: ShardHomes;
+  /** A shard's stored state was refused: the node cannot go on. */
+  readonly onRefused?: (error: StateRefusedError) => void;
   /** How long a forwarded batch may wait here for its shard. */
   readonly askTimeoutMs: number;
   /** How long the state of a shard handed off is kept, in case the handoff was cut short. */
@@ -215,7 +217,10 @@ export class ShardHosting {
   }
 
   #host(id: number, snapshot?: ShardSnapshot): HostedShard {
-    const hosted: HostedShard = new HostedShard(id, this.#o.storage, (error) => this.#broken(hosted, error), snapshot);
+    const hosted: HostedShard = new HostedShard(id, this.#o.storage, {
+      broken: (error) => this.#broken(hosted, error),
+      refused: (error) => this.#o.onRefused?.(error),
+    }, snapshot);
     this.#shards.set(id, hosted);
     return hosted;
   }

@@ -21,7 +21,7 @@ import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
 import type { HostedShard } from "./hosted_shard.ts";
 import { type HostingObserver, ShardHosting } from "./hosting.ts";
 import type { ShardSnapshot } from "./shard.ts";
-import type { ShardStorage } from "./shard_storage.ts";
+import type { ShardStorage, StateRefusedError } from "./shard_storage.ts";
 import { eventsToProto } from "./sharding_codec.ts";
 
 /**
@@ -67,6 +67,8 @@ export interface RegionOptions {
   readonly handedOffTtlMs?: number;
   /** Hears of shards moving in and out. */
   readonly observer?: HostingObserver;
+  /** A shard's stored state was refused: the node cannot go on. */
+  readonly onRefused?: (error: StateRefusedError) => void;
 }
 
 /** This node's shard region. */
@@ -82,6 +84,7 @@ export class ShardRegion {
       remoting: options.remoting,
       coordinator: options.coordinator,
       shardCount: options.shardCount,
+      durableState: options.storage.durable,
       askTimeoutMs: options.askTimeoutMs,
       waiterTtlMs: options.waiterTtlMs ?? DEFAULT_SHARDING_TIMINGS.waiterTtlMs,
       claims: () => ({
@@ -97,6 +100,7 @@ export class ShardRegion {
       askTimeoutMs: options.askTimeoutMs,
       handedOffTtlMs: options.handedOffTtlMs ?? DEFAULT_SHARDING_TIMINGS.handedOffTtlMs,
       observer: options.observer,
+      onRefused: options.onRefused,
     });
   }
 

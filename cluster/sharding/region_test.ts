@@ -78,6 +78,7 @@ function coordinatorNode(closing: (() => unknown)[], clock?: () => number) {
   const runner = parts.runner = new CoordinatorRunner({
     self,
     shardCount: SHARDS,
+    durableState: MEMORY_STORAGE.durable,
     remoting: node,
     askTimeoutMs: 2000,
     // Only shard 0 is consumed anywhere: the others start only when asked for.

@@ -33,10 +33,22 @@ export interface ShardStorage {
   /**
    * Takes the shard over: fences every earlier owner, so that none of its
    * writes can land after this resolves, then reads back what is stored.
+   * Rejects with {@linkcode StateRefusedError} when what is stored cannot be
+   * trusted, and with another error when the store could not be read (tried
+   * again later).
    */
   open(shard: number): Promise<ShardLog>;
   /** Closes what the storage holds for all shards. */
   close(): Promise<void>;
+}
+
+/**
+ * What the store holds for a shard cannot be trusted (it counts another
+ * incarnation of the input, say): no node may host the shard from it, and the
+ * node stops with this one line, which says how to proceed.
+ */
+export class StateRefusedError extends Error {
+  override name = "StateRefusedError";
 }
 
 /** Another node has opened the shard since this one did; this copy may no longer write. */

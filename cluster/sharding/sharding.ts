@@ -66,10 +66,12 @@ export class Sharding {
       waiterTtlMs: timings.waiterTtlMs,
       handedOffTtlMs: timings.handedOffTtlMs,
       observer: options.observer,
+      onRefused: (error) => this.#fatal.resolve(error.message),
     });
     this.#runner = new CoordinatorRunner({
       self: node.self,
       shardCount: options.shardCount,
+      durableState: options.storage.durable,
       remoting: node.remoting,
       askTimeoutMs: options.askTimeoutMs,
       placement: options.placement,
@@ -81,7 +83,10 @@ export class Sharding {
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
   }
 
-  /** Resolves with a message when this node cannot take part (its shard count differs from the cluster's). */
+  /**
+   * Resolves with a message when this node cannot take part: its shard count
+   * differs from the cluster's, or a shard's stored state was refused.
+   */
   get fatal(): Promise<string> {
     return this.#fatal.promise;
   }

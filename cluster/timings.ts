@@ -88,6 +88,13 @@ export interface KafkaTimings {
   readonly heartbeatIntervalMs: number;
   /** Kafka aborts a changelog transaction left open this long (a writer that froze mid-write). */
   readonly transactionTimeoutMs: number;
+  /**
+   * A changelog write (one transaction: its sends and its commit, retries
+   * included) that has not finished after this long has failed: the shard's
+   * copy is dropped and reopened, so a broker that stopped answering holds a
+   * shard, and every move behind it, this long at most.
+   */
+  readonly changelogWriteTimeoutMs: number;
 }
 
 /** Every timing of a processor node. */
@@ -114,6 +121,7 @@ export const DEFAULT_KAFKA_TIMINGS: KafkaTimings = {
   rebalanceTimeoutMs: 30_000,
   heartbeatIntervalMs: 1000,
   transactionTimeoutMs: 30_000,
+  changelogWriteTimeoutMs: 8000,
 };
 
 /** Every default. */
@@ -185,6 +193,19 @@ export function timingProblems(t: NodeTimings): string[] {
     problems.push(
       `${flag("askTimeoutMs", s.askTimeoutMs)} must be at most half the time a region keeps a handed-off ` +
         `shard (${seconds(s.handedOffTtlMs)}): a stop whose reply was lost is asked again within two asks`,
+    );
+  }
+  if (k.changelogWriteTimeoutMs >= s.askTimeoutMs) {
+    problems.push(
+      `${flag("askTimeoutMs", s.askTimeoutMs)} must be longer than a changelog write may take ` +
+        `(${seconds(k.changelogWriteTimeoutMs)}): a shard being stopped waits for its write in flight, and the ` +
+        "coordinator waits that long for the stop",
+    );
+  }
+  if (k.transactionTimeoutMs <= k.changelogWriteTimeoutMs) {
+    problems.push(
+      `the changelog transaction timeout (${seconds(k.transactionTimeoutMs)}) must be longer than a changelog ` +
+        `write may take (${seconds(k.changelogWriteTimeoutMs)}): Kafka would abort a write that is still going`,
     );
   }
   if (m.removedTtlMs < m.unreachableAfterMs + m.downAfterMs) {

@@ -33,4 +33,12 @@ Deno.test("timingProblems() names the flags to change and says why", () => {
     timingProblems(with_({ kafka: { sessionTimeoutMs: 2000 } }))[0],
     /^the Kafka session timeout \(2s\) must be at least 3 consumer heartbeats \(3s\)/,
   );
+  assert.deepEqual(timingProblems(with_({ sharding: { askTimeoutMs: 5000, handoffTimeoutMs: 10_000 } })), [
+    "--ask-timeout (5s) must be longer than a changelog write may take (8s): a shard being stopped waits for its " +
+    "write in flight, and the coordinator waits that long for the stop",
+  ]);
+  assert.match(
+    timingProblems(with_({ kafka: { transactionTimeoutMs: 8000 } }))[0],
+    /^the changelog transaction timeout \(8s\) must be longer than a changelog write may take \(8s\)/,
+  );
 });

@@ -189,6 +189,8 @@ export interface ChangelogSettings {
   readonly topic: string;
   /** How long Kafka lets a changelog transaction stay open (ARCHITECTURE.md, "Timing"). */
   readonly transactionTimeoutMs?: number;
+  /** How long one write may take before it has failed (ARCHITECTURE.md, "Timing"). */
+  readonly writeTimeoutMs?: number;
   readonly observer?: RestoreObserver;
 }
 
@@ -228,12 +230,12 @@ export class KafkaShardStorage implements ShardStorage {
       producerId: -1n,
       producerEpoch: -1,
       // A transaction's first send is refused (CONCURRENT_TRANSACTIONS) until the broker has
-      // finished the previous one, a matter of milliseconds: retry soon, and for long enough
-      // (about 6 s in all) that a busy broker does not break the shard.
+      // finished the previous one, a matter of milliseconds: retry soon. How long a write may take
+      // in all, retries included, is bounded by the write timeout (KafkaShardLog.write).
       retries: 12,
       retryDelay: (_client: unknown, _operation: string, attempt: number) => Math.min(10 * 2 ** attempt, 2000),
       // Also the transaction timeout: Kafka aborts a transaction left open this long (a new owner
-      // aborts it at once), so it must outlast the retries above (about 15 s).
+      // aborts it at once), so it must outlast a write (cluster/timings.ts checks it does).
       timeout: this.#settings.transactionTimeoutMs ?? DEFAULT_KAFKA_TIMINGS.transactionTimeoutMs,
     });
     try {
@@ -315,7 +317,8 @@ export class KafkaShardStorage implements ShardStorage {
       const restored: ShardSnapshot | undefined = entities.size === 0 && lastOffset < 0
         ? undefined
         : { shard, lastOffset, entities: [...entities] };
-      return new KafkaShardLog(producer, topic, shard, next, restored);
+      const writeTimeoutMs = this.#settings.writeTimeoutMs ?? DEFAULT_KAFKA_TIMINGS.changelogWriteTimeoutMs;
+      return new KafkaShardLog(producer, topic, shard, next, writeTimeoutMs, restored);
     } catch (error) {
       await producer.close(true).catch(() => {});
       throw error;
@@ -334,6 +337,7 @@ class KafkaShardLog implements ShardLog {
   readonly #producer: Producer;
   readonly #topic: string;
   readonly #shard: number;
+  readonly #writeTimeoutMs: number;
   #next: Transaction | undefined;
 
   constructor(
@@ -341,16 +345,43 @@ class KafkaShardLog implements ShardLog {
     topic: string,
     shard: number,
     first: Transaction | undefined,
+    writeTimeoutMs: number,
     restored?: ShardSnapshot,
   ) {
     this.#producer = producer;
     this.#topic = topic;
     this.#shard = shard;
     this.#next = first;
+    this.#writeTimeoutMs = writeTimeoutMs;
     this.restored = restored;
   }
 
+  /**
+   * Writes one batch in one transaction, or fails within the write timeout:
+   * a broker that stopped answering must not hold the shard for the
+   * client's minutes of retries. A write cut short may still commit (its
+   * outcome is unknown), which the failure says: the copy is dropped and the
+   * shard reopened, and the restore reads whatever Kafka did commit.
+   */
   async write(changed: readonly (readonly [string, UserTotals])[], lastOffset: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(`the changelog write of shard ${this.#shard} did not finish within ${this.#writeTimeoutMs} ms`),
+          ),
+        this.#writeTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.#write(changed, lastOffset), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #write(changed: readonly (readonly [string, UserTotals])[], lastOffset: number): Promise<void> {
     try {
       const transaction = this.#next ?? await this.#producer.beginTransaction();
       this.#next = undefined;

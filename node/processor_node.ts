@@ -130,6 +130,7 @@ export class ProcessorNode {
         clientId: nodeClientId(self.address),
         topic: changelog,
         transactionTimeoutMs: config.timings.kafka.transactionTimeoutMs,
+        writeTimeoutMs: config.timings.kafka.changelogWriteTimeoutMs,
         observer: metrics,
       })
       : MEMORY_STORAGE;

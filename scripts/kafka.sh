@@ -7,6 +7,7 @@
 #   scripts/kafka.sh status  say whether a broker answers there
 #   scripts/kafka.sh reset   stop that broker and delete its data (topics, offsets)
 #   scripts/kafka.sh libs    fetch the jars if needed and print their folder
+#   scripts/kafka.sh pid     print the pid of the broker this script started (tests freeze it)
 #
 # Environment: KAFKA_BROKERS (first address is used), KAFKA_CONTROLLER_PORT (default
 # broker port + 1), KAFKA_RUN_DIR (data, log and pid; default <cache>/kafka-run-<port>),
@@ -199,5 +200,6 @@ case "${1:-start}" in
   reset) reset ;;
   help | -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" ;;
   libs) java_bin >/dev/null; fetch_libs; echo "$libs" ;;
-  *) fail "unknown command '$1' (expected start, stop, reset, status, libs or help)" ;;
+  pid) running_pid || fail "no broker started by this script runs at port $port" ;;
+  *) fail "unknown command '$1' (expected start, stop, reset, status, libs, pid or help)" ;;
 esac

@@ -333,3 +333,32 @@ Deno.test("a changelog whose first records were deleted is refused at once, not 
     }
   });
 });
+
+Deno.test("a write against a broker that stopped answering fails within the write timeout, not the client's retries", async () => {
+  await withChangelog("changelog-frozen", 1, async (_kafka, _topic, settings) => {
+    const storage = new KafkaShardStorage({ ...settings, writeTimeoutMs: 2000 });
+    const log = await storage.open(0);
+    const pid = await new Deno.Command("bash", {
+      args: [new URL("../scripts/kafka.sh", import.meta.url).pathname, "pid"],
+      stdout: "piped",
+    }).output();
+    const broker = Number(new TextDecoder().decode(pid.stdout).trim());
+    Deno.kill(broker, "SIGSTOP");
+    let thawed = false;
+    try {
+      // Settles while the broker is still frozen: a failure the shard's host can act on (drop and reopen).
+      const outcome = await Promise.race([
+        log.write([["7", { totalPurchases: 1, amountSpent: 100 }]], 3).then(() => "written", (error: Error) => error),
+        new Promise((resolve) => setTimeout(() => resolve("still waiting after 10 s"), 10_000)),
+      ]);
+      assert.ok(outcome instanceof Error, String(outcome));
+      assert.match(outcome.message, /^the changelog write of shard 0 did not finish within 2000 ms$/);
+      Deno.kill(broker, "SIGCONT");
+      thawed = true;
+    } finally {
+      if (!thawed) Deno.kill(broker, "SIGCONT");
+      await log.close().catch(() => {});
+      await storage.close();
+    }
+  });
+});

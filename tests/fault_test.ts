@@ -245,3 +245,42 @@ Deno.test("a shard whose state is far past one 16 MiB frame moves when a second 
     }
   });
 });
+
+/** Sends `signal` to the broker that `scripts/kafka.sh` started. */
+async function signalBroker(signal: "SIGSTOP" | "SIGCONT"): Promise<void> {
+  const pid = await new Deno.Command("bash", { args: [`${SCRIPTS}kafka.sh`, "pid"], stdout: "piped" }).output();
+  assert.equal(pid.code, 0, "the broker's pid");
+  Deno.kill(Number(new TextDecoder().decode(pid.stdout).trim()), signal);
+}
+
+Deno.test("the broker frozen for 45 s while a node joins: the moves finish soon after it thaws, totals exact", async () => {
+  await withNodes("fault-freeze", async (started, stream) => {
+    const { kafka, ports, nodes } = await streamingCluster(started, stream, 2);
+    const steady = steadyStream(kafka, stream);
+    let frozen = false;
+    try {
+      await steady.reach(800);
+      const moving = nextOutput(nodes[0], /rebalance started for \d+ shards/, 90_000);
+      nodes.push(startProcessor(ports[2], ports.slice(0, 2), stream));
+      started.push(nodes[2]);
+      await moving;
+      await signalBroker("SIGSTOP");
+      frozen = true;
+      // The fault itself lasts 45 s: a broker that stopped answering, with changelog writes in flight.
+      await new Promise((resolve) => setTimeout(resolve, 45_000));
+      await signalBroker("SIGCONT");
+      frozen = false;
+      const thawed = Date.now();
+      await steady.stop();
+      // A write waits 8 s at most, and then its shard is reopened: the moves and the events frozen with the
+      // broker must not wait out the client's minutes of retries.
+      await settled(ports, stream, 16, 60_000);
+      await exactOnEveryNode(kafka, stream.topic, ports, 60_000);
+      console.log(`every shard moved and every total exact ${Date.now() - thawed} ms after the broker thawed`);
+    } finally {
+      if (frozen) await signalBroker("SIGCONT");
+      await steady.stop();
+    }
+    for (const node of nodes) assert.ok(node.running, `a node exited:\n${node.stderr.slice(-3000)}`);
+  });
+});

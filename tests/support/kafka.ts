@@ -72,10 +72,22 @@ export interface ReadRecord {
  * broker's offsets topic is still being created, say) is kept once.
  */
 export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 30_000): Promise<ReadRecord[]> {
+  // A broker just back (restarted, thawed, a new leader elected) refuses for a moment: read again, bounded.
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    try {
+      return await readTopicOnce(kafka, topic, Math.max(1000, deadline - Date.now()));
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
+async function readTopicOnce(kafka: Kafka, topic: string, timeoutMs: number): Promise<ReadRecord[]> {
   const admin = kafka.admin();
   await admin.connect();
-  const ends = await admin.fetchTopicOffsets(topic);
-  await admin.disconnect();
+  const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
   const expected = ends.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
   const records = new Map<string, ReadRecord>();
   if (expected > 0) {

@@ -12,7 +12,7 @@
 import type { Kafka } from "kafkajs";
 import { createKafka } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
-import { createPurchaseProducer, produce, purchaseMessage } from "../kafka/producer.ts";
+import { createPurchaseProducer, produce, purchaseMessage, PurchaseSender } from "../kafka/producer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { UserStatsClient } from "../grpc/user_client.ts";
 import { eventually, type NodePorts, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
@@ -64,7 +64,10 @@ export async function benchDurability(context: BenchContext): Promise<void> {
     for (const users of [10_000, 1_000_000]) {
       const topic = uniqueTopic(`bench-durability-${users}`);
       await ensureTopic(admin, topic, SHARDS);
-      await produce(producer, { topic, users, rate: 0, count: events }, new AbortController().signal);
+      const sender = new PurchaseSender(context.brokers, topic, SHARDS, "usershard-bench");
+      await produce(sender, { users, rate: 0, count: events }, new AbortController().signal).finally(() =>
+        sender.close()
+      );
       const raw = await rawConsume(kafka, topic, events);
       context.report(`durability: raw kafkajs consume, ${users} users`, `${Math.round(raw)} events/s`, { events });
       for (const state of ["memory", "kafka"]) {

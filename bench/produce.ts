@@ -6,7 +6,7 @@
  */
 import { createKafka } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
-import { createPurchaseProducer, produce } from "../kafka/producer.ts";
+import { produce, PurchaseSender } from "../kafka/producer.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
 
 /** Produces `events` purchases as fast as the broker takes them and reports the rate. */
@@ -17,10 +17,9 @@ export async function benchProduce(context: BenchContext, events = 300_000): Pro
   const topic = uniqueTopic("bench-produce");
   await ensureTopic(admin, topic, 128);
   await admin.disconnect();
-  const producer = createPurchaseProducer(kafka);
-  await producer.connect();
-  const summary = await produce(producer, { topic, users: 200, rate: 0, count: events }, new AbortController().signal);
-  await producer.disconnect();
+  const producer = new PurchaseSender(context.brokers, topic, 128, "usershard-bench");
+  const summary = await produce(producer, { users: 200, rate: 0, count: events }, new AbortController().signal);
+  await producer.close();
   context.report("produce --rate 0 (128 partitions)", `${Math.round(summary.sent / summary.seconds)} events/s`, {
     events: summary.sent,
     seconds: summary.seconds.toFixed(2),

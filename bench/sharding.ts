@@ -12,7 +12,7 @@
 import { createKafka } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { groupPlacement } from "../kafka/assignment.ts";
-import { createPurchaseProducer, produce } from "../kafka/producer.ts";
+import { produce, PurchaseSender } from "../kafka/producer.ts";
 import { addressOf, eventually, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
 import { rawConsume } from "./raw_consume.ts";
@@ -35,9 +35,8 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
   await admin.connect();
   const topic = uniqueTopic("bench-sharding");
   await ensureTopic(admin, topic, 128);
-  const producer = createPurchaseProducer(kafka);
-  await producer.connect();
-  await produce(producer, { topic, users: 10_000, rate: 0, count: events }, new AbortController().signal);
+  const producer = new PurchaseSender(context.brokers, topic, 128, "usershard-bench");
+  await produce(producer, { users: 10_000, rate: 0, count: events }, new AbortController().signal);
 
   const started = performance.now();
   const rawRate = await rawConsume(kafka, topic, events);
@@ -77,7 +76,7 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
     // After settling: what share of new events is processed where it was consumed?
     const settled = await coLocated([a, b]);
     const before = await Promise.all([a, b].map((n) => stats(n.mgmt)));
-    await produce(producer, { topic, users: 10_000, rate: 0, count: 20_000 }, new AbortController().signal);
+    await produce(producer, { users: 10_000, rate: 0, count: 20_000 }, new AbortController().signal);
     await eventually("new events processed", async () => {
       const now = await Promise.all([a, b].map((n) => stats(n.mgmt)));
       return now.reduce((s, x) => s + x.events, 0) - before.reduce((s, x) => s + x.events, 0) >= 20_000;
@@ -103,7 +102,7 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
     });
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
-    await producer.disconnect();
+    await producer.close();
     await admin.disconnect();
   }
 

@@ -51,6 +51,24 @@ export const PARTITIONS_FLAG = {
   description: "partitions when the topic has to be created (an existing topic keeps its count)",
 } as const satisfies FlagSpec;
 
+/** `--replication-factor`: copies of each partition of the topics usershard creates. */
+export const REPLICATION_FACTOR_FLAG = {
+  type: "string",
+  value: "N",
+  env: "USERSHARD_REPLICATION_FACTOR",
+  description:
+    "replicas of each partition of the topics this creates (default: the brokers' default.replication.factor)",
+} as const satisfies FlagSpec;
+
+/** Reads `--replication-factor`: absent means the brokers' default. */
+export function replicationFactorFlag(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[1-9]\d{0,1}$/.test(value)) {
+    throw new UsageError(`--replication-factor must be a number from 1 to 99, got '${value}'`);
+  }
+  return Number(value);
+}
+
 /** `--log-level`. */
 export const LOG_LEVEL_FLAG = {
   type: "string",

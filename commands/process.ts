@@ -21,6 +21,8 @@ import {
   LOG_FORMAT_FLAG,
   LOG_LEVEL_FLAG,
   PARTITIONS_FLAG,
+  REPLICATION_FACTOR_FLAG,
+  replicationFactorFlag,
   TOPIC_FLAG,
   topicFlag,
 } from "./common_flags.ts";
@@ -108,6 +110,7 @@ export const processSpec = {
     topic: TOPIC_FLAG,
     group: GROUP_FLAG,
     partitions: PARTITIONS_FLAG,
+    "replication-factor": REPLICATION_FACTOR_FLAG,
     "ask-timeout": {
       type: "string",
       value: "DURATION",
@@ -242,6 +245,7 @@ function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitions
     group: flags.group,
     partitions,
     partitionsRequired,
+    replicationFactor: replicationFactorFlag(flags["replication-factor"]),
     state: flags.state,
     timings,
   };

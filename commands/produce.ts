@@ -11,6 +11,8 @@ import {
   LOG_FORMAT_FLAG,
   LOG_LEVEL_FLAG,
   PARTITIONS_FLAG,
+  REPLICATION_FACTOR_FLAG,
+  replicationFactorFlag,
   TOPIC_FLAG,
   topicFlag,
 } from "./common_flags.ts";
@@ -18,7 +20,8 @@ import { onStopSignal } from "./signals.ts";
 import { logFormatFlag, logLevelFlag, setUpLogging } from "./logging.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
-import { createPurchaseProducer, PER_EVENT_LOG_MAX_RATE, produce } from "../kafka/producer.ts";
+import { seededRandom } from "../cluster/seeded_random.ts";
+import { PER_EVENT_LOG_MAX_RATE, produce, ProduceFailed, PurchaseSender } from "../kafka/producer.ts";
 
 /** Flags of `usershard produce`. */
 export const produceSpec = {
@@ -29,6 +32,7 @@ export const produceSpec = {
     brokers: BROKERS_FLAG,
     topic: TOPIC_FLAG,
     partitions: PARTITIONS_FLAG,
+    "replication-factor": REPLICATION_FACTOR_FLAG,
     users: { type: "string", value: "N", default: "200", description: "user ids are 0..N-1" },
     rate: {
       type: "string",
@@ -37,6 +41,11 @@ export const produceSpec = {
       description: "events per second; 0 sends as fast as the broker takes them",
     },
     count: { type: "string", value: "N", description: "stop after N events (default: until interrupted)" },
+    seed: {
+      type: "string",
+      value: "N",
+      description: "seed of the random purchases: the same seed sends the same events (default: random)",
+    },
     "log-level": LOG_LEVEL_FLAG,
     "log-format": LOG_FORMAT_FLAG,
   },
@@ -56,12 +65,13 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   const users = intFlag("users", flags.users, { min: 1 });
   const rate = numberFlag("rate", flags.rate);
   const count = flags.count === undefined ? undefined : intFlag("count", flags.count, { min: 0 });
+  const random = flags.seed === undefined ? undefined : seededRandom(intFlag("seed", flags.seed, { min: 0 }));
   await setUpLogging(logLevelFlag(flags["log-level"]), logFormatFlag(flags["log-format"]));
   const log = getLogger(["usershard", "producer"]);
 
   const kafka = createKafka({ brokers, clientId: "usershard-producer" });
   const admin = kafka.admin();
-  const producer = createPurchaseProducer(kafka);
+  let producer: PurchaseSender | undefined;
   const stop = new AbortController();
   const stopListening = onStopSignal(() => {
     log.info("interrupted; waiting for Kafka to acknowledge what was sent (Ctrl-C again to quit at once)");
@@ -69,9 +79,12 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   }, () => Deno.exit(130));
   try {
     await admin.connect();
-    const topic = await ensureTopic(admin, topicName, partitions, sources.partitions !== "default");
+    const topic = await ensureTopic(admin, topicName, partitions, {
+      requested: sources.partitions !== "default",
+      replicationFactor: replicationFactorFlag(flags["replication-factor"]),
+    });
     await admin.disconnect();
-    await producer.connect();
+    producer = new PurchaseSender(brokers, topic.topic, topic.partitions);
     log.info("producing to {topic} ({partitions} partitions) at {brokers}, users 0..{last}, {pace}", {
       topic: topic.topic,
       partitions: topic.partitions,
@@ -79,7 +92,7 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
       last: users - 1,
       pace: rate > 0 ? `${rate} events/s` : "as fast as possible",
     });
-    const summary = await produce(producer, { topic: topic.topic, users, rate, count }, stop.signal);
+    const summary = await produce(producer, { users, rate, count, random }, stop.signal);
     const perSecond = summary.seconds > 0 ? Math.round(summary.sent / summary.seconds) : summary.sent;
     log.info("sent {sent} events to {topic} in {seconds} s ({perSecond} events/s)", {
       sent: summary.sent,
@@ -89,9 +102,12 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
     });
     return 0;
   } catch (error) {
-    throw new CliError(kafkaErrorLine(error, brokers));
+    const sent = error instanceof ProduceFailed
+      ? `; ${error.sent} events were acknowledged before that, and are in the topic once each; the rest were not sent`
+      : "";
+    throw new CliError(`${kafkaErrorLine(error instanceof ProduceFailed ? error.cause : error, brokers)}${sent}`);
   } finally {
     stopListening();
-    await Promise.allSettled([producer.disconnect(), admin.disconnect()]);
+    await Promise.allSettled([producer?.close(), admin.disconnect()]);
   }
 });

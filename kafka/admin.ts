@@ -35,21 +35,30 @@ export async function partitionCount(admin: Admin, topic: string): Promise<numbe
   return await knownPartitionCount(admin, topic, false);
 }
 
+/** How {@linkcode ensureTopic} creates a missing topic. */
+export interface TopicCreation {
+  /** Whether the partition count was asked for (rather than a default): a topic with another is warned about. */
+  readonly requested?: boolean;
+  /** Topic configs (`cleanup.policy`, say). */
+  readonly config?: Readonly<Record<string, string>>;
+  /** Replicas of each partition; the brokers' `default.replication.factor` when absent. */
+  readonly replicationFactor?: number;
+}
+
 /**
  * Creates `topic` with `partitions` partitions unless it exists; an existing
  * topic with another count is kept as it is, since changing it would move
  * users between partitions (said with a warning when the count was
- * `requested`, rather than a default). `config` applies to a topic created
- * here (`cleanup.policy`, say). Resolves once every partition has a
+ * requested, rather than a default). Resolves once every partition has a
  * leader, so the caller can produce and consume at once.
  */
 export async function ensureTopic(
   admin: Admin,
   topic: string,
   partitions: number,
-  requested = true,
-  config: Readonly<Record<string, string>> = {},
+  creation: TopicCreation = {},
 ): Promise<TopicInfo> {
+  const { requested = true, config = {}, replicationFactor = -1 } = creation;
   const existing = await partitionCount(admin, topic);
   if (existing !== undefined) {
     if (existing !== partitions && requested) {
@@ -60,14 +69,11 @@ export async function ensureTopic(
     }
     return { topic, partitions: existing, created: false };
   }
-  // kafkajs's own waitForLeaders fails when the broker has not yet learnt of the topic from the
-  // KRaft controller, which is a matter of milliseconds; knownPartitionCount waits that out.
   const configEntries = Object.entries(config).map(([name, value]) => ({ name, value }));
   const created = await admin.createTopics({
-    topics: [{ topic, numPartitions: partitions, configEntries }],
+    topics: [{ topic, numPartitions: partitions, replicationFactor, configEntries }],
     waitForLeaders: false,
   });
-  // false means another client created it in between; its count is the one that holds.
   const count = await knownPartitionCount(admin, topic, created);
   if (created) log.info("created topic {topic} with {partitions} partitions", { topic, partitions });
   return { topic, partitions: count, created };
@@ -105,4 +111,22 @@ function isTopicNotReady(error: unknown): boolean {
     const type = (e as Error & { type?: unknown }).type;
     return type === "UNKNOWN_TOPIC_OR_PARTITION" || type === "LEADER_NOT_AVAILABLE";
   });
+}
+
+/** kafkajs's ConfigResourceTypes.BROKER. */
+const BROKER_RESOURCE = 4;
+
+/** The replicas a topic gets when none are asked for: the brokers' `default.replication.factor`. */
+export async function defaultReplicationFactor(admin: Admin): Promise<number> {
+  const { brokers } = await admin.describeCluster();
+  const described = await admin.describeConfigs({
+    resources: [{
+      type: BROKER_RESOURCE,
+      name: String(brokers[0].nodeId),
+      configNames: ["default.replication.factor"],
+    }],
+    includeSynonyms: false,
+  });
+  const value = described.resources[0]?.configEntries.find((e) => e.configName === "default.replication.factor");
+  return Number(value?.configValue ?? 1);
 }

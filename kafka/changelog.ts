@@ -28,7 +28,7 @@ import {
   StateRefusedError,
 } from "../cluster/sharding/shard_storage.ts";
 import { DEFAULT_KAFKA_TIMINGS } from "../cluster/timings.ts";
-import { ensureTopic } from "./admin.ts";
+import { defaultReplicationFactor, ensureTopic } from "./admin.ts";
 import { decodeMarker, encodeMarker, type InputMarker, judgeRestore, MARKER_KEY } from "./input_binding.ts";
 import type { OffsetsReader } from "./offsets.ts";
 import { PartitionReader } from "./partition_reader.ts";
@@ -100,17 +100,44 @@ export class ChangelogLayoutError extends Error {
 }
 
 /**
- * Creates the changelog topic (compacted, one partition per shard) unless it
- * exists; an existing one with another partition count cannot hold these
- * shards, and is refused with one line.
+ * The `min.insync.replicas` a changelog of `replicas` copies gets: a
+ * transaction commits only once two copies hold it (one with a single copy),
+ * so losing one broker loses no committed state.
  */
-export async function ensureChangelog(admin: Admin, topic: string, shards: number): Promise<void> {
-  const info = await ensureTopic(admin, topic, shards, false, { "cleanup.policy": "compact" });
-  if (info.created) log.info("created changelog topic {topic} with {shards} partitions (compacted)", { topic, shards });
+export function changelogMinInSync(replicas: number): number {
+  return Math.min(replicas, 2);
+}
+
+/**
+ * Creates the changelog topic (compacted, one partition per shard, with
+ * `replicationFactor` copies or the brokers' default, and the
+ * `min.insync.replicas` exactly-once needs) unless it exists; an existing one
+ * with another partition count cannot hold these shards, and is refused with
+ * one line.
+ */
+export async function ensureChangelog(
+  admin: Admin,
+  topic: string,
+  shards: number,
+  replicationFactor?: number,
+): Promise<void> {
+  const replicas = replicationFactor ?? await defaultReplicationFactor(admin);
+  const info = await ensureTopic(admin, topic, shards, {
+    requested: false,
+    replicationFactor: replicas,
+    config: { "cleanup.policy": "compact", "min.insync.replicas": String(changelogMinInSync(replicas)) },
+  });
+  if (info.created) {
+    log.info(
+      "created changelog topic {topic} with {shards} partitions (compacted, {replicas} replicas, min.insync.replicas " +
+        "{minIsr})",
+      { topic, shards, replicas, minIsr: changelogMinInSync(replicas) },
+    );
+  }
   if (info.partitions !== shards) {
     throw new ChangelogLayoutError(
-      `changelog topic ${topic} has ${info.partitions} partitions but there are ${shards} shards; ` +
-        "it belongs to another topic layout (delete it, or use another --group)",
+      `changelog topic ${topic} has ${info.partitions} partitions but there are ${shards} shards: it belongs to ` +
+        "another topic layout; give this topic another --group",
     );
   }
   const described = await admin.describeConfigs({

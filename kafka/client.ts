@@ -94,7 +94,8 @@ export function errorChain(error: unknown): Error[] {
 }
 
 function causeOf(error: Error): unknown {
-  // kafkajs keeps the underlying error in `originalError`, newer code in `cause`.
-  const withOriginal = error as Error & { originalError?: unknown };
-  return withOriginal.originalError ?? error.cause;
+  // kafkajs keeps the underlying error in `originalError`, newer code in `cause`, @platformatic/kafka in
+  // `cause` or as the first of several `errors`.
+  const nested = error as Error & { originalError?: unknown; errors?: unknown };
+  return nested.originalError ?? error.cause ?? (Array.isArray(nested.errors) ? nested.errors[0] : undefined);
 }

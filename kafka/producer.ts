@@ -8,6 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { ICustomPartitioner, Kafka, Message, Producer } from "kafkajs";
+import { Producer as AckingProducer } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import { partitionFor } from "./partitioner.ts";
 import { encodePurchase, type Purchase } from "./purchase.ts";
@@ -25,7 +26,6 @@ export const PER_EVENT_LOG_MAX_RATE = 10;
 
 /** What to produce. */
 export interface ProduceOptions {
-  readonly topic: string;
   /** Users are `"0"` .. `String(users - 1)`. */
   readonly users: number;
   /** Events per second; 0 means as fast as possible. */
@@ -34,6 +34,8 @@ export interface ProduceOptions {
   readonly count?: number;
   /** Seconds between progress lines at high rates. */
   readonly progressEverySeconds?: number;
+  /** Where the purchases' randomness comes from; the same source sends the same events. */
+  readonly random?: () => number;
 }
 
 /** What {@linkcode produce} sent (acknowledged by the broker) and how fast. */
@@ -95,19 +97,89 @@ export function purchaseMessage(purchase: Purchase): Message {
 
 const MAX_BATCH = 2000;
 
+/** How long a send rides out a broker's loss (a new leader elected, the broker back) before it fails. */
+export const SEND_RETRY_MS = 60_000;
+const SEND_RETRY_DELAY_MS = 500;
+
+/**
+ * Sends purchases to one topic so that each is in it exactly once when the
+ * send resolves: idempotent (a retry is recognised by its sequence number,
+ * never written twice), acknowledged by every in-sync replica, and retried
+ * for {@linkcode SEND_RETRY_MS} through a broker's loss and a leader's
+ * election. Each partition's events go in a request of their own, to that
+ * partition's leader, so a retry after a failover finds each partition's
+ * new leader.
+ */
+export class PurchaseSender {
+  readonly #producer: AckingProducer;
+  readonly #topic: string;
+  readonly #partitions: number;
+
+  constructor(brokers: readonly string[], topic: string, partitions: number, clientId = "usershard-producer") {
+    this.#topic = topic;
+    this.#partitions = partitions;
+    this.#producer = new AckingProducer({
+      clientId,
+      bootstrapBrokers: [...brokers],
+      idempotent: true,
+      acks: -1,
+      retries: Math.ceil(SEND_RETRY_MS / SEND_RETRY_DELAY_MS),
+      retryDelay: SEND_RETRY_DELAY_MS,
+      autocreateTopics: false,
+    });
+  }
+
+  /** Sends `purchases`; resolves once every one is acknowledged, rejects when some could not be sent. */
+  async send(purchases: readonly Purchase[]): Promise<void> {
+    const byPartition = new Map<number, Purchase[]>();
+    for (const purchase of purchases) {
+      const partition = partitionFor(purchase.userId, this.#partitions);
+      const list = byPartition.get(partition) ?? [];
+      list.push(purchase);
+      byPartition.set(partition, list);
+    }
+    await Promise.all([...byPartition].map(([partition, list]) =>
+      this.#producer.send({
+        messages: list.map((purchase) => {
+          const bytes = encodePurchase(purchase);
+          return {
+            topic: this.#topic,
+            partition,
+            key: Buffer.from(purchase.userId),
+            value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+          };
+        }),
+      })
+    ));
+  }
+
+  /** Closes the connections. */
+  async close(): Promise<void> {
+    await this.#producer.close();
+  }
+}
+
+/** A send failed for good; `sent` events were acknowledged before it. */
+export class ProduceFailed extends Error {
+  override name = "ProduceFailed";
+  constructor(readonly sent: number, override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+}
+
 /**
  * Sends random purchases until `count` is reached or `signal` aborts; on abort
  * it still waits for the batch already handed to the broker, so every event
  * counted in the summary is in the topic. Batches go one at a time: the
  * idempotent producer keeps per-partition sequence numbers that concurrent
- * sends would interleave.
+ * sends to one partition would interleave.
  */
 export async function produce(
-  producer: Producer,
+  producer: { send(purchases: readonly Purchase[]): Promise<unknown> },
   options: ProduceOptions,
   signal: AbortSignal,
 ): Promise<ProduceSummary> {
-  const { topic, users, rate, count = Infinity } = options;
+  const { users, rate, count = Infinity } = options;
   const perEvent = rate > 0 && rate <= PER_EVENT_LOG_MAX_RATE;
   const progressEvery = (options.progressEverySeconds ?? 5) * 1000;
   const started = performance.now();
@@ -122,9 +194,13 @@ export async function produce(
       await sleep(started + (sent * 1000) / rate - performance.now(), signal);
       continue;
     }
-    const purchases = Array.from({ length: size }, () => randomPurchase(users));
+    const purchases = Array.from({ length: size }, () => randomPurchase(users, options.random));
     if (perEvent) { for (const p of purchases) log.info("Sending message to user {userId}", { userId: p.userId }); }
-    await producer.send({ topic, messages: purchases.map(purchaseMessage) });
+    try {
+      await producer.send(purchases);
+    } catch (error) {
+      throw new ProduceFailed(sent, error);
+    }
     sent += size;
     const now = performance.now();
     if (!perEvent && now - lastProgress >= progressEvery) {

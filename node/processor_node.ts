@@ -60,6 +60,8 @@ export interface ProcessorConfig {
   readonly partitions: number;
   /** Whether `partitions` was asked for (then an existing topic must have that many). */
   readonly partitionsRequired: boolean;
+  /** Replicas of the topics the node creates; the brokers' default when absent. */
+  readonly replicationFactor?: number;
   readonly state: "kafka" | "memory";
   readonly timings: NodeTimings;
 }
@@ -102,10 +104,13 @@ export class ProcessorNode {
     let shardCount: number;
     try {
       await admin.connect();
-      shardCount = (await ensureTopic(admin, topic, config.partitions, config.partitionsRequired)).partitions;
+      shardCount = (await ensureTopic(admin, topic, config.partitions, {
+        requested: config.partitionsRequired,
+        replicationFactor: config.replicationFactor,
+      })).partitions;
       if (config.state === "kafka") {
         await refuseLostChangelog(offsets, changelog, { topic, group, partitions: shardCount });
-        await ensureChangelog(admin, changelog, shardCount);
+        await ensureChangelog(admin, changelog, shardCount, config.replicationFactor);
       }
     } catch (error) {
       await admin.disconnect().catch(() => {});

@@ -402,7 +402,7 @@ class Demo {
     let info;
     try {
       info = await this.#within(
-        admin.connect().then(() => ensureTopic(admin, topic, this.#o.partitions, false)),
+        admin.connect().then(() => ensureTopic(admin, topic, this.#o.partitions, { requested: false })),
         TOPIC_READY_MS,
         () => `the topic ${topic} was not ready within ${limit(TOPIC_READY_MS)}`,
       );

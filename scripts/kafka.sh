@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# A real single-node Apache Kafka broker (KRaft, broker + controller in one JVM) for
-# development and tests, without Docker: the jars come from Maven Central.
+# Real Apache Kafka brokers (KRaft, each broker also a controller) for development and tests,
+# without Docker: the jars come from Maven Central. One address in KAFKA_BROKERS is one broker;
+# several are a cluster of that many, each a voter of the controller quorum, with the replication
+# a production cluster has (replication factor 3 by default, min.insync.replicas 2).
 #
-#   scripts/kafka.sh start   make sure a broker answers at KAFKA_BROKERS (default localhost:9092)
-#   scripts/kafka.sh stop    stop the broker this script started there
-#   scripts/kafka.sh status  say whether a broker answers there
-#   scripts/kafka.sh reset   stop that broker and delete its data (topics, offsets)
-#   scripts/kafka.sh libs    fetch the jars if needed and print their folder
-#   scripts/kafka.sh pid     print the pid of the broker this script started (tests freeze it)
+#   scripts/kafka.sh start       make sure every broker of KAFKA_BROKERS answers (default localhost:9092)
+#   scripts/kafka.sh stop        stop the brokers this script started there
+#   scripts/kafka.sh status      say whether they answer
+#   scripts/kafka.sh reset       stop them and delete their data (topics, offsets)
+#   scripts/kafka.sh libs        fetch the jars if needed and print their folder
+#   scripts/kafka.sh pid [N]     print the pid of broker N (default 1) this script started (tests freeze it)
+#   scripts/kafka.sh stop-broker N   stop broker N alone (a rolling restart; `start` brings it back)
 #
-# Environment: KAFKA_BROKERS (first address is used), KAFKA_CONTROLLER_PORT (default
-# broker port + 1), KAFKA_RUN_DIR (data, log and pid; default <cache>/kafka-run-<port>),
-# KAFKA_START_TIMEOUT (seconds to wait for the broker, default 180),
-# USERSHARD_CACHE (default ~/.cache/usershard), JAVA_HOME.
+# Example, a local cluster of three:
+#   KAFKA_BROKERS=localhost:29092,localhost:29094,localhost:29096 scripts/kafka.sh start
+#
+# Environment: KAFKA_BROKERS (host:port,...; each broker's controller listens on its port + 1),
+# KAFKA_CONTROLLER_PORT (one broker only: its controller port), KAFKA_RUN_DIR (data, logs and pids;
+# default <cache>/kafka-run-<first port>, one folder per broker in a cluster), KAFKA_START_TIMEOUT
+# (seconds to wait for the brokers, default 180), USERSHARD_CACHE (default ~/.cache/usershard), JAVA_HOME.
 set -euo pipefail
 
 kafka_version=4.1.2
@@ -24,21 +30,31 @@ libs="$home/libs"
 say() { echo "kafka: $*" >&2; }
 fail() { echo "kafka: error: $*" >&2; exit 1; }
 
-first="${KAFKA_BROKERS:-localhost:9092}"
-first="${first%%,*}"
-host="${first%:*}"
-port="${first##*:}"
-[ "$host" != "$first" ] && [[ "$port" =~ ^[0-9]+$ ]] || fail "KAFKA_BROKERS must be host:port, got '$first'"
-controller_port="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
-run="${KAFKA_RUN_DIR:-$cache/kafka-run-$port}"
+bootstrap="${KAFKA_BROKERS:-localhost:9092}"
+IFS=, read -r -a addresses <<<"$bootstrap"
+count=${#addresses[@]}
+for address in "${addresses[@]}"; do
+  [[ "$address" =~ ^[^:]+:[0-9]+$ ]] || fail "KAFKA_BROKERS must be host:port,..., got '$address'"
+done
+first_port="${addresses[0]##*:}"
+run="${KAFKA_RUN_DIR:-$cache/kafka-run-$first_port}"
 start_timeout="${KAFKA_START_TIMEOUT:-180}"
 [[ "$start_timeout" =~ ^[1-9][0-9]*$ ]] || fail "KAFKA_START_TIMEOUT must be a number of seconds, got '$start_timeout'"
 # How long a broker this script did not start may take to answer one probe before it is
 # called foreign: a loaded machine (a test suite, a build) can hold an answer up for seconds.
 answer_ms=30000
-# The broker binds one address; "localhost" could resolve to ::1 for some clients.
-bind_host="$host"
-[ "$host" = localhost ] && bind_host=127.0.0.1
+# A cluster keeps three copies where it can, and takes a write once two have it: one broker may fail.
+if [ "$count" -ge 3 ]; then replicas=3; min_isr=2; else replicas=$count; min_isr=1; fi
+
+# Broker N (1-based): its address, the address it binds ("localhost" could resolve to ::1 for some
+# clients), its controller port and its folder.
+host_of() { local a="${addresses[$(($1 - 1))]}"; echo "${a%:*}"; }
+port_of() { local a="${addresses[$(($1 - 1))]}"; echo "${a##*:}"; }
+bind_of() { local h; h="$(host_of "$1")"; [ "$h" = localhost ] && echo 127.0.0.1 || echo "$h"; }
+controller_of() {
+  if [ "$count" -eq 1 ] && [ -n "${KAFKA_CONTROLLER_PORT:-}" ]; then echo "$KAFKA_CONTROLLER_PORT"; else echo $(($(port_of "$1") + 1)); fi
+}
+dir_of() { if [ "$count" -eq 1 ]; then echo "$run"; else echo "$run/broker-$1"; fi; }
 
 java_bin() {
   local java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
@@ -71,115 +87,157 @@ probe_class() {
   echo "$out"
 }
 
-# Asks for cluster metadata: the only proof that a Kafka broker, not just something, listens.
+# Asks for cluster metadata: the only proof that Kafka, not just something, listens. Prints
+# "cluster <id>, <n> broker(s)".
 probe() {
-  local java="$1" timeout_ms="$2"
+  local java="$1" timeout_ms="$2" servers="${3:-$bootstrap}"
   "$java" -Dusershard.log.level=ERROR -Dlog4j2.configurationFile="$here/log4j2.yaml" \
-    -cp "$(probe_class "$java"):$libs/*" KafkaProbe "$host:$port" "$timeout_ms"
+    -cp "$(probe_class "$java"):$libs/*" KafkaProbe "$servers" "$timeout_ms"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # The pid file may outlive its process (a reboot, a copied cache folder), and the number may
-# since belong to another program: only a JVM running this folder's configuration counts.
+# since belong to another program: only a JVM running this broker's configuration counts.
 running_pid() {
-  local pid
-  pid="$(cat "$run/pid" 2>/dev/null)" || return 1
-  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "kafka.Kafka $run/server.properties" && echo "$pid"
+  local dir pid
+  dir="$(dir_of "$1")"
+  pid="$(cat "$dir/pid" 2>/dev/null)" || return 1
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "kafka.Kafka $dir/server.properties" && echo "$pid"
 }
 
-# What the broker last logged, for a failure message that explains itself.
+# What broker N last logged, for a failure message that explains itself.
 log_tail() {
-  echo "kafka: last lines of $run/broker.log:" >&2
-  tail -n 25 "$run/broker.log" 2>/dev/null | sed 's/^/kafka:   /' >&2
+  local dir
+  dir="$(dir_of "$1")"
+  echo "kafka: last lines of $dir/broker.log:" >&2
+  tail -n 25 "$dir/broker.log" 2>/dev/null | sed 's/^/kafka:   /' >&2
 }
 
-start() {
-  local java
-  java="$(java_bin)"
-  fetch_libs
-  local pid limit info
-  if port_open "$host" "$port"; then
-    # A broker this script started is never foreign: one slow to answer (a loaded machine, a long
-    # GC pause) gets a short first look, then the wait below, which fails only if it dies or
-    # misses the deadline. Anything else gets time enough to answer before it is called foreign.
-    if pid="$(running_pid)"; then limit=5000; else limit=$answer_ms; fi
-    if info="$(probe "$java" "$limit" 2>/dev/null)"; then
-      say "a broker already answers at $host:$port ($info)"
-      echo "$host:$port"
-      return 0
-    fi
-    [ -n "$pid" ] ||
-      fail "port $port on $host is taken by something that is not a Kafka broker (no Kafka answer within $((answer_ms / 1000)) s)"
-    say "broker (pid $pid) started by this script listens but does not answer yet; waiting for it"
-  elif pid="$(running_pid)"; then
-    say "broker (pid $pid) is starting; waiting for it"
-  else
-    port_open "$bind_host" "$controller_port" && fail "controller port $controller_port is taken (set KAFKA_CONTROLLER_PORT to a free port)"
-    mkdir -p "$run/data"
-    sed -e "s|@HOST@|$bind_host|g" -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" \
-      -e "s|@DATA@|$run/data|g" "$here/server.properties" >"$run/server.properties"
-    if [ ! -f "$run/data/meta.properties" ]; then
-      "$java" -Dusershard.log.level=WARN -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" \
-        kafka.tools.StorageTool format --cluster-id "$(cluster_id "$java")" --config "$run/server.properties" \
-        >"$run/format.log" 2>&1 || fail "could not format KRaft storage in $run/data (see $run/format.log)"
-    fi
-    # Every topic ever created is loaded at start-up: thousands of partitions take minutes.
-    local partitions
-    partitions="$(find "$run/data" -mindepth 1 -maxdepth 1 -type d -name '*-[0-9]*' ! -name '*-delete' 2>/dev/null | wc -l)"
-    [ "$partitions" -gt 1000 ] &&
-      say "$run/data holds $partitions partitions, which slows start-up; 'scripts/kafka.sh reset' deletes them"
-    say "starting Apache Kafka $kafka_version at $host:$port (controller $controller_port, log $run/broker.log)"
-    # setsid: the broker outlives this script and the terminal it came from.
-    setsid "$java" -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" \
-      kafka.Kafka "$run/server.properties" >"$run/broker.log" 2>&1 </dev/null &
-    echo $! >"$run/pid"
+voters() {
+  local i list=()
+  for ((i = 1; i <= count; i++)); do list+=("$i@$(bind_of "$i"):$(controller_of "$i")"); done
+  (IFS=,; echo "${list[*]}")
+}
+
+# Starts broker N unless it runs; formats its storage first if it has none.
+launch() {
+  local java="$1" i="$2" dir bind port cport
+  dir="$(dir_of "$i")"; bind="$(bind_of "$i")"; port="$(port_of "$i")"; cport="$(controller_of "$i")"
+  if pid="$(running_pid "$i")"; then return 0; fi
+  port_open "$bind" "$port" && fail "port $port on $bind is taken by something that is not broker $i of this script"
+  port_open "$bind" "$cport" && fail "controller port $cport is taken (set KAFKA_CONTROLLER_PORT, or other ports in KAFKA_BROKERS)"
+  mkdir -p "$dir/data"
+  sed -e "s|@HOST@|$bind|g" -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$cport|g" -e "s|@DATA@|$dir/data|g" \
+    -e "s|@NODE_ID@|$i|g" -e "s|@VOTERS@|$(voters)|g" -e "s|@REPLICAS@|$replicas|g" -e "s|@MIN_ISR@|$min_isr|g" \
+    "$here/server.properties" >"$dir/server.properties"
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    "$java" -Dusershard.log.level=WARN -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" \
+      kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" \
+      >"$dir/format.log" 2>&1 || fail "could not format KRaft storage in $dir/data (see $dir/format.log)"
   fi
-  local deadline=$((SECONDS + start_timeout))
-  # Short probes in a loop, so a broker that dies is reported at once rather than at the deadline.
-  until info="$(probe "$java" 10000 2>&1)"; do
-    if ! running_pid >/dev/null; then
-      log_tail
-      fail "the broker exited during start-up: $(grep -m1 -E 'ERROR|Exception' "$run/broker.log" || tail -n1 "$run/broker.log")"
-    fi
-    if ((SECONDS >= deadline)); then
-      log_tail
-      fail "the broker did not answer at $host:$port within $start_timeout s ($info; see $run/broker.log)"
-    fi
-  done
-  say "broker ready at $host:$port ($info)"
-  echo "$host:$port"
+  # Every topic ever created is loaded at start-up: thousands of partitions take minutes.
+  local partitions
+  partitions="$(find "$dir/data" -mindepth 1 -maxdepth 1 -type d -name '*-[0-9]*' ! -name '*-delete' 2>/dev/null | wc -l)"
+  [ "$partitions" -gt 1000 ] &&
+    say "$dir/data holds $partitions partitions, which slows start-up; 'scripts/kafka.sh reset' deletes them"
+  say "starting Apache Kafka $kafka_version broker $i at $(host_of "$i"):$port (controller $cport, log $dir/broker.log)"
+  # setsid: the broker outlives this script and the terminal it came from.
+  setsid "$java" -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" \
+    kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 </dev/null &
+  echo $! >"$dir/pid"
 }
 
-cluster_id() {
+# The cluster id the brokers were formatted with, or a new one.
+known_cluster_id() {
+  local i id
+  for ((i = 1; i <= count; i++)); do
+    id="$(sed -n 's/^cluster.id=//p' "$(dir_of "$i")/data/meta.properties" 2>/dev/null)"
+    [ -n "$id" ] && { echo "$id"; return 0; }
+  done
   "$1" -Dusershard.log.level=ERROR -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" kafka.tools.StorageTool random-uuid
 }
 
-stop() {
-  local pid
-  if ! pid="$(running_pid)"; then
-    say "no broker started by this script runs at port $port"
-    return 0
+start() {
+  local java info i limit mine=0
+  java="$(java_bin)"
+  fetch_libs
+  for ((i = 1; i <= count; i++)); do running_pid "$i" >/dev/null && mine=$((mine + 1)); done
+  if port_open "$(host_of 1)" "$(port_of 1)"; then
+    # Brokers this script started are never foreign: one slow to answer (a loaded machine, a long
+    # GC pause) gets a short first look, then the wait below. Anything else gets time enough to
+    # answer before it is called foreign.
+    if [ "$mine" -gt 0 ]; then limit=5000; else limit=$answer_ms; fi
+    if info="$(probe "$java" "$limit" 2>/dev/null)" && [[ "$info" == *", $count broker(s)" ]]; then
+      say "a broker already answers at $bootstrap ($info)"
+      echo "$bootstrap"
+      return 0
+    fi
+    [ "$mine" -gt 0 ] || [ "$count" -gt 1 ] ||
+      fail "port $(port_of 1) on $(host_of 1) is taken by something that is not a Kafka broker (no Kafka answer within $((answer_ms / 1000)) s)"
   fi
-  say "stopping the broker at $host:$port (pid $pid)"
+  cluster_id="$(known_cluster_id "$java")"
+  for ((i = 1; i <= count; i++)); do launch "$java" "$i"; done
+  local deadline=$((SECONDS + start_timeout))
+  # Short probes in a loop, so a broker that dies is reported at once rather than at the deadline.
+  while true; do
+    if info="$(probe "$java" 10000 2>&1)" && [[ "$info" == *", $count broker(s)" ]]; then break; fi
+    for ((i = 1; i <= count; i++)); do
+      if ! running_pid "$i" >/dev/null; then
+        log_tail "$i"
+        fail "broker $i exited during start-up: $(grep -m1 -E 'ERROR|Exception' "$(dir_of "$i")/broker.log" || tail -n1 "$(dir_of "$i")/broker.log")"
+      fi
+    done
+    if ((SECONDS >= deadline)); then
+      log_tail 1
+      fail "$count broker(s) did not answer at $bootstrap within $start_timeout s ($info; see $(dir_of 1)/broker.log)"
+    fi
+  done
+  say "broker ready at $bootstrap ($info)"
+  echo "$bootstrap"
+}
+
+# Stops broker N the way an operator does (SIGTERM, a controlled shutdown), killing it after 30 s.
+stop_one() {
+  local i="$1" pid
+  pid="$(running_pid "$i")" || return 0
+  say "stopping broker $i at $(host_of "$i"):$(port_of "$i") (pid $pid)"
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$run/pid"; say "stopped"; return 0; }
+    kill -0 "$pid" 2>/dev/null || { rm -f "$(dir_of "$i")/pid"; return 0; }
     sleep 0.5
   done
-  say "the broker did not stop within 30 s; killing it"
+  say "broker $i did not stop within 30 s; killing it"
   kill -9 "$pid" 2>/dev/null || true
-  rm -f "$run/pid"
+  rm -f "$(dir_of "$i")/pid"
+}
+
+stop() {
+  local i any=0
+  for ((i = count; i >= 1; i--)); do
+    running_pid "$i" >/dev/null && any=1
+    stop_one "$i"
+  done
+  if [ "$any" -eq 1 ]; then say "stopped"; else say "no broker started by this script runs at $bootstrap"; fi
+}
+
+broker_index() {
+  local i="${1:-1}"
+  [[ "$i" =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le "$count" ] || fail "broker number must be 1..$count, got '$i'"
+  echo "$i"
 }
 
 reset() {
   stop
   [ -d "$run" ] || { say "no broker data in $run"; return 0; }
-  if [ ! -f "$run/server.properties" ] && [ -n "$(ls -A "$run")" ]; then
+  if [ ! -f "$(dir_of 1)/server.properties" ] && [ -n "$(ls -A "$run")" ]; then
     fail "$run is not a broker folder of this script (no server.properties); not deleting it"
   fi
-  port_open "$bind_host" "$port" && fail "a broker still answers at $host:$port; stop it before deleting $run"
+  local i
+  for ((i = 1; i <= count; i++)); do
+    port_open "$(bind_of "$i")" "$(port_of "$i")" && fail "a broker still answers at $(host_of "$i"):$(port_of "$i"); stop it before deleting $run"
+  done
   rm -rf "$run"
   say "deleted $run"
 }
@@ -187,10 +245,10 @@ reset() {
 status() {
   local java info
   java="$(java_bin)"
-  port_open "$host" "$port" || { say "nothing listens at $host:$port"; return 1; }
+  port_open "$(host_of 1)" "$(port_of 1)" || { say "nothing listens at $(host_of 1):$(port_of 1)"; return 1; }
   fetch_libs
-  info="$(probe "$java" "$answer_ms" 2>&1)" || { say "$host:$port does not answer as a Kafka broker: $info"; return 1; }
-  say "a broker answers at $host:$port ($info)"
+  info="$(probe "$java" "$answer_ms" 2>&1)" || { say "$bootstrap does not answer as Kafka: $info"; return 1; }
+  say "a broker answers at $bootstrap ($info)"
 }
 
 case "${1:-start}" in
@@ -200,6 +258,7 @@ case "${1:-start}" in
   reset) reset ;;
   help | -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" ;;
   libs) java_bin >/dev/null; fetch_libs; echo "$libs" ;;
-  pid) running_pid || fail "no broker started by this script runs at port $port" ;;
-  *) fail "unknown command '$1' (expected start, stop, reset, status, libs, pid or help)" ;;
+  pid) i="$(broker_index "${2:-1}")"; running_pid "$i" || fail "no broker $i started by this script runs at $(host_of "$i"):$(port_of "$i")" ;;
+  stop-broker) stop_one "$(broker_index "${2:-}")" ;;
+  *) fail "unknown command '$1' (expected start, stop, reset, status, libs, pid, stop-broker or help)" ;;
 esac

@@ -27,7 +27,7 @@ import { eventually, nodePorts, startProcessor, withNodes } from "./support/clus
 import { type ClientRun, grpcio, grpcJs } from "./support/foreign_clients.ts";
 import { createTopic, expectedTotals, knownPurchases, producePurchases, testKafka } from "./support/kafka.ts";
 import type { RunningUsershard } from "./support/process.ts";
-import { seededRandom } from "./support/random.ts";
+import { seededRandom } from "../cluster/seeded_random.ts";
 
 type Totals = Map<string, { totalPurchases: number; amountSpent: number }>;
 

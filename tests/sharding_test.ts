@@ -246,8 +246,8 @@ Deno.test("a node whose topic has another partition count is refused and exits w
     assert.match(
       durable.stderr,
       new RegExp(
-        `usershard process: changelog topic ${stream.group}-changelog has 4 partitions but there are 8 shards; ` +
-          "it belongs to another topic layout \\(delete it, or use another --group\\)\n$",
+        `usershard process: changelog topic ${stream.group}-changelog has 4 partitions but there are 8 shards: ` +
+          "it belongs to another topic layout; give this topic another --group\n$",
       ),
     );
     // Without it, the cluster itself refuses the node.

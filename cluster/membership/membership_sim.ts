@@ -18,7 +18,7 @@ import {
   type MembershipMessage,
 } from "./membership.ts";
 import type { NodeId } from "../remoting/node.ts";
-import { seededRandom } from "../../tests/support/random.ts";
+import { seededRandom } from "../seeded_random.ts";
 
 /** The seed list most tests use. */
 export const SEEDS: readonly string[] = ["127.0.0.1:2551", "127.0.0.1:2552"];

@@ -32,7 +32,7 @@ import { type GossipState, liveMembers, memberOf, reachabilityOf } from "./gossi
 import type { MemberStatus } from "./members.ts";
 import type { Membership, MembershipAction, MembershipInput } from "./membership.ts";
 import { SimCluster } from "./membership_sim.ts";
-import { seededRandom } from "../../tests/support/random.ts";
+import { seededRandom } from "../seeded_random.ts";
 import { type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 
 // A short TTL, so that forgetting happens within a scenario.

@@ -388,6 +388,15 @@ export class Coordinator {
 
   #register(input: Extract<CoordinatorInput, { type: "register" }>, handedOff: readonly ShardSnapshot[]): void {
     const { region, shards, shardCount, requestId } = input;
+    if (shardCount !== this.shardCount) {
+      this.#emit({
+        type: "registerReply",
+        requestId,
+        error: `this cluster has ${this.shardCount} shards (partitions of its topic) but ${region.address} ` +
+          `has ${shardCount}; nodes with different counts cannot work together`,
+      });
+      return;
+    }
     if (input.durableState !== this.durableState) {
       const how = (durable: boolean) => durable ? "durably (--state kafka)" : "in memory only (--state memory)";
       this.#emit({
@@ -396,15 +405,6 @@ export class Coordinator {
         error: `this cluster keeps shard state ${how(this.durableState)} but ${region.address} keeps it ` +
           `${how(input.durableState)}; nodes with different --state cannot work together (a move between them would ` +
           "drop or ignore state)",
-      });
-      return;
-    }
-    if (shardCount !== this.shardCount) {
-      this.#emit({
-        type: "registerReply",
-        requestId,
-        error: `this cluster has ${this.shardCount} shards (partitions of its topic) but ${region.address} ` +
-          `has ${shardCount}; nodes with different counts cannot work together`,
       });
       return;
     }

@@ -31,7 +31,7 @@ import type { MemberStatus } from "../membership/members.ts";
 import { type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 import { DEFAULT_SHARDING_TIMINGS } from "../timings.ts";
 import { Shard, type ShardSnapshot } from "./shard.ts";
-import { seededRandom } from "../../tests/support/random.ts";
+import { seededRandom } from "../seeded_random.ts";
 
 const SHARDS = 12;
 const ADDRESSES = ["127.0.0.1:2551", "127.0.0.1:2552", "127.0.0.1:2553", "127.0.0.1:2554"];

@@ -7,7 +7,7 @@
  * stream, and no call threw.
  */
 import assert from "node:assert/strict";
-import { seededRandom } from "../../tests/support/random.ts";
+import { seededRandom } from "../../cluster/seeded_random.ts";
 import { type ConnectionEnd, type ConnectionLimits, DEFAULT_LIMITS, Http2Connection } from "./connection.ts";
 import type { HeaderField } from "./hpack.ts";
 import type { Http2Stream } from "./stream.ts";

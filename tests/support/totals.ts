@@ -10,10 +10,11 @@
  */
 import type { Kafka } from "kafkajs";
 import { QueryError, UserStatsClient } from "../../grpc/user_client.ts";
-import { createPurchaseProducer, purchaseMessage } from "../../kafka/producer.ts";
+import { partitionCount } from "../../kafka/admin.ts";
+import { PurchaseSender } from "../../kafka/producer.ts";
 import { decodePurchase, type Purchase } from "../../kafka/purchase.ts";
 import { eventually, type NodePorts } from "./cluster.ts";
-import { expectedTotals, knownPurchases, readTopic } from "./kafka.ts";
+import { BROKERS, expectedTotals, knownPurchases, readTopic } from "./kafka.ts";
 
 /** A user's totals as a test compares them. */
 export type Totals = { totalPurchases: number; amountSpent: number };
@@ -102,9 +103,11 @@ export async function exactOnEveryNode(
 
 /**
  * A producer sending purchases by `users` users at about `perSecond` events a
- * second until {@linkcode SteadyStream.stop}; a send that fails (the broker is
- * down) is tried again, so the topic may hold a record twice, which is why
- * tests compare with the topic's records rather than with what was meant.
+ * second until {@linkcode SteadyStream.stop}, with the program's own sender
+ * (idempotent, riding out a broker's loss); a send that fails for good (the
+ * broker is down for long) is tried again, so the topic may hold a record
+ * twice, which is why tests compare with the topic's records rather than
+ * with what was meant.
  */
 export class SteadyStream {
   readonly #kafka: Kafka;
@@ -129,8 +132,11 @@ export class SteadyStream {
   }
 
   async #run(seed: number): Promise<void> {
-    const producer = createPurchaseProducer(this.#kafka);
-    await producer.connect();
+    const admin = this.#kafka.admin();
+    await admin.connect();
+    const partitions = await partitionCount(admin, this.#topic).finally(() => admin.disconnect());
+    if (partitions === undefined) throw new Error(`there is no topic ${this.#topic} to stream to`);
+    const producer = new PurchaseSender(BROKERS, this.#topic, partitions, "usershard-test-stream");
     const tick = 100;
     const perTick = Math.max(1, Math.round((this.#perSecond * tick) / 1000));
     try {
@@ -143,9 +149,10 @@ export class SteadyStream {
         const started = Date.now();
         while (true) {
           try {
-            await producer.send({ topic: this.#topic, messages: purchases.map(purchaseMessage) });
+            await producer.send(purchases);
             break;
           } catch {
+            if (this.#stopping) return;
             await new Promise((resolve) => setTimeout(resolve, 500));
           }
         }
@@ -153,7 +160,7 @@ export class SteadyStream {
         await new Promise((resolve) => setTimeout(resolve, Math.max(0, tick - (Date.now() - started))));
       }
     } finally {
-      await producer.disconnect().catch(() => {});
+      await producer.close().catch(() => {});
     }
   }
 

@@ -1,5 +1,6 @@
 /**
- * A seedable random source for simulations, so a failing seed replays.
+ * A seedable random source: simulations replay a failing seed, and
+ * `usershard produce --seed` sends the same events every time.
  *
  * @module
  */

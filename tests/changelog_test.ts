@@ -14,6 +14,7 @@ import {
 } from "../kafka/changelog.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
 import { BROKERS, testKafka, withTopic } from "./support/kafka.ts";
+import { eventually } from "./support/wait.ts";
 
 /** Events in each input partition: what the changelog's offsets may count up to. */
 const INPUT_EVENTS = 10;
@@ -358,6 +359,87 @@ Deno.test("a write against a broker that stopped answering fails within the writ
     } finally {
       if (!thawed) Deno.kill(broker, "SIGCONT");
       await log.close().catch(() => {});
+      await storage.close();
+    }
+  });
+});
+
+Deno.test("after the cleaner has compacted a changelog of many transactions, aborted and fenced ones among them, a restore is exact", async () => {
+  await withChangelog("changelog-compacted", 1, async (kafka, topic, settings) => {
+    // Segments that roll every 100 ms and are cleaned at once: the broker's cleaner (every 15 s) gets to them.
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{
+        type: 2,
+        name: topic,
+        configEntries: [
+          { name: "cleanup.policy", value: "compact" },
+          { name: "segment.ms", value: "100" },
+          { name: "min.cleanable.dirty.ratio", value: "0.01" },
+          { name: "min.compaction.lag.ms", value: "0" },
+          { name: "delete.retention.ms", value: "100" },
+        ],
+      }],
+    });
+    await admin.disconnect();
+    let restoredRecords = Infinity;
+    const storage = new KafkaShardStorage({
+      ...settings,
+      observer: { restored: (r) => (restoredRecords = r.records) },
+    });
+    const expected = new Map<string, { totalPurchases: number; amountSpent: number }>();
+    let log = await storage.open(0);
+    let writes = 0;
+    let offset = 0;
+    try {
+      for (let round = 0; round < 6; round++) {
+        for (let i = 0; i < 40; i++) {
+          const user = String(i % 12);
+          const totals = { totalPurchases: round * 40 + i + 1, amountSpent: 100 * (round * 40 + i + 1) };
+          await log.write([[user, totals]], offset);
+          expected.set(user, totals);
+          offset = Math.min(offset + 1, INPUT_EVENTS - 1);
+          writes++;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        // A writer that froze mid-transaction: its records are in the log and never commit.
+        const frozen = kafka.producer({ transactionalId: `${topic}-0`, maxInFlightRequests: 1, idempotent: true });
+        await frozen.connect();
+        const open = await frozen.transaction();
+        await open.send({
+          topic,
+          messages: [{
+            key: "0",
+            partition: 0,
+            value: encodeChangelogValue({ totals: { totalPurchases: 999, amountSpent: 999 }, shardOffset: 9 }),
+          }],
+        });
+        // A new owner fences both the frozen writer and the previous one, whose next write is refused.
+        const previous = log;
+        log = await storage.open(0);
+        await assert.rejects(previous.write([["0", { totalPurchases: 555, amountSpent: 555 }]], 9), ShardFencedError);
+        await previous.close().catch(() => {});
+        await frozen.disconnect();
+      }
+      await log.close();
+      // The cleaner has run once a restore reads far fewer records than were written.
+      await eventually(
+        "the cleaner compacted the changelog",
+        async () => {
+          const again = await storage.open(0);
+          await again.close();
+          return restoredRecords < writes / 4;
+        },
+        120_000,
+        () => `a restore still reads ${restoredRecords} records of ${writes} written`,
+        2000,
+      );
+      const restored = await storage.open(0);
+      assert.deepEqual(new Map(restored.restored?.entities), expected);
+      await restored.close();
+    } finally {
       await storage.close();
     }
   });

@@ -40,6 +40,12 @@ export interface ClusterTimings {
   readonly removedTtlMs: number;
   /** How often "why am I not joining" is logged while a node waits for seeds. */
   readonly noticeIntervalMs: number;
+  /**
+   * A node that must stop without a graceful leave (downed, or refused)
+   * takes this long at most to leave the Kafka group and close; then it
+   * exits anyway, so a supervisor can restart it.
+   */
+  readonly shutdownTimeoutMs: number;
 }
 
 /** The default timings. */
@@ -54,6 +60,7 @@ export const DEFAULT_TIMINGS: ClusterTimings = {
   exitTimeoutMs: 3000,
   removedTtlMs: 60_000,
   noticeIntervalMs: 5000,
+  shutdownTimeoutMs: 15_000,
 };
 
 /** Sharding timings, in milliseconds. */
@@ -200,6 +207,12 @@ export function timingProblems(t: NodeTimings): string[] {
       `${flag("askTimeoutMs", s.askTimeoutMs)} must be longer than a changelog write may take ` +
         `(${seconds(k.changelogWriteTimeoutMs)}): a shard being stopped waits for its write in flight, and the ` +
         "coordinator waits that long for the stop",
+    );
+  }
+  if (m.shutdownTimeoutMs <= k.changelogWriteTimeoutMs) {
+    problems.push(
+      `the shutdown timeout (${seconds(m.shutdownTimeoutMs)}) must be longer than a changelog write may take ` +
+        `(${seconds(k.changelogWriteTimeoutMs)}): a node that must stop lets its write in flight end first`,
     );
   }
   if (k.transactionTimeoutMs <= k.changelogWriteTimeoutMs) {

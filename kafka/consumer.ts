@@ -111,7 +111,8 @@ export interface PipelineStats {
 /** Consumes the topic in the group and feeds the shard region. */
 export class ConsumerPipeline {
   readonly #o: PipelineOptions;
-  readonly #consumer: Consumer;
+  /** The kafkajs consumer of the current run: a new one for each start, since one that left cannot join again. */
+  #consumer: Consumer | undefined;
   readonly stats: PipelineStats = { events: 0, local: 0, malformed: 0 };
   #assigned: number[] = [];
   #summaryTimer: ReturnType<typeof setInterval> | undefined;
@@ -130,8 +131,12 @@ export class ConsumerPipeline {
 
   constructor(options: PipelineOptions) {
     this.#o = options;
+  }
+
+  #newConsumer(): Consumer {
+    const options = this.#o;
     const timings = options.timings ?? DEFAULT_KAFKA_TIMINGS;
-    this.#consumer = options.kafka.consumer({
+    const consumer = options.kafka.consumer({
       groupId: options.group,
       sessionTimeout: timings.sessionTimeoutMs,
       rebalanceTimeout: timings.rebalanceTimeoutMs,
@@ -144,19 +149,20 @@ export class ConsumerPipeline {
       // (nodes of an older build, during a rolling upgrade) agrees on it instead of refusing us.
       partitionAssigners: [stickyAssigner(() => ({ [options.topic]: this.#assigned })), PartitionAssigners.roundRobin],
     });
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       this.#assignment(payload.memberAssignment[options.topic] ?? []);
     });
-    this.#consumer.on(this.#consumer.events.REBALANCING, () => {
+    consumer.on(consumer.events.REBALANCING, () => {
       log.info("Kafka consumer group {group} is rebalancing", { group: options.group });
     });
-    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
       if (payload.restart) {
         log.warn("Kafka consumer stopped on an error and restarts: {error}", { error: String(payload.error) });
       } else {
         this.#fail(`the Kafka consumer stopped for good: ${payload.error.message}`);
       }
     });
+    return consumer;
   }
 
   /** Settles with the reason when consuming cannot go on (the topic has grown, the consumer died). */
@@ -190,11 +196,15 @@ export class ConsumerPipeline {
     this.#o.onAssignment(now);
   }
 
-  /** Joins the group and starts consuming from the earliest offsets not yet committed. */
+  /**
+   * Joins the group and starts consuming from the earliest offsets not yet
+   * committed; after {@linkcode stop}, joins again.
+   */
   async start(): Promise<void> {
-    await this.#consumer.connect();
-    await this.#consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
-    await this.#consumer.run({
+    const consumer = this.#consumer = this.#newConsumer();
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
+    await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.#o.concurrency ?? 8,
@@ -378,7 +388,7 @@ export class ConsumerPipeline {
    */
   #resume(topic: string, partition: number): void {
     try {
-      this.#consumer.resume([{ topic, partitions: [partition] }]);
+      this.#consumer?.resume([{ topic, partitions: [partition] }]);
     } catch (error) {
       // Not running (stopping, or restarting): a new run starts with nothing paused.
       log.debug("could not resume {topic}/{partition}: {error}", { topic, partition, error: errorText(error) });
@@ -464,6 +474,10 @@ export class ConsumerPipeline {
   async stop(): Promise<void> {
     clearInterval(this.#summaryTimer);
     this.#summary();
-    await this.#consumer.disconnect();
+    const consumer = this.#consumer;
+    this.#consumer = undefined;
+    await consumer?.disconnect();
+    // Out of the group, this node consumes nothing: shards follow what the others get.
+    this.#assignment([]);
   }
 }

@@ -14,7 +14,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { json, startManagement } from "../cluster/management/management.ts";
-import { ClusterNode } from "../cluster/membership/cluster_node.ts";
+import { ClusterNode, type RemovalReason } from "../cluster/membership/cluster_node.ts";
 import { BindError } from "../cluster/remoting/errors.ts";
 import type { NodeId } from "../cluster/remoting/node.ts";
 import { Sharding } from "../cluster/sharding/sharding.ts";
@@ -34,6 +34,7 @@ import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { ConsumerLag } from "../kafka/lag.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
+import { MinorityRule } from "./minority.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { NodeMetrics } from "./metrics.ts";
 
@@ -65,6 +66,17 @@ export interface ProcessorConfig {
   readonly state: "kafka" | "memory";
   readonly timings: NodeTimings;
 }
+
+/** How often a consuming node looks at whether it still hears a majority. */
+const MINORITY_CHECK_MS = 250;
+
+/** Why a node that was removed without leaving cannot go on. */
+const REMOVED_WHY: Record<Exclude<RemovalReason, "left">, string> = {
+  downed: "this node was downed by the rest of the cluster (it was unreachable past --down-after: frozen, or " +
+    "cut off), and the others took its shards over; it left the Kafka group and exits, to be started again",
+  replaced: "a newer incarnation of this node took over its address; this one exits",
+  exitTimeout: "the leader did not confirm this node's exit in time; it exits anyway",
+};
 
 /** A node that cannot start or go on, with one line that says why. */
 export class ProcessorError extends Error {
@@ -227,13 +239,16 @@ export class ProcessorNode {
   }
 
   /**
-   * Runs until `stop` resolves (then leaves gracefully and resolves 0), the
-   * node is removed from the cluster (0 if it left, 1 if it was downed), or it
-   * cannot go on (throws {@linkcode ProcessorError}). Closes everything on the
-   * way out.
+   * Runs until `stop` resolves (then leaves gracefully and resolves 0), or the
+   * node cannot go on: downed by the rest of the cluster, or refused (throws
+   * {@linkcode ProcessorError} with one line, after leaving the Kafka group
+   * and closing every part within the shutdown timeout, so that a supervisor
+   * can restart it at once). Closes everything on the way out.
    */
   async run(stop: Promise<unknown>): Promise<number> {
     const { cluster, sharding, pipeline, config } = this;
+    let consuming = false;
+    let outcome: "stop" | { removed: RemovalReason } | { fatal: string };
     try {
       const ended = Promise.race([
         stop.then(() => "stop" as const),
@@ -242,7 +257,6 @@ export class ProcessorNode {
         pipeline.fatal.then((message) => ({ fatal: message })),
       ]);
       const ready = await Promise.race([until(() => sharding.isReady(), ended), ended]);
-      let consuming = false;
       if (ready === true) {
         log.info("node ready: consuming {topic} in group {group}", { topic: config.topic, group: config.group });
         await pipeline.start().catch(async (error) => {
@@ -254,7 +268,9 @@ export class ProcessorNode {
         });
         consuming = true;
       }
-      const outcome = ready === true ? await ended : ready;
+      const minority = consuming ? this.#watchMinority() : undefined;
+      outcome = ready === true ? await ended : ready;
+      await minority?.stop();
       if (outcome === "stop") {
         if (consuming) {
           log.info("leaving the cluster: stopping the Kafka consumer, then handing shards off");
@@ -266,13 +282,75 @@ export class ProcessorNode {
         await sharding.handOff(config.timings.sharding.handoffTimeoutMs);
         const reason = await cluster.exit();
         log.info("left the cluster ({reason}); stopping", { reason });
+        await this.close();
         return 0;
       }
-      if (consuming) await pipeline.stop().catch(() => {});
-      if ("fatal" in outcome) throw new ProcessorError(outcome.fatal);
-      return outcome.removed === "left" ? 0 : 1;
-    } finally {
+    } catch (error) {
+      await this.#shutDown(consuming);
+      throw error;
+    }
+    // Downed, replaced or refused: there is nothing to hand off (the others took the shards over, or
+    // cannot have them), so the node stops consuming and closes, bounded, and says why in one line.
+    await this.#shutDown(consuming);
+    if ("fatal" in outcome) throw new ProcessorError(outcome.fatal);
+    if (outcome.removed === "left") return 0;
+    throw new ProcessorError(REMOVED_WHY[outcome.removed]);
+  }
+
+  /**
+   * While the node consumes, has it leave the Kafka group when it no longer
+   * hears a majority (`minority.ts`), and join again when it does.
+   */
+  #watchMinority(): { stop(): Promise<void> } {
+    const { cluster, pipeline, config } = this;
+    const rule = new MinorityRule();
+    let transition = Promise.resolve();
+    const timer = setInterval(() => {
+      if (!cluster.isUp) return;
+      const action = rule.step(cluster.hearsMajority);
+      if (!action) return;
+      const { heard, of } = cluster.heard();
+      transition = transition.then(async () => {
+        if (action === "leave") {
+          log.warn(
+            "on the minority side of a cut: this node hears {heard} of {of} members; it stops consuming and " +
+              "leaves Kafka group {group}, so that the others take its partitions",
+            { heard, of, group: config.group },
+          );
+          await pipeline.stop().catch((error) => log.warn("leaving the group failed: {error}", { error }));
+        } else {
+          log.info("hears a majority again ({heard} of {of} members): consuming again", { heard, of });
+          await pipeline.start().catch((error) =>
+            log.error("could not join Kafka group {group} again: {error}", { group: config.group, error })
+          );
+        }
+      });
+    }, MINORITY_CHECK_MS);
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await transition;
+      },
+    };
+  }
+
+  /**
+   * Leaves the Kafka group and closes every part within the shutdown
+   * timeout; past it the node exits anyway (its ports close with the
+   * process, and Kafka gives its partitions away after the session timeout).
+   */
+  async #shutDown(consuming: boolean): Promise<void> {
+    const limitMs = this.config.timings.membership.shutdownTimeoutMs;
+    const done = (async () => {
+      if (consuming) await this.pipeline.stop().catch(() => {});
       await this.close();
+    })();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), limitMs)));
+    const inTime = await Promise.race([done.then(() => true), late]);
+    clearTimeout(timer);
+    if (!inTime) {
+      log.warn("closing did not finish within {seconds} s; exiting anyway", { seconds: limitMs / 1000 });
     }
   }
 

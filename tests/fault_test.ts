@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Kafka } from "kafkajs";
+import { nodeClientId } from "../kafka/assignment.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import {
   eventually,
@@ -282,5 +283,42 @@ Deno.test("the broker frozen for 45 s while a node joins: the moves finish soon 
       await steady.stop();
     }
     for (const node of nodes) assert.ok(node.running, `a node exited:\n${node.stderr.slice(-3000)}`);
+  });
+});
+
+Deno.test("a node frozen past the failure detector is downed; thawed, it exits 1 at once, releasing the group and its ports", async () => {
+  await withNodes("fault-downed", async (started, stream) => {
+    const { kafka, ports, nodes } = await streamingCluster(started, stream);
+    const steady = steadyStream(kafka, stream);
+    const victim = nodes[2];
+    try {
+      await steady.reach(800);
+      victim.kill("SIGSTOP");
+      // Down after 3 s unreachable + 5 s: frozen well past it, while the stream goes on.
+      await settled(ports.slice(0, 2), stream, 16, 60_000);
+      victim.kill("SIGCONT");
+      const thawed = Date.now();
+      const { code } = await victim.exited(60_000);
+      console.log(`the downed node exited ${Date.now() - thawed} ms after it thawed`);
+      assert.equal(code, 1);
+      assert.match(
+        victim.stderr.trim().split("\n").at(-1) ?? "",
+        /^usershard process: this node was downed by the rest of the cluster/,
+      );
+      for (const port of [ports[2].remoting, ports[2].mgmt, ports[2].grpc]) {
+        Deno.listen({ hostname: "127.0.0.1", port }).close();
+      }
+      // It left the consumer group on its way out, rather than holding its partitions until its session expired.
+      const admin = kafka.admin();
+      await admin.connect();
+      const { groups } = await admin.describeGroups([stream.group]).finally(() => admin.disconnect());
+      const clients = groups[0].members.map((m) => m.clientId);
+      assert.ok(!clients.includes(nodeClientId(`127.0.0.1:${ports[2].remoting}`)), `still in the group: ${clients}`);
+      await steady.reach(steady.sent + 800);
+    } finally {
+      victim.kill("SIGCONT");
+      await steady.stop();
+    }
+    await exactOnEveryNode(kafka, stream.topic, ports.slice(0, 2));
   });
 });

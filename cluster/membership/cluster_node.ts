@@ -8,7 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { ClusterTimings } from "../timings.ts";
-import { liveMembers, oldestOf, unreachableMembers } from "./gossip.ts";
+import { liveMembers, oldestOf, reachabilityOf, unreachableMembers } from "./gossip.ts";
 import { type Member } from "./members.ts";
 import { type NodeId, sameNode } from "../remoting/node.ts";
 import { Membership, type MembershipAction, type MembershipEvent } from "./membership.ts";
@@ -96,6 +96,22 @@ export class ClusterNode {
   /** This node's own member entry, once joined. */
   get selfMember(): Member | undefined {
     return this.#membership.selfMember;
+  }
+
+  /**
+   * Whether this node hears at least half of the members that take part:
+   * false on the minority side of a cut, where the others will down it.
+   */
+  get hearsMajority(): boolean {
+    return reachabilityOf(this.#membership.state, this.self).quorum;
+  }
+
+  /** How many of the members that take part this node hears, itself included, of how many. */
+  heard(): { heard: number; of: number } {
+    const state = this.#membership.state;
+    const { unreachable } = reachabilityOf(state, this.self);
+    const taking = liveMembers(state).filter((m) => ["Joining", "Up", "Leaving"].includes(m.status));
+    return { heard: taking.filter((m) => !unreachable.has(m.node.address)).length, of: taking.length };
   }
 
   /** Whether this node is an Up member. */

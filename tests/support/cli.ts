@@ -15,10 +15,18 @@ export interface CliResult {
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
-/** The command line that runs `usershard` with `args`. */
-export function usershardCommand(args: readonly string[], options: Deno.CommandOptions = {}): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
+/**
+ * The command line that runs `usershard` with `args`; `prefix` runs it through
+ * another program (`setpriv --regid …`, say).
+ */
+export function usershardCommand(
+  args: readonly string[],
+  options: Deno.CommandOptions = {},
+  prefix: readonly string[] = [],
+): Deno.Command {
+  const command = [...prefix, Deno.execPath(), "run", "-A", "--quiet", MAIN, ...args];
+  return new Deno.Command(command[0], {
+    args: command.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

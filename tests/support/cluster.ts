@@ -35,19 +35,24 @@ export function addressOf(ports: NodePorts): string {
   return `127.0.0.1:${ports.remoting}`;
 }
 
-/** Starts a processor node with the given ports and seed list. */
+/** Starts a processor node with the given ports and seed list; `prefix` runs it through another program. */
 export function startNode(
   ports: NodePorts,
   seeds: readonly NodePorts[],
   extra: readonly string[] = [],
   env: Record<string, string> = {},
+  prefix: readonly string[] = [],
 ): RunningUsershard {
-  return new RunningUsershard([
-    "process",
-    ...["--remoting", String(ports.remoting), "--mgmt", String(ports.mgmt), "--grpc", String(ports.grpc)],
-    ...["--seeds", seeds.map(addressOf).join(",")],
-    ...extra,
-  ], env);
+  return new RunningUsershard(
+    [
+      "process",
+      ...["--remoting", String(ports.remoting), "--mgmt", String(ports.mgmt), "--grpc", String(ports.grpc)],
+      ...["--seeds", seeds.map(addressOf).join(",")],
+      ...extra,
+    ],
+    env,
+    prefix,
+  );
 }
 
 /** `GET /cluster/members` of a node, as JSON. */
@@ -97,17 +102,24 @@ export interface Stream {
   readonly group: string;
 }
 
-/** Starts a processor node on `stream` against the test broker. */
+/** Starts a processor node on `stream` against the test broker; `prefix` runs it through another program. */
 export function startProcessor(
   ports: NodePorts,
   seeds: readonly NodePorts[],
   stream: Stream,
   extra: readonly string[] = [],
+  prefix: readonly string[] = [],
 ): RunningUsershard {
-  return startNode(ports, seeds, [
-    ...["--topic", stream.topic, "--group", stream.group, "--brokers", BROKERS.join(",")],
-    ...extra,
-  ]);
+  return startNode(
+    ports,
+    seeds,
+    [
+      ...["--topic", stream.topic, "--group", stream.group, "--brokers", BROKERS.join(",")],
+      ...extra,
+    ],
+    {},
+    prefix,
+  );
 }
 
 /** `GET /cluster/shards/{group}`: shard ids hosted and the partitions consumed by a node. */

@@ -15,9 +15,10 @@ export class RunningUsershard {
   #running = true;
   readonly args: readonly string[];
 
-  constructor(args: readonly string[], env: Record<string, string> = {}) {
+  /** @param prefix a program to run `usershard` through (`setpriv --regid …`, say) */
+  constructor(args: readonly string[], env: Record<string, string> = {}, prefix: readonly string[] = []) {
     this.args = args;
-    this.#child = usershardCommand(args, { env }).spawn();
+    this.#child = usershardCommand(args, { env }, prefix).spawn();
     this.#child.status.then(() => (this.#running = false));
     this.#pumps = Promise.all([
       this.#pump(this.#child.stdout, (text) => (this.#stdout += text)),

@@ -43,6 +43,8 @@ export class HostedShard {
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
   #broken = false;
+  /** The users of the batch whose write is under way, with their totals before it. */
+  #uncommitted: Map<string, UserTotals | undefined> | undefined;
   /** Settles once the state is restored and the shard takes events and queries. */
   readonly ready: Promise<Shard>;
 
@@ -110,11 +112,17 @@ export class HostedShard {
       // A caller that gave up (a slow restore, say) will send the batch again; applying this copy
       // would count nothing twice, but piles up work behind the shard.
       if (Date.now() > deadline) throw new ShardClosedError(`the batch for shard ${this.id} waited past its deadline`);
-      const changed = this.#storage.durable ? new Set<string>() : undefined;
+      const changed = this.#storage.durable ? new Map<string, UserTotals | undefined>() : undefined;
       const result = shard.apply(events, changed);
       if (changed && changed.size > 0) {
+        // Until the transaction commits, queries see these users as they were: it may yet fail.
+        this.#uncommitted = changed;
         try {
-          await this.#log!.write([...changed].map((user) => [user, shard.get(user)!] as const), result.lastOffset);
+          await this.#log!.write(
+            [...changed.keys()].map((user) => [user, shard.get(user)!] as const),
+            result.lastOffset,
+          );
+          this.#uncommitted = undefined;
         } catch (error) {
           this.#broken = true;
           this.#hooks.broken(error);
@@ -127,9 +135,15 @@ export class HostedShard {
     return run;
   }
 
-  /** A user's totals once the state is restored. */
+  /**
+   * A user's totals once the state is restored, as committed: a batch whose
+   * write is still under way does not show yet (read-committed, as Kafka
+   * Streams' interactive queries under exactly-once).
+   */
   async get(userId: string): Promise<UserTotals | undefined> {
-    return (await this.ready).get(userId);
+    const shard = await this.ready;
+    const uncommitted = this.#uncommitted;
+    return uncommitted?.has(userId) ? uncommitted.get(userId) : shard.get(userId);
   }
 
   /** The whole state, `undefined` while restoring or once broken. */

@@ -66,6 +66,35 @@ Deno.test("a batch is answered only once the store holds it, with every user it 
   assert.equal(storage.writes.length, 1);
 });
 
+Deno.test("a query sees a batch only once its write has committed, and never a write that failed", async () => {
+  const storage = new TestStorage();
+  const shard = new HostedShard(3, storage, IGNORED);
+  await shard.apply([purchase(0, "7")]);
+  const release = Promise.withResolvers<void>();
+  storage.gate = release.promise;
+  storage.writing = Promise.withResolvers<void>();
+  const applying = shard.apply([purchase(1, "7"), purchase(2, "9")]);
+  await storage.writing.promise;
+  // The transaction is under way: it may yet fail, so the batch does not show.
+  assert.deepEqual(await shard.get("7"), { totalPurchases: 1, amountSpent: 100 });
+  assert.equal(await shard.get("9"), undefined);
+  release.resolve();
+  await applying;
+  assert.deepEqual(await shard.get("7"), { totalPurchases: 2, amountSpent: 200 });
+  assert.deepEqual(await shard.get("9"), { totalPurchases: 1, amountSpent: 100 });
+
+  const failing = Promise.withResolvers<void>();
+  storage.gate = failing.promise;
+  storage.failWrites = true;
+  storage.writing = Promise.withResolvers<void>();
+  const lost = shard.apply([purchase(3, "7")]);
+  await storage.writing.promise;
+  assert.deepEqual(await shard.get("7"), { totalPurchases: 2, amountSpent: 200 });
+  failing.resolve();
+  await assert.rejects(lost);
+  assert.deepEqual(await shard.get("7"), { totalPurchases: 2, amountSpent: 200 }, "a failed write never showed");
+});
+
 Deno.test("a shard restores from its store before it applies or answers", async () => {
   const storage = new TestStorage();
   storage.stored = { shard: 3, lastOffset: 41, entities: [["7", { totalPurchases: 5, amountSpent: 500 }]] };

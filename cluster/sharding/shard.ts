@@ -52,8 +52,10 @@ export class Shard {
   /**
    * Applies events in offset order; events at or below the last applied
    * offset are skipped (they were counted before a redelivery). The users
-   * whose totals moved are added to `changed`, when given: they are what a
-   * durable store must write.
+   * whose totals moved are added to `changed`, when given, each with the
+   * totals it had before this batch (`undefined`: none): the users are what a
+   * durable store must write, and the totals before are what queries see
+   * until it has.
    *
    * @example
    * ```ts
@@ -63,13 +65,14 @@ export class Shard {
    * shard.apply([e]);        // { applied: 0, skipped: 1, lastOffset: 10 }
    * ```
    */
-  apply(events: readonly PurchaseEvent[], changed?: Set<string>): ApplyResult {
+  apply(events: readonly PurchaseEvent[], changed?: Map<string, UserTotals | undefined>): ApplyResult {
     let applied = 0;
     for (const event of events) {
       if (event.offset <= this.#lastOffset) continue;
-      this.#entities.set(event.userId, applyPurchase(this.#entities.get(event.userId) ?? NO_PURCHASES, event));
+      const before = this.#entities.get(event.userId);
+      this.#entities.set(event.userId, applyPurchase(before ?? NO_PURCHASES, event));
       this.#lastOffset = event.offset;
-      changed?.add(event.userId);
+      if (changed && !changed.has(event.userId)) changed.set(event.userId, before);
       applied++;
     }
     return { applied, skipped: events.length - applied, lastOffset: this.#lastOffset };

@@ -477,7 +477,5 @@ export class ConsumerPipeline {
     const consumer = this.#consumer;
     this.#consumer = undefined;
     await consumer?.disconnect();
-    // Out of the group, this node consumes nothing: shards follow what the others get.
-    this.#assignment([]);
   }
 }

@@ -131,6 +131,21 @@ export const DEFAULT_KAFKA_TIMINGS: KafkaTimings = {
   changelogWriteTimeoutMs: 8000,
 };
 
+/**
+ * The changelog write timeout that goes with an ask timeout: 8 s, or four
+ * fifths of a shorter ask timeout, since a shard being stopped waits for its
+ * write in flight and the coordinator waits the ask timeout for the stop.
+ *
+ * @example
+ * ```ts
+ * writeTimeoutFor(10_000); // 8000
+ * writeTimeoutFor(1_000);  // 800
+ * ```
+ */
+export function writeTimeoutFor(askTimeoutMs: number): number {
+  return Math.min(DEFAULT_KAFKA_TIMINGS.changelogWriteTimeoutMs, Math.floor(askTimeoutMs * 0.8));
+}
+
 /** Every default. */
 export const DEFAULT_NODE_TIMINGS: NodeTimings = {
   membership: DEFAULT_TIMINGS,

@@ -11,6 +11,7 @@ import {
   DEFAULT_SHARDING_TIMINGS,
   type NodeTimings,
   timingProblems,
+  writeTimeoutFor,
 } from "../cluster/timings.ts";
 import { newUid } from "../cluster/remoting/node.ts";
 import { type ProcessorConfig, ProcessorError, ProcessorNode } from "../node/processor_node.ts";
@@ -214,6 +215,7 @@ function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitions
     // An unset variable in `USERSHARD_CLUSTER_SECRET=$SECRET` must not quietly turn authentication off.
     throw new UsageError("--cluster-secret is empty; give the shared secret, or leave the flag out for none");
   }
+  const askTimeoutMs = durationFlag("ask-timeout", flags["ask-timeout"]);
   const timings: NodeTimings = {
     ...DEFAULT_NODE_TIMINGS,
     membership: {
@@ -223,8 +225,12 @@ function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitions
     },
     sharding: {
       ...DEFAULT_NODE_TIMINGS.sharding,
-      askTimeoutMs: durationFlag("ask-timeout", flags["ask-timeout"]),
+      askTimeoutMs,
       handoffTimeoutMs: durationFlag("handoff-timeout", flags["handoff-timeout"]),
+    },
+    kafka: {
+      ...DEFAULT_NODE_TIMINGS.kafka,
+      changelogWriteTimeoutMs: writeTimeoutFor(askTimeoutMs),
     },
   };
   const problems = timingProblems(timings);

@@ -234,8 +234,10 @@ reset() {
   if [ ! -f "$(dir_of 1)/server.properties" ] && [ -n "$(ls -A "$run")" ]; then
     fail "$run is not a broker folder of this script (no server.properties); not deleting it"
   fi
-  local i
+  local i tries
   for ((i = 1; i <= count; i++)); do
+    # A broker that has just exited may hold its port for a moment longer.
+    for ((tries = 0; tries < 20; tries++)); do port_open "$(bind_of "$i")" "$(port_of "$i")" || break; sleep 0.5; done
     port_open "$(bind_of "$i")" "$(port_of "$i")" && fail "a broker still answers at $(host_of "$i"):$(port_of "$i"); stop it before deleting $run"
   done
   rm -rf "$run"

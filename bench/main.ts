@@ -9,6 +9,7 @@ import { benchContext, deleteBenchTopics } from "./context.ts";
 import { benchCoordinator } from "./coordinator.ts";
 import { benchDurability } from "./durability.ts";
 import { benchMembership } from "./membership.ts";
+import { benchMemory } from "./memory.ts";
 import { benchProduce } from "./produce.ts";
 import { benchQuery } from "./query.ts";
 import { benchSharding } from "./sharding.ts";
@@ -19,6 +20,7 @@ const benchmarks: Record<string, (context: ReturnType<typeof benchContext>) => P
   sharding: benchSharding,
   query: benchQuery,
   durability: benchDurability,
+  memory: benchMemory,
   coordinator: benchCoordinator,
 };
 

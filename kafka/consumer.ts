@@ -291,7 +291,12 @@ export class ConsumerPipeline {
           const reason = `user ${userId} belongs in partition ${shard}, not ${partition}`;
           this.#malformed(topic, partition, offset, reason, "wrong_partition");
         } else {
-          events.push({ offset, userId, product, quantity, price });
+          // The product matters to no total: it is in this line only, built only at debug level.
+          log.debug(
+            "Forwarding message for entity {userId} to shard {shard}: {product}",
+            () => ({ userId, shard, product }),
+          );
+          events.push({ offset, userId, quantity, price });
         }
       }
       lastOffset = offset;

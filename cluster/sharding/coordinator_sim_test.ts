@@ -373,7 +373,7 @@ class Sim {
     const offset = (this.#logEnd.get(shard) ?? -1) + 1;
     this.#logEnd.set(shard, offset);
     const copy = hosts[0].shards.get(shard)!;
-    copy.apply([{ offset, userId: `user-${shard}`, product: "rope", quantity: 1, price: 100 + shard }]);
+    copy.apply([{ offset, userId: `user-${shard}`, quantity: 1, price: 100 + shard }]);
     const totals = copy.get(`user-${shard}`);
     if (totals && totals.amountSpent !== totals.totalPurchases * (100 + shard)) {
       this.fail(`shard ${shard} holds totals of another shard: ${JSON.stringify(totals)}`);

@@ -44,7 +44,6 @@ export function eventsToProto(events: readonly PurchaseEvent[]): PurchaseEventPr
     create(PurchaseEventSchema, {
       offset: BigInt(e.offset),
       userId: e.userId,
-      product: e.product,
       quantity: BigInt(e.quantity),
       price: BigInt(e.price),
     })
@@ -56,7 +55,6 @@ export function eventsFromProto(events: readonly PurchaseEventProto[]): Purchase
   return events.map((e) => ({
     offset: Number(e.offset),
     userId: e.userId,
-    product: e.product,
     quantity: Number(e.quantity),
     price: Number(e.price),
   }));

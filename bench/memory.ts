@@ -1,0 +1,70 @@
+/**
+ * Memory per user: one node with durable state drains 1.5 million events by
+ * up to a million users (about 777,000 distinct), then its resident memory
+ * (from `/metrics`, the runtime included) is divided by the users it holds.
+ * Also the same node's resident memory before any event, for the runtime's
+ * share. Prints figures; asserts nothing.
+ *
+ * @module
+ */
+import { ensureTopic } from "../kafka/admin.ts";
+import { createKafka } from "../kafka/client.ts";
+import { produce, PurchaseSender } from "../kafka/producer.ts";
+import { eventually, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
+import { type BenchContext, uniqueTopic } from "./context.ts";
+
+const SHARDS = 128;
+const EVENTS = 1_500_000;
+const USERS = 1_000_000;
+
+/** A node's resident memory and JavaScript heap in use, from its `/metrics`. */
+async function memoryOf(mgmt: number): Promise<{ rss: number; heap: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${mgmt}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+  return { rss: value("usershard_process_resident_memory_bytes"), heap: value("usershard_process_heap_used_bytes") };
+}
+
+/** Runs the memory benchmark. */
+export async function benchMemory(context: BenchContext): Promise<void> {
+  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = uniqueTopic("bench-memory");
+  await ensureTopic(admin, topic, SHARDS);
+  await admin.disconnect();
+  const [ports] = nodePorts(1);
+  const stream = { topic, group: uniqueTopic("bench-memory-group") };
+  const node = startProcessor(ports, [ports], stream);
+  try {
+    await node.waitForOutput(/node ready/, 120_000);
+    const idle = await memoryOf(ports.mgmt);
+    const sender = new PurchaseSender(context.brokers, topic, SHARDS, "usershard-bench");
+    await produce(sender, { users: USERS, rate: 0, count: EVENTS }, new AbortController().signal).finally(() =>
+      sender.close()
+    );
+    const stats = () => fetch(`http://127.0.0.1:${ports.mgmt}/stats`).then((r) => r.json());
+    await eventually(
+      "every event drained",
+      async () => {
+        const { events, lag } = await stats();
+        return events >= EVENTS && lag === 0;
+      },
+      900_000,
+      undefined,
+      1000,
+    );
+    const users = (await shardsOf(ports, stream.group))!.entities;
+    // Let the runtime settle (a minor GC or two) before reading.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    const held = await memoryOf(ports.mgmt);
+    context.report("memory: resident bytes per user held, 1 node", `${Math.round(held.rss / users)} B/user`, {
+      users,
+      resident: `${(held.rss / 2 ** 20).toFixed(0)} MiB`,
+      heap: `${(held.heap / 2 ** 20).toFixed(0)} MiB`,
+      idle: `${(idle.rss / 2 ** 20).toFixed(0)} MiB before any event`,
+      beyondIdle: `${Math.round((held.rss - idle.rss) / users)} B/user`,
+    });
+  } finally {
+    await node.stop();
+  }
+}

@@ -1,9 +1,9 @@
 /**
  * A gRPC client on this project's own HTTP/2 client, so that no client in the
  * project runs on `node:http2`, whose session aborts the process when an
- * idle connection receives GOAWAY (denoland/deno#36788). One connection to
- * one endpoint, made again when it ended, so a client outlives restarts of
- * the server it talks to.
+ * idle connection receives GOAWAY (denoland/deno#36788). Connections to one
+ * endpoint, made again when they end, so a client outlives restarts of the
+ * server it talks to.
  *
  * @module
  */
@@ -19,7 +19,8 @@ import {
 import { Http2Client } from "./http2/client.ts";
 import { ErrorCode } from "./http2/frame.ts";
 import type { HeaderField } from "./http2/hpack.ts";
-import { decodeStatusMessage, encodeMessage, formatTimeout, MessageReader } from "./protocol.ts";
+import type { Http2Stream } from "./http2/stream.ts";
+import { decodeStatusMessage, encodeMessage, formatTimeout, MAX_TIMER_MS, MessageReader } from "./protocol.ts";
 import { GrpcError, Status } from "./status.ts";
 
 /** The server answered, but not as a gRPC server does (an HTTP status, another content type). */
@@ -66,16 +67,27 @@ export class GrpcClient {
       ["te", "trailers"],
       ["grpc-timeout", formatTimeout(timeoutMs)],
     ];
-    const stream = await this.#http2.open(headers);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let timedOut = false;
     const expired = new Promise<never>((_, reject) => {
-      // A timer cannot wait longer than 2^31-1 ms (24 days); a deadline further off is as good as none.
-      if (timeoutMs > 0x7fff_ffff) return;
+      if (timeoutMs > MAX_TIMER_MS) return;
       timer = setTimeout(() => {
-        stream.reset(ErrorCode.CANCEL);
+        timedOut = true;
         reject(new GrpcError(Status.DEADLINE_EXCEEDED, `no answer within ${formatDuration(timeoutMs)}`));
       }, timeoutMs);
     });
+    expired.catch(() => {});
+    // The deadline counts from the call, connecting included: a server that takes no connections is no answer.
+    const opening = this.#http2.open(headers);
+    let stream: Http2Stream;
+    try {
+      stream = await Promise.race([opening, expired]);
+    } catch (error) {
+      clearTimeout(timer);
+      if (timedOut) opening.then((late) => late.reset(ErrorCode.CANCEL), () => {});
+      throw error;
+    }
+    expired.catch(() => stream.reset(ErrorCode.CANCEL));
     try {
       for (const [i, request] of requests.entries()) {
         stream.write(encodeMessage(request), i === requests.length - 1).catch(() => {});
@@ -93,7 +105,7 @@ export class GrpcClient {
   }
 }
 
-async function answer(stream: Awaited<ReturnType<Http2Client["open"]>>): Promise<Uint8Array[]> {
+async function answer(stream: Http2Stream): Promise<Uint8Array[]> {
   const headers = new Map(await stream.receivedHeaders());
   const status = headers.get(":status");
   if (status !== "200") throw new NotGrpcError(Status.UNKNOWN, `HTTP ${status}`);
@@ -103,7 +115,11 @@ async function answer(stream: Awaited<ReturnType<Http2Client["open"]>>): Promise
   }
   const reader = new MessageReader();
   const messages: Uint8Array[] = [];
-  for await (const chunk of stream.body()) messages.push(...reader.push(chunk));
+  for await (const chunk of stream.body()) {
+    messages.push(...reader.push(chunk));
+    // A client reads the answers of servers it chose: what it holds need not hold the connection's window.
+    stream.release(chunk.length);
+  }
   // A trailers-only answer has its status among the headers.
   const trailers = headers.has("grpc-status") ? headers : new Map(stream.trailers);
   const code = Number(trailers.get("grpc-status") ?? NaN);

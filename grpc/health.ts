@@ -8,6 +8,7 @@
  * @module
  */
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../proto/gen/grpc/health/v1/health_pb.ts";
+import { sleep } from "../cluster/sleep.ts";
 import { type Route, serverStreaming, unary } from "./server.ts";
 import { GrpcError, Status } from "./status.ts";
 
@@ -37,16 +38,4 @@ export function healthRoutes(services: readonly string[], serving: () => boolean
       }
     }),
   ];
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

@@ -10,6 +10,9 @@ import { GrpcError, Status } from "./status.ts";
 /** Largest message taken or sent (gRPC's usual 4 MiB). */
 export const MAX_MESSAGE_BYTES = 4 << 20;
 
+/** The longest a timer can wait (2^31-1 ms, 24 days): a deadline further off is as good as none. */
+export const MAX_TIMER_MS = 0x7fff_ffff;
+
 /** Bytes before each message: a compressed flag, then the length (big-endian uint32). */
 const PREFIX_BYTES = 5;
 
@@ -42,10 +45,16 @@ export function encodeMessage(message: Uint8Array): Uint8Array {
  * ```
  */
 export class MessageReader {
+  readonly #maxBytes: number;
   // Chunks as they came, from #head on: a message cut into many small DATA frames is copied once, when whole.
   #chunks: Uint8Array[] = [];
   #head = 0;
   #length = 0;
+
+  /** @param maxBytes the largest message taken */
+  constructor(maxBytes: number = MAX_MESSAGE_BYTES) {
+    this.#maxBytes = maxBytes;
+  }
 
   /** Bytes of a message that has not been completed. */
   get pending(): number {
@@ -55,7 +64,7 @@ export class MessageReader {
   /**
    * Adds bytes; returns the messages they completed. Throws
    * {@linkcode GrpcError}: INTERNAL for a compressed message (no compression
-   * was offered), RESOURCE_EXHAUSTED past {@linkcode MAX_MESSAGE_BYTES}.
+   * was offered), RESOURCE_EXHAUSTED past the largest message taken.
    */
   push(chunk: Uint8Array): Uint8Array[] {
     if (chunk.length > 0) {
@@ -67,10 +76,10 @@ export class MessageReader {
       const prefix = this.#peekPrefix();
       if (prefix[0] !== 0) throw new GrpcError(Status.INTERNAL, "a compressed message, but no compression was agreed");
       const length = ((prefix[1] << 24) | (prefix[2] << 16) | (prefix[3] << 8) | prefix[4]) >>> 0;
-      if (length > MAX_MESSAGE_BYTES) {
+      if (length > this.#maxBytes) {
         throw new GrpcError(
           Status.RESOURCE_EXHAUSTED,
-          `a message of ${length} bytes, over the ${MAX_MESSAGE_BYTES} allowed`,
+          `a message of ${length} bytes, over the ${this.#maxBytes} allowed`,
         );
       }
       if (this.#length < PREFIX_BYTES + length) break;

@@ -23,7 +23,7 @@ import { ErrorCode } from "./http2/frame.ts";
 import type { HeaderField } from "./http2/hpack.ts";
 import { Http2Server } from "./http2/server.ts";
 import type { Http2Stream } from "./http2/stream.ts";
-import { encodeMessage, encodeStatusMessage, MessageReader, parseTimeout } from "./protocol.ts";
+import { encodeMessage, encodeStatusMessage, MAX_TIMER_MS, MessageReader, parseTimeout } from "./protocol.ts";
 import { GrpcError, Status } from "./status.ts";
 
 const log = getLogger(["usershard", "grpc"]);
@@ -36,8 +36,25 @@ export class GrpcBindError extends Error {
 /** How long calls in flight may take to finish when the server stops. */
 export const SHUTDOWN_GRACE_MS = 2_000;
 
-/** The longest a timer can wait. */
-const MAX_TIMER_MS = 0x7fff_ffff;
+/** What a server lets its clients make it hold, across all their connections. */
+export interface GrpcServerLimits {
+  /** Calls running at once; more are refused with RESOURCE_EXHAUSTED. */
+  readonly maxCallsInFlight: number;
+  /** The largest request message taken: every method here takes small ones, and each one held costs memory. */
+  readonly maxRequestBytes: number;
+  /**
+   * A call of one request message must send it within this, however far off
+   * its deadline is; the stream of one that does not is reset (CANCEL).
+   */
+  readonly requestTimeoutMs: number;
+}
+
+/** Limits for a query front end. */
+export const DEFAULT_SERVER_LIMITS: GrpcServerLimits = {
+  maxCallsInFlight: 4096,
+  maxRequestBytes: 64 << 10,
+  requestTimeoutMs: 10_000,
+};
 
 /** Connection errors logged per interval at most; a flood of bad clients must not flood the log. */
 const LOGGED_ERRORS_PER_INTERVAL = 5;
@@ -139,16 +156,37 @@ export class GrpcServer {
   }
 
   /** Serves `routes` on `host:port`; throws {@linkcode GrpcBindError} when the port cannot be bound. */
-  static start(host: string, port: number, routes: readonly Route[]): GrpcServer {
+  static start(
+    host: string,
+    port: number,
+    routes: readonly Route[],
+    limits: GrpcServerLimits = DEFAULT_SERVER_LIMITS,
+  ): GrpcServer {
     const byPath = new Map(routes.map((route) => [route.path, route]));
     const errors = rateLimited(LOGGED_ERRORS_PER_INTERVAL, LOG_INTERVAL_MS);
+    const refusals = rateLimited(LOGGED_ERRORS_PER_INTERVAL, LOG_INTERVAL_MS);
     const address = `${host}:${port}`;
+    let inFlight = 0;
+    const handler = (stream: Http2Stream) => {
+      if (inFlight >= limits.maxCallsInFlight) {
+        refusals((suppressed) =>
+          log.warning("gRPC: {calls} calls in flight, refusing more{suppressed}", {
+            calls: inFlight,
+            suppressed: suppressed > 0 ? ` (${suppressed} more refused since the last such line)` : "",
+          })
+        );
+        const message = `the server runs ${limits.maxCallsInFlight} calls at once; try again`;
+        return stream.respond([...RESPONSE_HEADERS, ...trailers(Status.RESOURCE_EXHAUSTED, message)], true);
+      }
+      inFlight++;
+      serveCall(stream, byPath, limits).finally(() => inFlight--);
+    };
     try {
       return new GrpcServer(
         new Http2Server({
           hostname: host,
           port,
-          handler: (stream) => void serveCall(stream, byPath),
+          handler,
           onConnectionError: (peer, end) =>
             errors((suppressed) =>
               log.info("gRPC connection from {peer} ended: {reason}{suppressed}", {
@@ -187,7 +225,11 @@ function trailers(code: number, message?: string): HeaderField[] {
 }
 
 /** Answers one call. Never throws; always ends or resets the stream. */
-async function serveCall(stream: Http2Stream, routes: ReadonlyMap<string, Route>): Promise<void> {
+async function serveCall(
+  stream: Http2Stream,
+  routes: ReadonlyMap<string, Route>,
+  limits: GrpcServerLimits,
+): Promise<void> {
   let deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   let headersSent = false;
   const finish = (code: number, message?: string) => {
@@ -223,31 +265,41 @@ async function serveCall(stream: Http2Stream, routes: ReadonlyMap<string, Route>
     const abort = new AbortController();
     const cancel = () => abort.abort(stream.signal.reason);
     stream.signal.addEventListener("abort", cancel, { once: true });
-    const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
-    const deadlineExceeded = new Promise<never>((_, reject) => {
-      // A timer cannot wait longer than 2^31-1 ms (24 days); a deadline further off is as good as none.
-      if (timeoutMs === undefined || timeoutMs > MAX_TIMER_MS) return;
-      deadlineTimer = setTimeout(() => {
-        const error = new GrpcError(Status.DEADLINE_EXCEEDED, `the deadline of ${timeoutMs} ms passed`);
+    let expire!: (error: GrpcError) => void;
+    const expired = new Promise<never>((_, reject) =>
+      expire = (error) => {
         abort.abort(error);
         reject(error);
-      }, timeoutMs);
-    });
-    deadlineExceeded.catch(() => {});
+      }
+    );
+    expired.catch(() => {});
+    const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+    // A timer cannot wait longer than 2^31-1 ms (24 days); a deadline further off is as good as none.
+    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
+      deadlineTimer = setTimeout(
+        () => expire(new GrpcError(Status.DEADLINE_EXCEEDED, `the deadline of ${timeoutMs} ms passed`)),
+        timeoutMs,
+      );
+    }
+    // A client that never finishes its one request must not hold a call for as long as its deadline lets it.
+    if (route.singleRequest && (timeoutMs === undefined || timeoutMs > limits.requestTimeoutMs)) {
+      stream.requestTimeoutMs = limits.requestTimeoutMs;
+    }
     const context: CallContext = {
       signal: abort.signal,
       timeoutMs: () => deadline === undefined ? undefined : Math.max(0, deadline - performance.now()),
     };
     try {
-      const responses = route.run(requests(stream, route.singleRequest), context)[Symbol.asyncIterator]();
+      const received = requests(stream, route.singleRequest, limits.maxRequestBytes);
+      const responses = route.run(received, context)[Symbol.asyncIterator]();
       while (true) {
-        const next = await Promise.race([responses.next(), deadlineExceeded]);
+        const next = await Promise.race([responses.next(), expired]);
         if (next.done) break;
         if (!headersSent) {
           stream.respond(RESPONSE_HEADERS);
           headersSent = true;
         }
-        await Promise.race([stream.write(encodeMessage(next.value)), deadlineExceeded]);
+        await Promise.race([stream.write(encodeMessage(next.value)), expired]);
       }
       finish(Status.OK);
     } finally {
@@ -255,6 +307,8 @@ async function serveCall(stream: Http2Stream, routes: ReadonlyMap<string, Route>
     }
   } catch (error) {
     if (stream.failure) return;
+    // Its answer waits for a window the client does not give: trailers would wait behind it, forever.
+    if (error instanceof GrpcError && stream.outbox.length > 0) return stream.reset(ErrorCode.CANCEL);
     if (error instanceof GrpcError) return finish(error.code, error.message);
     log.error("gRPC {path}: {error}", { path: stream.headers.find(([n]) => n === ":path")?.[1], error });
     finish(Status.INTERNAL, "internal error");
@@ -264,12 +318,24 @@ async function serveCall(stream: Http2Stream, routes: ReadonlyMap<string, Route>
   }
 }
 
-/** The request messages of a call; a single-request method gets exactly one, or an error. */
-async function* requests(stream: Http2Stream, single: boolean): AsyncGenerator<Uint8Array> {
-  const reader = new MessageReader();
+/**
+ * The request messages of a call; a single-request method gets exactly one,
+ * or an error. What a whole message took of the connection's window is given
+ * back as the message is complete, so a connection's window bounds what its
+ * unfinished messages hold.
+ */
+async function* requests(
+  stream: Http2Stream,
+  single: boolean,
+  maxBytes: number,
+): AsyncGenerator<Uint8Array> {
+  const reader = new MessageReader(maxBytes);
   let first: Uint8Array | undefined;
   for await (const chunk of stream.body()) {
-    for (const message of reader.push(chunk)) {
+    const pendingBefore = reader.pending;
+    const messages = reader.push(chunk);
+    stream.release(pendingBefore + chunk.length - reader.pending);
+    for (const message of messages) {
       if (!single) yield message;
       else if (first) throw new GrpcError(Status.UNIMPLEMENTED, "more than one request message");
       else first = message;

@@ -1,16 +1,31 @@
 import assert from "node:assert/strict";
-import { UserService } from "../proto/gen/users_pb.ts";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { UserService, UserStatsRequestSchema } from "../proto/gen/users_pb.ts";
 import { Health } from "../proto/gen/grpc/health/v1/health_pb.ts";
 import { GrpcClient, NotGrpcError } from "./client.ts";
 import { Http2Client } from "./http2/client.ts";
-import { GrpcBindError, GrpcServer, serverStreaming, unary } from "./server.ts";
+import { ErrorCode } from "./http2/frame.ts";
+import { encodeMessage } from "./protocol.ts";
+import {
+  DEFAULT_SERVER_LIMITS,
+  GrpcBindError,
+  GrpcServer,
+  type GrpcServerLimits,
+  serverStreaming,
+  unary,
+} from "./server.ts";
 import { GrpcError, Status } from "./status.ts";
+import { within } from "../cluster/remoting/errors.ts";
 
 /** A server with test routes on a free port, and a client of it; both closed after `run`. */
-async function withServer(run: (client: GrpcClient, port: number) => Promise<void>): Promise<void> {
+async function withServer(
+  run: (client: GrpcClient, port: number) => Promise<void>,
+  limits: Partial<GrpcServerLimits> = {},
+): Promise<void> {
   const server = GrpcServer.start("127.0.0.1", 0, [
     unary(UserService.method.userStats, async (request, context) => {
       if (request.id === "slow") await new Promise((resolve) => setTimeout(resolve, 2_000));
+      if (request.id === "big") return { id: "b".repeat(200_000) };
       if (request.id === "deadline") return { id: String(context.timeoutMs()) };
       if (request.id === "refused") throw new GrpcError(Status.NOT_FOUND, "no user refused: é 100%");
       if (request.id === "bug") throw new Error("a secret stack trace");
@@ -19,7 +34,7 @@ async function withServer(run: (client: GrpcClient, port: number) => Promise<voi
     serverStreaming(Health.method.watch, async function* () {
       for (const status of [1, 2, 1]) yield { status };
     }),
-  ]);
+  ], { ...DEFAULT_SERVER_LIMITS, ...limits });
   const client = new GrpcClient("127.0.0.1", server.addr.port);
   try {
     await run(client, server.addr.port);
@@ -130,4 +145,67 @@ Deno.test("a port in use is one GrpcBindError; a port that is no gRPC server is 
     client.close();
     await http.shutdown();
   }
+});
+
+/** A UserStats request message, serialized. */
+const request = (init: { id: string }) => toBinary(UserStatsRequestSchema, create(UserStatsRequestSchema, init));
+
+/** Request headers of a call to UserStats, as a raw HTTP/2 client sends them. */
+const CALL: [string, string][] = [
+  [":method", "POST"],
+  [":scheme", "http"],
+  [":path", "/UserService/UserStats"],
+  ["content-type", "application/grpc"],
+  ["te", "trailers"],
+];
+
+Deno.test("calls over the server's limit are refused RESOURCE_EXHAUSTED; the next one after runs", async () => {
+  await withServer(async (client) => {
+    const slow = client.unary(stats, { id: "slow" }, 5000);
+    await assert.rejects(client.unary(stats, { id: "7" }, 5000), (error: GrpcError) => {
+      assert.equal(error.code, Status.RESOURCE_EXHAUSTED);
+      assert.match(error.message, /runs 1 calls at once/);
+      return true;
+    });
+    await slow;
+    assert.equal((await client.unary(stats, { id: "8" }, 5000)).id, "8");
+  }, { maxCallsInFlight: 1 });
+});
+
+Deno.test("a request over the size limit is RESOURCE_EXHAUSTED; one never finished is reset in time", async () => {
+  await withServer(async (client, port) => {
+    const big = request({ id: "x".repeat(2000) });
+    await assert.rejects(client.call("/UserService/UserStats", [big], 5000), (error: GrpcError) => {
+      assert.equal(error.code, Status.RESOURCE_EXHAUSTED);
+      return true;
+    });
+    const raw = new Http2Client("127.0.0.1", port);
+    try {
+      // Half a message, and then nothing: no deadline of its own keeps the call open past the request timeout.
+      const stream = await raw.open(CALL);
+      await stream.write(encodeMessage(request({ id: "7" })).subarray(0, 3));
+      const reset = new Promise((resolve) => stream.signal.addEventListener("abort", resolve));
+      await within(reset, 5000, "the server's reset of the unfinished request");
+      assert.equal(stream.failure?.code, ErrorCode.CANCEL);
+    } finally {
+      raw.close();
+    }
+  }, { maxRequestBytes: 1000, requestTimeoutMs: 300 });
+});
+
+Deno.test("an answer the client does not read is reset at the deadline, not left waiting for its window", async () => {
+  await withServer(async (_, port) => {
+    const raw = new Http2Client("127.0.0.1", port);
+    try {
+      const stream = await raw.open([...CALL, ["grpc-timeout", "300m"]]);
+      await stream.write(encodeMessage(request({ id: "big" })), true);
+      await stream.receivedHeaders();
+      // Its body is never read, so the stream window the 200 kB answer needs never opens.
+      const reset = new Promise((resolve) => stream.signal.addEventListener("abort", resolve));
+      await within(reset, 5000, "the server's reset of the answer");
+      assert.equal(stream.failure?.code, ErrorCode.CANCEL);
+    } finally {
+      raw.close();
+    }
+  });
 });

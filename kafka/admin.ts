@@ -35,6 +35,13 @@ export async function partitionCount(admin: Admin, topic: string): Promise<numbe
   return await knownPartitionCount(admin, topic, false);
 }
 
+/** The copies each partition of `topic` has, or `undefined` when it does not exist. */
+export async function replicationFactor(admin: Admin, topic: string): Promise<number | undefined> {
+  if (!(await admin.listTopics()).includes(topic)) return undefined;
+  const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+  return topics[0]?.partitions[0]?.replicas.length;
+}
+
 /** How {@linkcode ensureTopic} creates a missing topic. */
 export interface TopicCreation {
   /** Whether the partition count was asked for (rather than a default): a topic with another is warned about. */

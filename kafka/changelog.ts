@@ -27,6 +27,7 @@ import {
   type ShardStorage,
   StateRefusedError,
 } from "../cluster/sharding/shard_storage.ts";
+import { within } from "../cluster/remoting/errors.ts";
 import { DEFAULT_KAFKA_TIMINGS } from "../cluster/timings.ts";
 import { defaultReplicationFactor, ensureTopic } from "./admin.ts";
 import { decodeMarker, encodeMarker, type InputMarker, judgeRestore, MARKER_KEY } from "./input_binding.ts";
@@ -391,21 +392,7 @@ class KafkaShardLog implements ShardLog {
    * shard reopened, and the restore reads whatever Kafka did commit.
    */
   async write(changed: readonly (readonly [string, UserTotals])[], lastOffset: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new Error(`the changelog write of shard ${this.#shard} did not finish within ${this.#writeTimeoutMs} ms`),
-          ),
-        this.#writeTimeoutMs,
-      );
-    });
-    try {
-      await Promise.race([this.#write(changed, lastOffset), expired]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await within(this.#write(changed, lastOffset), this.#writeTimeoutMs, `the changelog write of shard ${this.#shard}`);
   }
 
   async #write(changed: readonly (readonly [string, UserTotals])[], lastOffset: number): Promise<void> {

@@ -9,6 +9,7 @@
 import type { Admin } from "kafkajs";
 import { getLogger } from "@logtape/logtape";
 import { errorText } from "../cluster/error_text.ts";
+import { within } from "../cluster/remoting/errors.ts";
 
 const log = getLogger(["usershard", "kafka"]);
 
@@ -83,13 +84,8 @@ export class ConsumerLag {
    */
   async read(): Promise<ReadonlyMap<number, number> | undefined> {
     this.#reading ??= this.#fetch().finally(() => this.#reading = undefined);
-    const timeoutMs = this.#o.timeoutMs ?? LAG_TIMEOUT_MS;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`Kafka did not answer within ${timeoutMs} ms`)), timeoutMs);
-    });
     try {
-      const lag = await Promise.race([this.#reading, late]);
+      const lag = await within(this.#reading, this.#o.timeoutMs ?? LAG_TIMEOUT_MS, "reading the lag");
       this.#failing = false;
       return lag;
     } catch (error) {
@@ -102,8 +98,6 @@ export class ConsumerLag {
       }
       this.#failing = true;
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

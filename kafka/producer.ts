@@ -10,6 +10,7 @@ import { Buffer } from "node:buffer";
 import type { ICustomPartitioner, Kafka, Message, Producer } from "kafkajs";
 import { Producer as AckingProducer } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
+import { sleep } from "../cluster/sleep.ts";
 import { partitionFor } from "./partitioner.ts";
 import { encodePurchase, type Purchase } from "./purchase.ts";
 
@@ -129,7 +130,11 @@ export class PurchaseSender {
     });
   }
 
-  /** Sends `purchases`; resolves once every one is acknowledged, rejects when some could not be sent. */
+  /**
+   * Sends `purchases`; resolves once every one is acknowledged. Rejects with
+   * {@linkcode SendFailed} when some could not be sent, once every
+   * partition's request has settled, saying how many were acknowledged.
+   */
   async send(purchases: readonly Purchase[]): Promise<void> {
     const byPartition = new Map<number, Purchase[]>();
     for (const purchase of purchases) {
@@ -138,8 +143,8 @@ export class PurchaseSender {
       list.push(purchase);
       byPartition.set(partition, list);
     }
-    await Promise.all([...byPartition].map(([partition, list]) =>
-      this.#producer.send({
+    const results = await Promise.allSettled([...byPartition].map(async ([partition, list]) => {
+      await this.#producer.send({
         messages: list.map((purchase) => {
           const bytes = encodePurchase(purchase);
           return {
@@ -149,8 +154,14 @@ export class PurchaseSender {
             value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
           };
         }),
-      })
-    ));
+      });
+      return list.length;
+    }));
+    const failure = results.find((result) => result.status === "rejected");
+    if (failure) {
+      const acknowledged = results.reduce((n, result) => n + (result.status === "fulfilled" ? result.value : 0), 0);
+      throw new SendFailed(acknowledged, failure.reason);
+    }
   }
 
   /** Closes the connections. */
@@ -159,7 +170,15 @@ export class PurchaseSender {
   }
 }
 
-/** A send failed for good; `sent` events were acknowledged before it. */
+/** Some of a batch's partitions failed for good; the others' `acknowledged` events are in the topic. */
+export class SendFailed extends Error {
+  override name = "SendFailed";
+  constructor(readonly acknowledged: number, override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+}
+
+/** A send failed for good; `sent` events were acknowledged, before it or beside it. */
 export class ProduceFailed extends Error {
   override name = "ProduceFailed";
   constructor(readonly sent: number, override readonly cause: unknown) {
@@ -199,6 +218,7 @@ export async function produce(
     try {
       await producer.send(purchases);
     } catch (error) {
+      if (error instanceof SendFailed) throw new ProduceFailed(sent + error.acknowledged, error.cause);
       throw new ProduceFailed(sent, error);
     }
     sent += size;
@@ -211,18 +231,4 @@ export async function produce(
     }
   }
   return { sent, seconds: (performance.now() - started) / 1000 };
-}
-
-/** Waits `ms`, or less if `signal` aborts first; never rejects. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

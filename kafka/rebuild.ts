@@ -11,7 +11,7 @@
  */
 import type { Admin } from "kafkajs";
 import { getLogger } from "@logtape/logtape";
-import { partitionCount } from "./admin.ts";
+import { partitionCount, replicationFactor } from "./admin.ts";
 import { changelogTopicFor, ensureChangelog } from "./changelog.ts";
 import type { OffsetsReader } from "./offsets.ts";
 
@@ -35,6 +35,8 @@ export interface RebuildPlan {
   readonly events: number;
   /** Partitions whose first events are gone (log start above 0), with their log start. */
   readonly trimmed: readonly (readonly [partition: number, start: number])[];
+  /** The copies the changelog has now, which the new one keeps; `undefined` when there is none. */
+  readonly changelogReplicas: number | undefined;
 }
 
 /**
@@ -71,13 +73,15 @@ export async function planRebuild(
         "--accept-loss to rebuild from that",
     );
   }
-  return { topic, group, changelog: changelogTopicFor(group), partitions, events, trimmed };
+  const changelog = changelogTopicFor(group);
+  const changelogReplicas = await replicationFactor(admin, changelog);
+  return { topic, group, changelog, partitions, events, trimmed, changelogReplicas };
 }
 
 /**
  * Carries a plan out: deletes the group (its committed offsets) and the
- * changelog, and creates the changelog again, empty. The next nodes to start
- * count the topic from its start.
+ * changelog, and creates the changelog again, empty, with as many copies as
+ * it had. The next nodes to start count the topic from its start.
  */
 export async function rebuild(admin: Admin, offsets: OffsetsReader, plan: RebuildPlan): Promise<void> {
   const { groups } = await admin.describeGroups([plan.group]);
@@ -102,7 +106,7 @@ export async function rebuild(admin: Admin, offsets: OffsetsReader, plan: Rebuil
   // Kafka may still be deleting the old partitions for a moment after the topic is gone from the list.
   for (let attempt = 0;; attempt++) {
     try {
-      await ensureChangelog(admin, plan.changelog, plan.partitions);
+      await ensureChangelog(admin, plan.changelog, plan.partitions, plan.changelogReplicas);
       return;
     } catch (error) {
       if (attempt >= 50) throw error;

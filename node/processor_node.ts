@@ -15,7 +15,7 @@
 import { getLogger } from "@logtape/logtape";
 import { json, startManagement } from "../cluster/management/management.ts";
 import { ClusterNode, type RemovalReason } from "../cluster/membership/cluster_node.ts";
-import { BindError } from "../cluster/remoting/errors.ts";
+import { BindError, within } from "../cluster/remoting/errors.ts";
 import type { NodeId } from "../cluster/remoting/node.ts";
 import { Sharding } from "../cluster/sharding/sharding.ts";
 import { MEMORY_STORAGE, type ShardStorage } from "../cluster/sharding/shard_storage.ts";
@@ -270,7 +270,9 @@ export class ProcessorNode {
       }
       const minority = consuming ? this.#watchMinority() : undefined;
       outcome = ready === true ? await ended : ready;
-      await minority?.stop();
+      // A rejoin under way may wait on Kafka: the shutdown bound holds for it too.
+      await within(minority?.stop() ?? Promise.resolve(), config.timings.membership.shutdownTimeoutMs, "joining again")
+        .catch((error) => log.warn("{error}; stopping anyway", { error: error.message }));
       if (outcome === "stop") {
         if (consuming) {
           log.info("leaving the cluster: stopping the Kafka consumer, then handing shards off");
@@ -299,17 +301,21 @@ export class ProcessorNode {
 
   /**
    * While the node consumes, has it leave the Kafka group when it no longer
-   * hears a majority (`minority.ts`), and join again when it does.
+   * hears a majority (`minority.ts`), and join again when it has heard one
+   * for a while; a rejoin that fails is tried again.
    */
   #watchMinority(): { stop(): Promise<void> } {
     const { cluster, pipeline, config } = this;
     const rule = new MinorityRule();
     let transition = Promise.resolve();
+    let busy = false;
     const timer = setInterval(() => {
-      if (!cluster.isUp) return;
-      const action = rule.step(cluster.hearsMajority);
+      // One transition at a time: a rejoin still waiting on Kafka is not asked for again.
+      if (!cluster.isUp || busy) return;
+      const action = rule.step(cluster.hearsMajority, performance.now());
       if (!action) return;
       const { heard, of } = cluster.heard();
+      busy = true;
       transition = transition.then(async () => {
         if (action === "leave") {
           log.warn(
@@ -320,11 +326,13 @@ export class ProcessorNode {
           await pipeline.stop().catch((error) => log.warn("leaving the group failed: {error}", { error }));
         } else {
           log.info("hears a majority again ({heard} of {of} members): consuming again", { heard, of });
-          await pipeline.start().catch((error) =>
-            log.error("could not join Kafka group {group} again: {error}", { group: config.group, error })
-          );
+          await pipeline.start().catch(async (error) => {
+            log.error("could not join Kafka group {group} again, retrying: {error}", { group: config.group, error });
+            await pipeline.stop().catch(() => {});
+            rule.rejoinFailed();
+          });
         }
-      });
+      }).finally(() => (busy = false));
     }, MINORITY_CHECK_MS);
     return {
       stop: async () => {
@@ -345,13 +353,9 @@ export class ProcessorNode {
       if (consuming) await this.pipeline.stop().catch(() => {});
       await this.close();
     })();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), limitMs)));
-    const inTime = await Promise.race([done.then(() => true), late]);
-    clearTimeout(timer);
-    if (!inTime) {
-      log.warn("closing did not finish within {seconds} s; exiting anyway", { seconds: limitMs / 1000 });
-    }
+    await within(done, limitMs, "closing").catch(() =>
+      log.warn("closing did not finish within {seconds} s; exiting anyway", { seconds: limitMs / 1000 })
+    );
   }
 
   /** Closes every part, last started first; closing twice is harmless. */

@@ -17,7 +17,7 @@ import { compactRanges } from "../cluster/management/shard_ranges.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
-import { sleep } from "../kafka/producer.ts";
+import { sleep } from "../cluster/sleep.ts";
 
 /** Flags of the demo. */
 export const demoSpec = {

@@ -97,6 +97,13 @@ probe() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# Whether every broker takes connections: a broker counts in the metadata as soon as it has
+# registered, seconds before its own listener opens while it loads its partitions.
+all_listening() {
+  local i
+  for ((i = 1; i <= count; i++)); do port_open "$(host_of "$i")" "$(port_of "$i")" || return 1; done
+}
+
 # The pid file may outlive its process (a reboot, a copied cache folder), and the number may
 # since belong to another program: only a JVM running this broker's configuration counts.
 running_pid() {
@@ -169,7 +176,7 @@ start() {
     # GC pause) gets a short first look, then the wait below. Anything else gets time enough to
     # answer before it is called foreign.
     if [ "$mine" -gt 0 ]; then limit=5000; else limit=$answer_ms; fi
-    if info="$(probe "$java" "$limit" 2>/dev/null)" && [[ "$info" == *", $count broker(s)" ]]; then
+    if info="$(probe "$java" "$limit" 2>/dev/null)" && [[ "$info" == *", $count broker(s)" ]] && all_listening; then
       say "a broker already answers at $bootstrap ($info)"
       echo "$bootstrap"
       return 0
@@ -182,7 +189,7 @@ start() {
   local deadline=$((SECONDS + start_timeout))
   # Short probes in a loop, so a broker that dies is reported at once rather than at the deadline.
   while true; do
-    if info="$(probe "$java" 10000 2>&1)" && [[ "$info" == *", $count broker(s)" ]]; then break; fi
+    if info="$(probe "$java" 10000 2>&1)" && [[ "$info" == *", $count broker(s)" ]] && all_listening; then break; fi
     for ((i = 1; i <= count; i++)); do
       if ! running_pid "$i" >/dev/null; then
         log_tail "$i"

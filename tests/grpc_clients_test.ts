@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { UserStatsClient } from "../grpc/user_client.ts";
 import {
+  concatBytes,
   decodeSettings,
   encodeFrame,
   encodeGoAway,
@@ -82,21 +83,11 @@ function request(id: number, user: string): Uint8Array[] {
   ];
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
-}
-
 /** A raw TCP connection to the gRPC port that writes what a test says and reads frames until the server closes. */
 async function rawConnection(port: number, write: Uint8Array[], closeAfterWrite = false): Promise<Frame[]> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    await conn.write(concat(write));
+    await conn.write(concatBytes(write));
     if (closeAfterWrite) return [];
     const decoder = new FrameDecoder(1 << 24);
     const frames: Frame[] = [];
@@ -259,6 +250,29 @@ Deno.test("no client can take a node down; after each, the same process answers 
       assert.ok(code === undefined || code === ErrorCode.ENHANCE_YOUR_CALM, `GOAWAY ${code}`);
       await stillExact("rapid reset");
     });
+    await t.step(
+      "raw sockets: a header block of endless empty CONTINUATION frames; unfinished messages past the window",
+      async () => {
+        const headers = encodeFrame(FrameType.HEADERS, 0, 1, REQUEST_HEADERS);
+        const continuations = Array.from({ length: 10_000 }, () => encodeFrame(FrameType.CONTINUATION, 0, 1));
+        const continued = await rawConnection(ports.grpc, [
+          PREFACE,
+          encodeSettings(new Map()),
+          headers,
+          ...continuations,
+        ]);
+        assert.equal(goAwayCode(continued), ErrorCode.ENHANCE_YOUR_CALM);
+        // Each stream sends most of a 60,000-byte message and never the rest: together more than the connection's window.
+        const unfinished: Uint8Array[] = [PREFACE, encodeSettings(new Map())];
+        for (let id = 1; id <= 41; id += 2) {
+          unfinished.push(encodeFrame(FrameType.HEADERS, Flag.END_HEADERS, id, REQUEST_HEADERS));
+          unfinished.push(encodeFrame(FrameType.DATA, 0, id, Uint8Array.of(0, 0, 0, 0xea, 0x60)));
+          for (let i = 0; i < 5; i++) unfinished.push(encodeFrame(FrameType.DATA, 0, id, new Uint8Array(11_000)));
+        }
+        assert.equal(goAwayCode(await rawConnection(ports.grpc, unfinished)), ErrorCode.FLOW_CONTROL_ERROR);
+        await stillExact("floods");
+      },
+    );
     await t.step("raw sockets: 2,000 connections opened, sent a call and closed at once", async () => {
       for (let batch = 0; batch < 20; batch++) {
         await Promise.all(Array.from({ length: 100 }, (_, i) =>

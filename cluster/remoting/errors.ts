@@ -1,5 +1,5 @@
 /**
- * How remoting fails, and the one deadline helper its callers share.
+ * How remoting fails, and the one deadline helper the project shares.
  *
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * An HTTP/2 client over cleartext TCP with prior knowledge (h2c), for gRPC
- * calls to one endpoint: one connection at a time, opened when a request
- * needs it and replaced when it has ended or is going away, so a client
+ * calls to one endpoint: connections opened when a request finds none with
+ * room, and replaced when they have ended or are going away, so a client
  * outlives restarts of the server it talks to.
  *
  * @module
@@ -23,7 +23,9 @@ export class Http2Client {
   readonly #hostname: string;
   readonly #port: number;
   readonly #limits: ConnectionLimits;
-  #current: Promise<ConnectionSocket> | undefined;
+  readonly #sockets = new Set<ConnectionSocket>();
+  /** The one dial in progress: callers that find no room wait for it together. */
+  #dialing: Promise<void> | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
@@ -38,49 +40,58 @@ export class Http2Client {
     return `${this.#hostname.includes(":") ? `[${this.#hostname}]` : this.#hostname}:${this.#port}`;
   }
 
-  /** Opens a stream with `headers`; rejects with {@linkcode DialError} when no connection can be made. */
+  /**
+   * Opens a stream with `headers` on a connection with room for it,
+   * connecting when none has (the server's stream limit is per connection);
+   * rejects with {@linkcode DialError} when no connection can be made.
+   */
   async open(headers: readonly HeaderField[]): Promise<Http2Stream> {
-    const socket = await this.#connection();
-    return socket.connection.openStream(headers, false);
-  }
-
-  async #connection(): Promise<ConnectionSocket> {
-    if (this.#closed) throw new DialError("the client is closed");
-    const current = this.#current && await this.#current.catch(() => undefined);
-    if (current && current.connection.canOpenStream) return current;
-    this.#current = this.#dial();
-    try {
-      return await this.#current;
-    } catch (error) {
-      this.#current = undefined;
-      throw error;
+    while (true) {
+      if (this.#closed) throw new DialError("the client is closed");
+      for (const socket of this.#sockets) {
+        if (socket.connection.canOpenStream) return socket.connection.openStream(headers, false);
+      }
+      this.#dialing ??= this.#dial().finally(() => (this.#dialing = undefined));
+      await this.#dialing;
     }
   }
 
-  async #dial(): Promise<ConnectionSocket> {
+  async #dial(): Promise<void> {
     let conn: Deno.TcpConn;
     try {
       conn = await Deno.connect({ hostname: this.#hostname, port: this.#port });
     } catch (error) {
       throw new DialError(error instanceof Error ? error.message : String(error), { cause: error });
     }
+    if (this.#closed) {
+      conn.close();
+      throw new DialError("the client is closed");
+    }
     conn.setNoDelay(true);
     const socket = new ConnectionSocket(conn, (hooks) => new Http2Connection("client", hooks, this.#limits));
-    socket.run();
-    if (this.#ticker === undefined) {
-      this.#ticker = setInterval(() => {
-        this.#current?.then((s) => s.tick(performance.now()), () => {});
-      }, TICK_MS);
-      // Keepalive alone must not keep a program alive that is otherwise done.
-      Deno.unrefTimer(this.#ticker);
-    }
-    return socket;
+    this.#sockets.add(socket);
+    socket.run().finally(() => this.#sockets.delete(socket));
+    this.#ticker ??= setInterval(() => this.#tick(performance.now()), TICK_MS);
+    // Keepalive alone must not keep a program alive that is otherwise done.
+    Deno.unrefTimer(this.#ticker);
   }
 
-  /** Closes the connection; calls in flight fail. */
+  /** Keepalive on every connection; connections opened for a burst go once idle, all but one. */
+  #tick(now: number): void {
+    let kept = false;
+    for (const socket of this.#sockets) {
+      socket.tick(now);
+      const connection = socket.connection;
+      if (!connection.canOpenStream) continue;
+      if (kept && connection.openStreams === 0) connection.goAway("idle");
+      else kept = true;
+    }
+  }
+
+  /** Closes every connection; calls in flight fail. */
   close(): void {
     this.#closed = true;
     clearInterval(this.#ticker);
-    this.#current?.then((socket) => socket.close("the client closed"), () => {});
+    for (const socket of this.#sockets) socket.close("the client closed");
   }
 }

@@ -14,6 +14,7 @@
  * @module
  */
 import {
+  concatBytes,
   decodeSettings,
   DEFAULT_MAX_FRAME_SIZE,
   encodeFrame,
@@ -55,22 +56,35 @@ export interface ConnectionLimits {
   readonly keepaliveTimeoutMs: number;
   /** A server waits this long for the client's preface and first SETTINGS. */
   readonly handshakeTimeoutMs: number;
-  /** Streams refused because the peer kept too many busy (resets included) before the connection is ended. */
+  /**
+   * Streams refused because the peer kept too many busy (resets included)
+   * before the connection is ended; each stream that finishes normally
+   * forgives one.
+   */
   readonly maxRefusedStreams: number;
+  /** Bytes produced for a peer that does not read them, before the connection is dropped. */
+  readonly maxUnwrittenBytes: number;
 }
 
 /** Limits that suit a gRPC front end. */
 export const DEFAULT_LIMITS: ConnectionLimits = {
-  maxConcurrentStreams: 1000,
-  streamWindow: 1 << 20,
-  connectionWindow: 4 << 20,
+  maxConcurrentStreams: 250,
+  streamWindow: 65_535,
+  connectionWindow: 1 << 20,
   maxHeaderListSize: 16 << 10,
   maxHeaderBlockBytes: 64 << 10,
   keepaliveMs: 60_000,
   keepaliveTimeoutMs: 20_000,
   handshakeTimeoutMs: 10_000,
   maxRefusedStreams: 1000,
+  maxUnwrittenBytes: 8 << 20,
 };
+
+/** Frames one header block may take: a peer's empty CONTINUATION frames cost work, not bytes. */
+const MAX_HEADER_BLOCK_FRAMES = 64;
+
+/** What every frame costs on the wire before its payload. */
+const FRAME_HEADER_BYTES = 9;
 
 /** How a connection ended. */
 export interface ConnectionEnd {
@@ -141,7 +155,9 @@ export class Http2Connection {
 
   #prefaceSeen: boolean;
   #settingsSeen = false;
-  #continuation: { streamId: number; end: boolean; fragments: Uint8Array[]; bytes: number } | undefined;
+  #continuation:
+    | { streamId: number; end: boolean; fragments: Uint8Array[]; wireBytes: number; frames: number }
+    | undefined;
   /** A stream error found in a HEADERS frame, raised once its block is decoded (the HPACK table needs it). */
   #pendingError: StreamError | undefined;
   #lastPeerStream = 0;
@@ -228,14 +244,7 @@ export class Http2Connection {
   takeOutput(): Uint8Array | undefined {
     if (this.#outputBytes === 0) return undefined;
     const chunks = this.#output;
-    const bytes = chunks.length === 1 ? chunks[0] : new Uint8Array(this.#outputBytes);
-    if (chunks.length > 1) {
-      let at = 0;
-      for (const chunk of chunks) {
-        bytes.set(chunk, at);
-        at += chunk.length;
-      }
-    }
+    const bytes = chunks.length === 1 ? chunks[0] : concatBytes(chunks, this.#outputBytes);
     this.#output = [];
     this.#outputBytes = 0;
     return bytes;
@@ -272,9 +281,15 @@ export class Http2Connection {
     this.#end({ code: ErrorCode.NO_ERROR, reason, byPeer: true });
   }
 
-  /** Time passes: keepalive pings, and the handshake's deadline. */
+  /** Time passes: keepalive pings, the handshake's deadline, and requests their application timed. */
   tick(now: number): void {
     if (this.#ended) return;
+    for (const stream of this.#streams.values()) {
+      const timeout = stream.requestTimeoutMs;
+      if (timeout !== undefined && !stream.remoteEnded && now - stream.openedAt > timeout) {
+        this.#resetStream(stream, ErrorCode.CANCEL, `did not finish its request within ${timeout} ms`);
+      }
+    }
     if (!this.#settingsSeen && now - this.#startedAt > this.#limits.handshakeTimeoutMs) {
       this.#fail(ErrorCode.SETTINGS_TIMEOUT, `no HTTP/2 preface within ${this.#limits.handshakeTimeoutMs} ms`);
       return;
@@ -333,6 +348,7 @@ export class Http2Connection {
     sendData: (stream: Http2Stream, data: Uint8Array, end: boolean) => this.#sendData(stream, data, end),
     reset: (stream: Http2Stream, code: number) => this.#resetStream(stream, code, "reset by this side"),
     consumed: (stream: Http2Stream, bytes: number) => this.#consumed(stream, bytes),
+    released: (stream: Http2Stream, bytes: number) => this.#released(stream, bytes),
   };
 
   #newStream(id: number): Http2Stream {
@@ -342,7 +358,7 @@ export class Http2Connection {
   }
 
   #sendHeaders(stream: Http2Stream, headers: readonly HeaderField[], end: boolean): void {
-    if (stream.failure) this.#busy.delete(stream);
+    if (stream.failure || !this.#streams.has(stream.id)) this.#busy.delete(stream);
     if (stream.localEnded || this.#ended) return;
     if (end) stream.localEnded = true;
     stream.outbox.push({ kind: "headers", headers, end });
@@ -351,10 +367,8 @@ export class Http2Connection {
   }
 
   #sendData(stream: Http2Stream, data: Uint8Array, end: boolean): Promise<void> {
-    if (stream.failure) {
-      this.#busy.delete(stream);
-      return Promise.reject(stream.failure);
-    }
+    if (stream.failure || !this.#streams.has(stream.id)) this.#busy.delete(stream);
+    if (stream.failure) return Promise.reject(stream.failure);
     if (stream.localEnded || this.#ended) {
       return Promise.reject(new StreamResetError(ErrorCode.STREAM_CLOSED, "the stream's sending side has ended"));
     }
@@ -373,20 +387,31 @@ export class Http2Connection {
     this.#forget(stream, new StreamResetError(code, `stream ${stream.id} ${reason} (${errorName(code)})`));
   }
 
+  /** The application read `bytes` of the stream's data: the peer may send that much more on the stream. */
   #consumed(stream: Http2Stream, bytes: number): void {
-    if (this.#ended) return;
-    this.#pendingConnectionCredit += bytes;
-    if (this.#pendingConnectionCredit >= this.#limits.connectionWindow / 2) {
-      this.#emit(encodeWindowUpdate(0, this.#pendingConnectionCredit));
-      this.#receiveWindow += this.#pendingConnectionCredit;
-      this.#pendingConnectionCredit = 0;
-    }
-    if (stream.remoteEnded || !this.#streams.has(stream.id)) return;
+    if (this.#ended || stream.remoteEnded || !this.#streams.has(stream.id)) return;
     stream.pendingCredit += bytes;
     if (stream.pendingCredit >= this.#limits.streamWindow / 2) {
       this.#emit(encodeWindowUpdate(stream.id, stream.pendingCredit));
       stream.receiveWindow += stream.pendingCredit;
       stream.pendingCredit = 0;
+    }
+  }
+
+  /** The application no longer holds `bytes` of the stream's data: the peer may send that much more in all. */
+  #released(stream: Http2Stream, bytes: number): void {
+    const released = Math.min(bytes, stream.unreleased);
+    stream.unreleased -= released;
+    this.#creditConnection(released);
+  }
+
+  #creditConnection(bytes: number): void {
+    if (this.#ended || bytes <= 0) return;
+    this.#pendingConnectionCredit += bytes;
+    if (this.#pendingConnectionCredit >= this.#limits.connectionWindow / 2) {
+      this.#emit(encodeWindowUpdate(0, this.#pendingConnectionCredit));
+      this.#receiveWindow += this.#pendingConnectionCredit;
+      this.#pendingConnectionCredit = 0;
     }
   }
 
@@ -407,8 +432,9 @@ export class Http2Connection {
         if (item.end) this.#localEnd(stream);
         continue;
       }
-      const allowed = Math.min(item.data.length, stream.sendWindow, this.#sendWindow);
-      if (allowed <= 0 && item.data.length > 0) return;
+      // A window can be negative: SETTINGS may shrink it below what was already sent (RFC 9113 §6.9.2).
+      const allowed = Math.max(0, Math.min(item.data.length, stream.sendWindow, this.#sendWindow));
+      if (allowed === 0 && item.data.length > 0) return;
       for (let at = 0; at < allowed; at += this.#peerMaxFrame) {
         const piece = item.data.subarray(at, Math.min(allowed, at + this.#peerMaxFrame));
         const last = at + piece.length === item.data.length;
@@ -444,7 +470,7 @@ export class Http2Connection {
 
   /** This side sent END_STREAM on `stream`. */
   #localEnd(stream: Http2Stream): void {
-    this.#busy.delete(stream);
+    if (this.#busy.delete(stream) && this.#refused > 0) this.#refused--;
     if (stream.remoteEnded) {
       this.#forget(stream);
     } else if (this.#role === "server") {
@@ -454,25 +480,21 @@ export class Http2Connection {
     }
   }
 
+  /**
+   * The stream is closed. What its application will never read, and on a
+   * server everything of a finished call, no longer holds the connection's
+   * window; a request the server stopped reading early ends for its reader.
+   */
   #forget(stream: Http2Stream, failure?: StreamResetError): void {
     if (!this.#streams.delete(stream.id)) return;
     this.#sendable.delete(stream);
-    if (failure) {
-      stream.fail(failure);
-      // What the application will never read must not hold the connection's window.
-      const unread = stream.discardUnread();
-      if (unread > 0) this.#consumedByConnection(unread);
+    if (failure) stream.fail(failure);
+    if (failure || this.#role === "server") {
+      stream.discardUnread();
+      if (!stream.remoteEnded) stream.receiveEnd();
+      this.#released(stream, stream.unreleased);
     }
     this.#closeIfIdle("every stream finished after GOAWAY", this.#peerLastStream !== undefined);
-  }
-
-  #consumedByConnection(bytes: number): void {
-    this.#pendingConnectionCredit += bytes;
-    if (this.#pendingConnectionCredit >= this.#limits.connectionWindow / 2) {
-      this.#emit(encodeWindowUpdate(0, this.#pendingConnectionCredit));
-      this.#receiveWindow += this.#pendingConnectionCredit;
-      this.#pendingConnectionCredit = 0;
-    }
   }
 
   #closeIfIdle(reason: string, byPeer: boolean): void {
@@ -583,16 +605,23 @@ export class Http2Connection {
     const data = this.#unpadded(frame);
     const stream = this.#streams.get(frame.streamId);
     if (!stream || stream.remoteEnded) {
-      this.#consumedByConnection(length);
+      this.#creditConnection(length);
       throw new StreamError(frame.streamId, ErrorCode.STREAM_CLOSED, "DATA on a closed stream");
     }
     stream.receiveWindow -= length;
     if (stream.receiveWindow < 0) {
-      this.#consumedByConnection(length);
+      this.#creditConnection(length);
       throw new StreamError(frame.streamId, ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the stream's window");
     }
+    if (stream.headers.length === 0) {
+      this.#creditConnection(length);
+      throw new StreamError(frame.streamId, ErrorCode.PROTOCOL_ERROR, "DATA before the response's headers");
+    }
     // Padding counts against the windows but is never read: credit it back at once.
-    if (length > data.length) this.#consumed(stream, length - data.length);
+    if (length > data.length) {
+      this.#consumed(stream, length - data.length);
+      this.#creditConnection(length - data.length);
+    }
     stream.receiveData(data);
     if (frame.flags & Flag.END_STREAM) this.#remoteEnd(stream);
   }
@@ -616,9 +645,10 @@ export class Http2Connection {
       streamId: frame.streamId,
       end: (frame.flags & Flag.END_STREAM) !== 0,
       fragments: [fragment],
-      bytes: fragment.length,
+      wireBytes: FRAME_HEADER_BYTES + frame.payload.length,
+      frames: 1,
     };
-    if (fragment.length > this.#limits.maxHeaderBlockBytes) this.#blockTooLong();
+    if (this.#continuation.wireBytes > this.#limits.maxHeaderBlockBytes) this.#blockTooLong();
     if (frame.flags & Flag.END_HEADERS) this.#headerBlockDone();
   }
 
@@ -627,23 +657,30 @@ export class Http2Connection {
     if (!block || frame.streamId !== block.streamId) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without a header block to continue");
     }
-    block.fragments.push(frame.payload);
-    block.bytes += frame.payload.length;
-    if (block.bytes > this.#limits.maxHeaderBlockBytes) this.#blockTooLong();
+    if (frame.payload.length > 0) block.fragments.push(frame.payload);
+    block.wireBytes += FRAME_HEADER_BYTES + frame.payload.length;
+    block.frames++;
+    if (block.wireBytes > this.#limits.maxHeaderBlockBytes) this.#blockTooLong();
+    if (block.frames > MAX_HEADER_BLOCK_FRAMES) {
+      throw new ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `a header block in over ${MAX_HEADER_BLOCK_FRAMES} frames`,
+      );
+    }
     if (frame.flags & Flag.END_HEADERS) this.#headerBlockDone();
   }
 
   #blockTooLong(): never {
     throw new ConnectionError(
       ErrorCode.ENHANCE_YOUR_CALM,
-      `a header block longer than ${this.#limits.maxHeaderBlockBytes} bytes`,
+      `a header block longer than ${this.#limits.maxHeaderBlockBytes} bytes on the wire`,
     );
   }
 
   #headerBlockDone(): void {
     const block = this.#continuation!;
     this.#continuation = undefined;
-    const bytes = block.fragments.length === 1 ? block.fragments[0] : concat(block.fragments, block.bytes);
+    const bytes = block.fragments.length === 1 ? block.fragments[0] : concatBytes(block.fragments);
     // Decoded whatever becomes of the stream: the HPACK table must stay in step with the peer's.
     const { headers, tooLarge } = this.#hpack.decode(bytes);
     const pending = this.#pendingError;
@@ -680,6 +717,7 @@ export class Http2Connection {
     const problem = requestProblem(headers);
     if (problem) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `a malformed request: ${problem}`);
     const stream = this.#newStream(id);
+    stream.openedAt = this.#lastHeardAt;
     this.#busy.add(stream);
     stream.receiveHeaders(headers, false);
     try {
@@ -735,22 +773,15 @@ export class Http2Connection {
     const stream = this.#streams.get(frame.streamId);
     if (!stream) return;
     const code = uint32(frame.payload);
-    if (code === ErrorCode.NO_ERROR && stream.remoteEnded) {
-      // RFC 9113 §8.1: the peer's answer is complete and it wants no more of the request; the answer stands.
-      this.#streams.delete(stream.id);
-      this.#sendable.delete(stream);
+    if (this.#role === "client" && code === ErrorCode.NO_ERROR && stream.remoteEnded) {
+      // RFC 9113 §8.1: the server's answer is complete and it wants no more of the request; the answer stands.
       stream.stopSending(new StreamResetError(code, `stream ${stream.id}: the peer needs no more of it`));
-      this.#closeIfIdle("every stream finished after GOAWAY", this.#peerLastStream !== undefined);
+      this.#forget(stream);
       return;
     }
     // The application still owns a reset stream until it finishes with it (it stays "busy"), so a peer
     // that opens and resets streams in a loop cannot make it run unbounded work (CVE-2023-44487).
-    this.#streams.delete(stream.id);
-    this.#sendable.delete(stream);
-    const unread = stream.discardUnread();
-    if (unread > 0) this.#consumedByConnection(unread);
-    stream.fail(new StreamResetError(code, `stream ${stream.id} reset by the peer (${errorName(code)})`));
-    this.#closeIfIdle("every stream finished after GOAWAY", this.#peerLastStream !== undefined);
+    this.#forget(stream, new StreamResetError(code, `stream ${stream.id} reset by the peer (${errorName(code)})`));
   }
 
   #settings(frame: Frame): void {
@@ -854,10 +885,9 @@ export class Http2Connection {
     if (stream.sendWindow > MAX_WINDOW) {
       throw new StreamError(frame.streamId, ErrorCode.FLOW_CONTROL_ERROR, "a stream window above 2^31-1");
     }
-    if (stream.outbox.length > 0) {
-      this.#sendable.add(stream);
-      this.#flushStreams();
-    }
+    // Only this stream can have been waiting for this window: a peer's many small updates cost one stream each.
+    this.#flushStream(stream);
+    if (stream.outbox.length === 0) this.#sendable.delete(stream);
   }
 
   // Ending.
@@ -888,6 +918,17 @@ export class Http2Connection {
     const first = this.#outputBytes === 0;
     this.#output.push(bytes);
     this.#outputBytes += bytes.length;
+    if (this.#outputBytes > this.#limits.maxUnwrittenBytes && !this.#ended) {
+      // The peer reads nothing: what waits for it is dropped with the connection, not kept.
+      this.#output = [];
+      this.#outputBytes = 0;
+      this.#end({
+        code: ErrorCode.ENHANCE_YOUR_CALM,
+        reason: `more than ${this.#limits.maxUnwrittenBytes} bytes the peer does not read`,
+        byPeer: false,
+      });
+      return;
+    }
     if (first) this.#hooks.writable();
   }
 }
@@ -914,14 +955,4 @@ function requestProblem(headers: readonly HeaderField[]): string | undefined {
     if (!pseudo.has(required)) return `no ${required}`;
   }
   return undefined;
-}
-
-function concat(chunks: readonly Uint8Array[], length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
 }

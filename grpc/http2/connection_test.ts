@@ -108,7 +108,7 @@ Deno.test("a server answers the preface with its SETTINGS and window, and acknow
     [FrameType.WINDOW_UPDATE, 0],
     [FrameType.SETTINGS, Flag.ACK],
   ]);
-  assert.deepEqual(new Map(decodeSettings(frames[0].payload)).get(Setting.MAX_CONCURRENT_STREAMS), 1000);
+  assert.deepEqual(new Map(decodeSettings(frames[0].payload)).get(Setting.MAX_CONCURRENT_STREAMS), 250);
   assert.equal(server.end, undefined);
 });
 
@@ -206,10 +206,10 @@ Deno.test("what ends a connection: each violation gets GOAWAY with its code, and
       ErrorCode.FLOW_CONTROL_ERROR,
     ],
     ["DATA past the connection window", (s) => {
-      // Each stream stays inside its own 1 MiB window; together they pass the connection's 4 MiB.
-      for (let id = 1; id <= 9; id += 2) {
+      // Each stream stays inside its own 64 KiB window; together, unread, they pass the connection's 1 MiB.
+      for (let id = 1; id <= 45; id += 2) {
         s.send(headersFrame(id, REQUEST));
-        for (let i = 0; i < 60; i++) s.send(dataFrame(id, 16_384));
+        for (let i = 0; i < 3; i++) s.send(dataFrame(id, 16_384));
       }
     }, ErrorCode.FLOW_CONTROL_ERROR],
     ["padding as long as the frame", (s) => {
@@ -258,7 +258,7 @@ Deno.test("what ends a stream only: RST_STREAM with its code, and the connection
     ]],
     ["DATA past the stream's window", (s) => {
       s.send(encodeSettings(new Map()), headersFrame(1, REQUEST));
-      for (let i = 0; i < 65; i++) s.send(dataFrame(1, 16_384));
+      for (let i = 0; i < 4; i++) s.send(dataFrame(1, 16_384));
     }, [1, ErrorCode.FLOW_CONTROL_ERROR]],
     [
       "DATA after END_STREAM",
@@ -276,7 +276,7 @@ Deno.test("what ends a stream only: RST_STREAM with its code, and the connection
     ],
   ];
   for (const [what, act, rst] of cases) {
-    const server = new ServerUnderTest({ streamWindow: 1 << 20 });
+    const server = new ServerUnderTest();
     act(server);
     assert.deepEqual(rsts(server.frames()).at(-1), rst, what);
     assert.equal(server.end, undefined, what);
@@ -463,4 +463,91 @@ Deno.test("a client connection: trailers-only answers, and streams the server ne
   assert.equal(b.failure?.code, ErrorCode.REFUSED_STREAM);
   await a.end();
   assert.equal(ended?.byPeer, true);
+});
+
+Deno.test("a header block of endless empty CONTINUATION frames ends the connection (CVE-2024-27316)", () => {
+  const server = new ServerUnderTest();
+  server.send(encodeFrame(FrameType.HEADERS, 0, 1, encodeHeaders(REQUEST)));
+  for (let i = 0; i < 100 && !server.end; i++) server.send(encodeFrame(FrameType.CONTINUATION, 0, 1));
+  assert.deepEqual(server.goAway()?.[0], ErrorCode.ENHANCE_YOUR_CALM);
+  assert.match(server.end?.reason ?? "", /in over 64 frames/);
+});
+
+Deno.test("the connection window comes back as the application releases what it read, not as it reads", async () => {
+  const server = new ServerUnderTest({ connectionWindow: 65_535 });
+  const connectionUpdates = () =>
+    server.frames().filter((f) => f.type === FrameType.WINDOW_UPDATE && f.streamId === 0).map((f) => uint32(f.payload));
+  server.send(headersFrame(1, REQUEST), dataFrame(1, 16_384), dataFrame(1, 16_384), dataFrame(1, 16_384));
+  const reading = server.streams[0].body();
+  assert.equal((await reading.next()).value?.length, 3 * 16_384);
+  assert.deepEqual(connectionUpdates(), [], "read, but still held");
+  server.streams[0].release(3 * 16_384);
+  assert.deepEqual(connectionUpdates(), [3 * 16_384]);
+
+  // Tiny frames cost the same window: a flood of 1-byte DATA stops when the window does, unread.
+  const flooded = new ServerUnderTest({ connectionWindow: 65_535, streamWindow: 1 << 20 });
+  flooded.send(headersFrame(1, REQUEST));
+  for (let i = 0; i < 65_535; i++) flooded.send(dataFrame(1, 1));
+  assert.equal(flooded.end, undefined);
+  flooded.send(dataFrame(1, 1));
+  assert.deepEqual(flooded.goAway()?.[0], ErrorCode.FLOW_CONTROL_ERROR);
+});
+
+Deno.test("a finished call gives back what its request held, read or not", () => {
+  const server = new ServerUnderTest({ connectionWindow: 65_535 });
+  server.send(headersFrame(1, REQUEST), dataFrame(1, 13_000), dataFrame(1, 13_000), dataFrame(1, 13_000));
+  server.frames();
+  server.streams[0].respond([[":status", "200"], ["grpc-status", "0"]], true);
+  const frames = server.frames();
+  assert.deepEqual(rsts(frames), [[1, ErrorCode.NO_ERROR]], "the client need not send the rest");
+  assert.deepEqual(
+    frames.filter((f) => f.type === FrameType.WINDOW_UPDATE && f.streamId === 0).map((f) => uint32(f.payload)),
+    [39_000],
+  );
+});
+
+Deno.test("RST_STREAM with NO_ERROR from a client cancels its call like any other reset", () => {
+  const server = new ServerUnderTest();
+  server.send(headersFrame(1, REQUEST, Flag.END_HEADERS | Flag.END_STREAM));
+  server.send(encodeRstStream(1, ErrorCode.NO_ERROR));
+  assert.ok(server.streams[0].signal.aborted);
+  assert.equal(server.streams[0].failure?.code, ErrorCode.NO_ERROR);
+});
+
+Deno.test("a peer that reads nothing is dropped once what waits for it passes the limit", () => {
+  const server = new ServerUnderTest({ maxUnwrittenBytes: 1000 });
+  for (let i = 0; i < 100 && !server.end; i++) server.send(encodePing(new Uint8Array(8), false));
+  assert.equal(server.end?.code, ErrorCode.ENHANCE_YOUR_CALM);
+  assert.equal(server.connection.pendingOutput, 0, "what it did not read is dropped, not kept");
+});
+
+Deno.test("a client resets a stream whose DATA comes before the response's headers", () => {
+  const client = new Http2Connection("client", { writable: () => {}, closed: () => {} });
+  client.start(0);
+  client.takeOutput();
+  client.receive(encodeSettings(new Map()), 0);
+  const stream = client.openStream(REQUEST, true);
+  client.receive(dataFrame(1, 5), 0);
+  assert.equal(stream.failure?.code, ErrorCode.PROTOCOL_ERROR);
+  assert.equal(client.ended, false);
+});
+
+Deno.test("a request its application timed is reset once it has not ended in time; others are left alone", () => {
+  const server = new ServerUnderTest();
+  server.now = 1000;
+  server.send(
+    headersFrame(1, REQUEST),
+    headersFrame(3, REQUEST),
+    headersFrame(5, REQUEST, Flag.END_HEADERS | Flag.END_STREAM),
+  );
+  const [timed, untimed, finished] = server.streams;
+  timed.requestTimeoutMs = finished.requestTimeoutMs = 500;
+  server.frames();
+  server.connection.tick(1400);
+  assert.deepEqual(rsts(server.frames()), []);
+  server.connection.tick(1600);
+  assert.deepEqual(rsts(server.frames()), [[1, ErrorCode.CANCEL]]);
+  assert.match(timed.failure?.message ?? "", /did not finish its request within 500 ms/);
+  assert.equal(untimed.failure, undefined);
+  assert.equal(finished.failure, undefined, "a request that ended in time is answered at leisure");
 });

@@ -250,3 +250,24 @@ export function encodeWindowUpdate(streamId: number, increment: number): Uint8Ar
 export function uint32(bytes: Uint8Array, at = 0): number {
   return ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
 }
+
+/**
+ * `chunks` as one buffer (`length` bytes, when the caller knows).
+ *
+ * @example
+ * ```ts
+ * concatBytes([Uint8Array.of(1), Uint8Array.of(2, 3)]); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function concatBytes(
+  chunks: readonly Uint8Array[],
+  length: number = chunks.reduce((n, chunk) => n + chunk.length, 0),
+): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return bytes;
+}

@@ -8,10 +8,6 @@
  * @module
  */
 import type { ConnectionEnd, Http2Connection } from "./connection.ts";
-import { ErrorCode } from "./frame.ts";
-
-/** Bytes produced for a peer that does not read them, before the connection is dropped. */
-export const MAX_UNWRITTEN_BYTES = 8 << 20;
 
 /** How long an ended connection may take to write its last frames (GOAWAY) before the socket is closed anyway. */
 export const CLOSE_GRACE_MS = 5_000;
@@ -84,15 +80,9 @@ export class ConnectionSocket {
     await this.#done;
   }
 
-  /**
-   * Time passes: keepalive and the handshake's deadline; a peer that reads
-   * nothing is dropped, and so is a socket whose last write hangs.
-   */
+  /** Time passes: keepalive and the handshake's deadline; a socket whose last write hangs is closed. */
   tick(now: number): void {
     this.#h2.tick(now);
-    if (this.#h2.pendingOutput > MAX_UNWRITTEN_BYTES) {
-      this.#h2.abort(ErrorCode.ENHANCE_YOUR_CALM, `more than ${MAX_UNWRITTEN_BYTES} bytes the peer does not read`);
-    }
     if (this.#ended && now - this.#endedAt > CLOSE_GRACE_MS) this.#closeSocket();
   }
 

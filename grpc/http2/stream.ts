@@ -1,9 +1,14 @@
 /**
  * One HTTP/2 stream as the application sees it: the header blocks and data
- * that arrived (data as an async iterable that gives flow-control credit back
- * as it is read), and the calls that send on it. The connection owns every
+ * that arrived, and the calls that send on it. The connection owns every
  * piece of protocol state; a stream only holds what its application reads and
  * what waits to be sent.
+ *
+ * Data costs the peer window twice over: the stream's window comes back as
+ * the application reads (`body()`), the connection's only when the
+ * application releases what it read (`release`), once it no longer holds it
+ * (a whole message parsed). So the connection window bounds what one
+ * connection can make the node hold, however many streams it opens.
  *
  * @module
  */
@@ -30,8 +35,10 @@ export interface StreamOwner {
   sendData(stream: Http2Stream, data: Uint8Array, end: boolean): Promise<void>;
   /** Ends the stream with RST_STREAM `code`. */
   reset(stream: Http2Stream, code: number): void;
-  /** The application read `bytes` of this stream's data: the peer may send that much more. */
+  /** The application read `bytes` of this stream's data: the stream may receive that much more. */
   consumed(stream: Http2Stream, bytes: number): void;
+  /** The application no longer holds `bytes` it read: the connection may receive that much more. */
+  released(stream: Http2Stream, bytes: number): void;
 }
 
 /** Queued outgoing frames of one stream, in order; the connection takes them as flow control allows. */
@@ -44,6 +51,15 @@ export type Outgoing =
     readonly sent: () => void;
     readonly failed: (error: Error) => void;
   };
+
+/**
+ * Received data is kept in one buffer per stream: a frame's own payload
+ * while it is the only one unread, then a buffer grown as needed, so that a
+ * peer's tiny DATA frames cost one copy each, not an object each.
+ */
+const INITIAL_BUFFER_BYTES = 1024;
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * A stream: request and response on one id.
@@ -60,21 +76,31 @@ export class Http2Stream {
   headers: readonly HeaderField[] = [];
   /** The header block that ended the peer's side, when there was one after the first. */
   trailers: readonly HeaderField[] = [];
-  #chunks: Uint8Array[] = [];
+  #data: Uint8Array = EMPTY;
+  #dataLength = 0;
   #remoteEnded = false;
   #failure: StreamResetError | undefined;
-  #wake: (() => void) | undefined;
-  #headersWaiters: (() => void)[] = [];
+  /** Readers waiting for headers, data or the end: woken, one and all, whenever any of these changes. */
+  #waiters: (() => void)[] = [];
 
   // Protocol state, kept by the connection.
   /** Bytes the peer may still send before the stream window is replenished. */
   receiveWindow: number;
   /** Bytes this side may still send on the stream. */
   sendWindow: number;
-  /** Bytes read by the application that have not been given back to the peer yet. */
+  /** Bytes read by the application that have not been given back to the peer's stream window yet. */
   pendingCredit = 0;
+  /** Bytes received that the application has not released yet: the connection window they hold. */
+  unreleased = 0;
   /** Whether this side sent END_STREAM (or RST_STREAM). */
   localEnded = false;
+  /** When the peer opened the stream (the connection's clock). */
+  openedAt = 0;
+  /**
+   * Set by a server's application: the peer must have ended its side this
+   * long after it opened the stream, or the stream is reset (CANCEL).
+   */
+  requestTimeoutMs: number | undefined;
   /** Frames waiting for flow control. */
   readonly outbox: Outgoing[] = [];
 
@@ -100,30 +126,44 @@ export class Http2Stream {
     return this.#failure;
   }
 
-  /** Resolves when the first header block has arrived; rejects if the stream fails first. */
-  receivedHeaders(): Promise<readonly HeaderField[]> {
-    if (this.headers.length > 0) return Promise.resolve(this.headers);
-    if (this.#failure) return Promise.reject(this.#failure);
-    return new Promise((resolve, reject) =>
-      this.#headersWaiters.push(() => this.#failure ? reject(this.#failure) : resolve(this.headers))
-    );
+  /**
+   * Resolves when the first header block has arrived; rejects if the stream
+   * fails, or the peer ends it, first.
+   */
+  async receivedHeaders(): Promise<readonly HeaderField[]> {
+    while (this.headers.length === 0) {
+      if (this.#failure) throw this.#failure;
+      if (this.#remoteEnded) throw new StreamResetError(0x1, `stream ${this.id} ended without a header block`);
+      await this.#next();
+    }
+    return this.headers;
   }
 
-  /** The data the peer sends, chunk by chunk, until END_STREAM; throws {@linkcode StreamResetError}. */
+  /**
+   * The data the peer sends, in chunks of what arrived since the last one,
+   * until END_STREAM; throws {@linkcode StreamResetError}. Each chunk gives
+   * the stream window back; the application gives the connection window
+   * back with {@linkcode release}.
+   */
   async *body(): AsyncGenerator<Uint8Array> {
     while (true) {
-      // All that is queued, taken at once: a peer sending thousands of tiny DATA frames costs each one once.
-      const chunks = this.#chunks;
-      this.#chunks = [];
-      for (const chunk of chunks) {
+      if (this.#dataLength > 0) {
+        const chunk = this.#dataLength === this.#data.length ? this.#data : this.#data.subarray(0, this.#dataLength);
+        this.#data = EMPTY;
+        this.#dataLength = 0;
         this.#owner.consumed(this, chunk.length);
         yield chunk;
+        continue;
       }
-      if (chunks.length > 0) continue;
       if (this.#failure) throw this.#failure;
       if (this.#remoteEnded) return;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
+      await this.#next();
     }
+  }
+
+  /** The application no longer holds `bytes` of what it read: the connection may receive that much more. */
+  release(bytes: number): void {
+    this.#owner.released(this, bytes);
   }
 
   /** Sends a header block (response headers, or trailers with `end`). */
@@ -154,25 +194,36 @@ export class Http2Stream {
 
   /** A header block arrived for this stream. */
   receiveHeaders(headers: readonly HeaderField[], end: boolean): void {
-    if (this.headers.length === 0) {
-      this.headers = headers;
-      for (const wake of this.#headersWaiters.splice(0)) wake();
-    } else {
-      this.trailers = headers;
-    }
-    if (end) this.receiveEnd();
+    if (this.headers.length === 0) this.headers = headers;
+    else this.trailers = headers;
+    if (end) this.#remoteEnded = true;
+    this.#wake();
   }
 
   /** Data arrived for this stream. */
   receiveData(data: Uint8Array): void {
-    if (data.length > 0) this.#chunks.push(data);
-    this.#wakeReader();
+    if (data.length === 0) return;
+    this.unreleased += data.length;
+    if (this.#dataLength === 0) {
+      this.#data = data;
+      this.#dataLength = data.length;
+      this.#wake();
+      return;
+    }
+    if (this.#dataLength + data.length > this.#data.length) {
+      const grown = new Uint8Array(Math.max(INITIAL_BUFFER_BYTES, 2 * (this.#dataLength + data.length)));
+      grown.set(this.#data.subarray(0, this.#dataLength));
+      this.#data = grown;
+    }
+    this.#data.set(data, this.#dataLength);
+    this.#dataLength += data.length;
+    this.#wake();
   }
 
   /** The peer ended its side. */
   receiveEnd(): void {
     this.#remoteEnded = true;
-    this.#wakeReader();
+    this.#wake();
   }
 
   /** The peer needs nothing more from this side (RST_STREAM NO_ERROR after its complete answer). */
@@ -187,26 +238,25 @@ export class Http2Stream {
     this.#failure = error;
     this.localEnded = true;
     for (const item of this.outbox.splice(0)) if (item.kind === "data") item.failed(error);
-    for (const wake of this.#headersWaiters.splice(0)) wake();
-    this.#wakeReader();
+    this.#wake();
     this.#abort.abort(error);
   }
 
-  /** Bytes received but not read yet. */
-  get unread(): number {
-    return this.#chunks.reduce((n, c) => n + c.length, 0);
-  }
-
-  /** Drops what was received but not read, returning its size (for the connection's window). */
+  /** Drops what was received but not read (nobody will read it), returning its size. */
   discardUnread(): number {
-    const bytes = this.unread;
-    this.#chunks = [];
+    const bytes = this.#dataLength;
+    this.#dataLength = 0;
+    this.#data = EMPTY;
+    this.#wake();
     return bytes;
   }
 
-  #wakeReader(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+  #next(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #wake(): void {
+    if (this.#waiters.length === 0) return;
+    for (const wake of this.#waiters.splice(0)) wake();
   }
 }

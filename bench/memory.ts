@@ -1,9 +1,10 @@
 /**
  * Memory per user: one node with durable state drains 1.5 million events by
  * up to a million users (about 777,000 distinct), then its resident memory
- * (from `/metrics`, the runtime included) is divided by the users it holds.
- * Also the same node's resident memory before any event, for the runtime's
- * share. Prints figures; asserts nothing.
+ * (from `/metrics`, the runtime included) is divided by the users it holds,
+ * once the node has collected its garbage on going quiet, and as it was at
+ * lag 0 before that. Also the same node's resident memory before any event,
+ * for the runtime's share. Prints figures; asserts nothing.
  *
  * @module
  */
@@ -17,11 +18,15 @@ const SHARDS = 128;
 const EVENTS = 1_500_000;
 const USERS = 1_000_000;
 
-/** A node's resident memory and JavaScript heap in use, from its `/metrics`. */
-async function memoryOf(mgmt: number): Promise<{ rss: number; heap: number }> {
+/** A node's resident memory, JavaScript heap in use and idle collections so far, from its `/metrics`. */
+async function memoryOf(mgmt: number): Promise<{ rss: number; heap: number; collections: number }> {
   const text = await (await fetch(`http://127.0.0.1:${mgmt}/metrics`)).text();
   const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
-  return { rss: value("usershard_process_resident_memory_bytes"), heap: value("usershard_process_heap_used_bytes") };
+  return {
+    rss: value("usershard_process_resident_memory_bytes"),
+    heap: value("usershard_process_heap_used_bytes"),
+    collections: value("usershard_idle_collections_total"),
+  };
 }
 
 /** Runs the memory benchmark. */
@@ -54,15 +59,24 @@ export async function benchMemory(context: BenchContext): Promise<void> {
       1000,
     );
     const users = (await shardsOf(ports, stream.group))!.entities;
-    // Let the runtime settle (a minor GC or two) before reading.
-    await new Promise((resolve) => setTimeout(resolve, 5000));
-    const held = await memoryOf(ports.mgmt);
+    const drained = await memoryOf(ports.mgmt);
+    // The node collects by itself once its events have stopped for a while (node/memory_reducer.ts).
+    const held = await eventually(
+      "the node's idle collection",
+      async () => {
+        const now = await memoryOf(ports.mgmt);
+        return now.collections > drained.collections && now;
+      },
+      60_000,
+    );
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
     context.report("memory: resident bytes per user held, 1 node", `${Math.round(held.rss / users)} B/user`, {
       users,
-      resident: `${(held.rss / 2 ** 20).toFixed(0)} MiB`,
-      heap: `${(held.heap / 2 ** 20).toFixed(0)} MiB`,
-      idle: `${(idle.rss / 2 ** 20).toFixed(0)} MiB before any event`,
+      resident: mib(held.rss),
+      heap: mib(held.heap),
+      idle: `${mib(idle.rss)} before any event`,
       beyondIdle: `${Math.round((held.rss - idle.rss) / users)} B/user`,
+      drained: `${Math.round(drained.rss / users)} B/user (${mib(drained.rss)}, heap ${mib(drained.heap)}) at lag 0`,
     });
   } finally {
     await node.stop();

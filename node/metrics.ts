@@ -21,6 +21,7 @@ import type { HostingObserver } from "../cluster/sharding/hosting.ts";
 import type { QueryObserver } from "../grpc/user_service.ts";
 import type { RestoreObserver, ShardRestore } from "../kafka/changelog.ts";
 import type { PipelineObserver } from "../kafka/consumer.ts";
+import type { MemoryObserver } from "./memory_reducer.ts";
 import { MALFORMED_KINDS, type MalformedKind } from "../kafka/purchase.ts";
 
 /** Buckets for a shard's move or restore: milliseconds when its changelog is small, a minute when it is huge. */
@@ -74,7 +75,7 @@ export class EventLoopLag {
 
 /** One node's registry and metrics. */
 export class NodeMetrics
-  implements PipelineObserver, HostingObserver, RestoreObserver, QueryObserver, RemotingObserver {
+  implements PipelineObserver, HostingObserver, RestoreObserver, QueryObserver, RemotingObserver, MemoryObserver {
   /** The node's own registry (never prom-client's global one). */
   readonly registry: Registry = new Registry();
   readonly #eventLoop = new EventLoopLag();
@@ -105,6 +106,21 @@ export class NodeMetrics
     help: "From the coordinator's command to the shard ready here (in, its restore included) or stopped here (out).",
     labelNames: ["direction"] as const,
     buckets: MOVE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #idleCollections = new Counter({
+    name: "usershard_idle_collections_total",
+    help: "Full garbage collections the node ran when its events stopped after a burst (node/memory_reducer.ts).",
+    registers: [this.registry],
+  });
+  readonly #idleFreed = new Counter({
+    name: "usershard_idle_collection_freed_bytes_total",
+    help: "Heap bytes those collections freed.",
+    registers: [this.registry],
+  });
+  readonly #idleCollectionSeconds = new Counter({
+    name: "usershard_idle_collection_seconds_total",
+    help: "Time those collections paused the node.",
     registers: [this.registry],
   });
   readonly #restores = new Counter({
@@ -205,6 +221,13 @@ export class NodeMetrics
     this.#restoredEntities.inc(restore.entities);
     this.#restoredRecords.inc(restore.records);
     this.#restoreSeconds.observe(restore.seconds);
+  }
+
+  /** Counts a full collection the node ran when it went quiet, what it freed, and how long it took. */
+  idleCollection(freedBytes: number, seconds: number): void {
+    this.#idleCollections.inc();
+    this.#idleFreed.inc(freedBytes);
+    this.#idleCollectionSeconds.inc(seconds);
   }
 
   /** Counts a query by its outcome, and how long it took. */

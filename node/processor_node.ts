@@ -35,6 +35,7 @@ import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { ConsumerLag } from "../kafka/lag.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
 import { MinorityRule } from "./minority.ts";
+import { reduceMemoryWhenQuiet } from "./memory_reducer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { NodeMetrics } from "./metrics.ts";
 
@@ -230,6 +231,8 @@ export class ProcessorNode {
         observer: metrics,
       });
       closers.push(() => grpcServer.close());
+      const reducing = reduceMemoryWhenQuiet(() => pipeline.stats.events, metrics);
+      closers.push(() => reducing.stop());
       return new ProcessorNode(config, { cluster, sharding, pipeline, closers });
     } catch (error) {
       await closeAll(closers);

@@ -2,7 +2,8 @@
  * What durable state costs and buys, on real processes and the local broker:
  * - the drain rate of a pre-filled topic through two nodes, with `--state
  *   kafka` and `--state memory`, next to raw kafkajs consuming the same
- *   topic in the same run, for 10k users and for 1M users;
+ *   topic in the same run, one Java consumer thread, and Kafka Streams doing
+ *   the same aggregation (`jvm.ts`), for 10k users and for 1M users;
  * - the restore of a shard of a million users (entities/s);
  * - failover: from kill -9 of a node to every one of its shards answering
  *   its totals on the other node.
@@ -19,6 +20,7 @@ import { eventually, type NodePorts, nodePorts, shardsOf, startProcessor } from 
 import type { RunningUsershard } from "../tests/support/process.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
 import { rawConsume } from "./raw_consume.ts";
+import { javaConsume, jvmClasspath, streamsDrain } from "./jvm.ts";
 
 const SHARDS = 128;
 
@@ -73,6 +75,7 @@ export async function benchDurability(context: BenchContext): Promise<void> {
   const producer = createPurchaseProducer(kafka);
   await producer.connect();
   const events = 2_000_000;
+  const jvm = await jvmClasspath();
   try {
     for (const users of [10_000, 1_000_000]) {
       const topic = uniqueTopic(`bench-durability-${users}`);
@@ -83,6 +86,21 @@ export async function benchDurability(context: BenchContext): Promise<void> {
       );
       const raw = await rawConsume(kafka, topic, events);
       context.report(`durability: raw kafkajs consume, ${users} users`, `${Math.round(raw)} events/s`, { events });
+      if ("classpath" in jvm) {
+        const java = await javaConsume(jvm.classpath, context.brokers, topic, events);
+        context.report(`durability: one Java consumer thread, ${users} users`, `${Math.round(java)} events/s`, {
+          ratio: `${(java / raw).toFixed(2)} × raw`,
+          parses: "each value",
+        });
+        const streams = await streamsDrain(jvm.classpath, context.brokers, admin, topic);
+        context.report(`durability: Kafka Streams, 2 instances, ${users} users`, `${Math.round(streams)} events/s`, {
+          ratio: `${(streams / raw).toFixed(2)} × raw`,
+          state: "RocksDB + changelog, exactly_once_v2",
+          from: "the first committed progress",
+        });
+      } else {
+        context.report(`durability: JVM contenders, ${users} users`, "not run", { reason: jvm.reason });
+      }
       for (const state of ["memory", "kafka"]) {
         const { rate, nodes } = await drain(topic, events, state);
         context.report(`durability: 2 nodes, --state ${state}, ${users} users`, `${Math.round(rate)} events/s`, {

@@ -18,14 +18,15 @@ const SHARDS = 128;
 const EVENTS = 1_500_000;
 const USERS = 1_000_000;
 
-/** A node's resident memory, JavaScript heap in use and idle collections so far, from its `/metrics`. */
-async function memoryOf(mgmt: number): Promise<{ rss: number; heap: number; collections: number }> {
+/** A node's resident memory, JavaScript heap in use, and its idle collections and their pauses so far, from its `/metrics`. */
+async function memoryOf(mgmt: number): Promise<{ rss: number; heap: number; collections: number; paused: number }> {
   const text = await (await fetch(`http://127.0.0.1:${mgmt}/metrics`)).text();
   const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
   return {
     rss: value("usershard_process_resident_memory_bytes"),
     heap: value("usershard_process_heap_used_bytes"),
     collections: value("usershard_idle_collections_total"),
+    paused: value("usershard_idle_collection_seconds_total"),
   };
 }
 
@@ -77,6 +78,7 @@ export async function benchMemory(context: BenchContext): Promise<void> {
       idle: `${mib(idle.rss)} before any event`,
       beyondIdle: `${Math.round((held.rss - idle.rss) / users)} B/user`,
       drained: `${Math.round(drained.rss / users)} B/user (${mib(drained.rss)}, heap ${mib(drained.heap)}) at lag 0`,
+      collection: `${Math.round((held.paused - drained.paused) * 1000)} ms paused`,
     });
   } finally {
     await node.stop();

@@ -32,7 +32,8 @@ const MIN_SHARD_WAIT_MS = 50;
 
 /** Where the totals come from: the shard region. */
 export interface UserTotalsSource {
-  userTotals(userId: string, timeoutMs: number): Promise<UserTotals>;
+  /** The totals of `userId`, whose shard is `shard` (computed once per query). */
+  userTotals(userId: string, shard: number, timeoutMs: number): Promise<UserTotals>;
   /** The shard of a user, for error messages. */
   shardOf(userId: string): number;
   /** Whether `shard` is hosted on this node, so that its queries are answered here. */
@@ -67,9 +68,16 @@ export function startGrpcServer(options: GrpcServerOptions): GrpcServer {
     const started = performance.now();
     const { source, observer } = options;
     const id = request.id;
-    const where = userIdProblem(id) === undefined && !source.hosts(source.shardOf(id)) ? "forwarded" : "local";
+    const problem = userIdProblem(id);
+    if (problem !== undefined) {
+      // A refused id counts as local: it goes nowhere.
+      observer?.answered(statusName(Status.INVALID_ARGUMENT), "local", (performance.now() - started) / 1000);
+      throw new GrpcError(Status.INVALID_ARGUMENT, problem);
+    }
+    const shard = source.shardOf(id);
+    const where = source.hosts(shard) ? "local" : "forwarded";
     try {
-      const totals = await userStats(id, context, options);
+      const totals = await userStats(id, shard, context, options);
       observer?.answered("OK", where, (performance.now() - started) / 1000);
       return { id, totalPurchases: BigInt(totals.totalPurchases), amountSpent: BigInt(totals.amountSpent) };
     } catch (error) {
@@ -87,9 +95,12 @@ export function startGrpcServer(options: GrpcServerOptions): GrpcServer {
   return server;
 }
 
-async function userStats(id: string, context: CallContext, options: GrpcServerOptions): Promise<UserTotals> {
-  const problem = userIdProblem(id);
-  if (problem) throw new GrpcError(Status.INVALID_ARGUMENT, problem);
+async function userStats(
+  id: string,
+  shard: number,
+  context: CallContext,
+  options: GrpcServerOptions,
+): Promise<UserTotals> {
   // The client's own timer ends the call at its deadline with a bare "deadline exceeded". Giving up a margin
   // earlier lets this message, naming the shard, reach the client instead.
   const clientMs = context.timeoutMs() ?? Infinity;
@@ -97,10 +108,9 @@ async function userStats(id: string, context: CallContext, options: GrpcServerOp
   const limitedByClient = beforeClientMs < options.askTimeoutMs;
   const timeoutMs = Math.min(beforeClientMs, options.askTimeoutMs);
   try {
-    return await options.source.userTotals(id, timeoutMs);
+    return await options.source.userTotals(id, shard, timeoutMs);
   } catch (error) {
     if (!(error instanceof ShardUnavailableError)) throw error;
-    const shard = options.source.shardOf(id);
     if (limitedByClient) {
       const clientDeadline = `the client's deadline of ${Math.round(clientMs)} ms`;
       throw new GrpcError(

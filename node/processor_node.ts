@@ -222,7 +222,7 @@ export class ProcessorNode {
         host: config.grpcHost,
         port: config.grpcPort,
         source: {
-          userTotals: (userId, timeoutMs) => sharding.region.userTotals(userId, timeoutMs),
+          userTotals: (userId, shard, timeoutMs) => sharding.region.userTotals(userId, timeoutMs, shard),
           shardOf,
           hosts: (shard) => sharding.region.hosts(shard),
         },

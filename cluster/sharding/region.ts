@@ -193,9 +193,15 @@ export class ShardRegion {
     });
   }
 
-  /** A user's totals from the one live copy of the user, wherever it is. */
-  userTotals(userId: string, timeoutMs: number = this.#o.askTimeoutMs): Promise<UserTotals> {
-    const shard = this.#o.shardOf(userId);
+  /**
+   * A user's totals from the one live copy of the user, wherever it is;
+   * `shard` when the caller has computed it already.
+   */
+  userTotals(
+    userId: string,
+    timeoutMs: number = this.#o.askTimeoutMs,
+    shard: number = this.#o.shardOf(userId),
+  ): Promise<UserTotals> {
     return this.#route<UserTotals>(shard, Date.now() + timeoutMs, {
       local: async (s) => (await s.get(userId)) ?? NO_PURCHASES,
       remote: async (home, remaining) => {

@@ -68,7 +68,9 @@ export interface ConnectionLimits {
 
 /** Limits that suit a gRPC front end. */
 export const DEFAULT_LIMITS: ConnectionLimits = {
-  maxConcurrentStreams: 250,
+  // A client's calls beyond this wait in its own queue, and grpc-js drops that queue as UNAVAILABLE when it closes
+  // the channel; memory stays bounded by the connection window, whatever the count.
+  maxConcurrentStreams: 1000,
   streamWindow: 65_535,
   connectionWindow: 1 << 20,
   maxHeaderListSize: 16 << 10,

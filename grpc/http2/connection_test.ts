@@ -108,7 +108,7 @@ Deno.test("a server answers the preface with its SETTINGS and window, and acknow
     [FrameType.WINDOW_UPDATE, 0],
     [FrameType.SETTINGS, Flag.ACK],
   ]);
-  assert.deepEqual(new Map(decodeSettings(frames[0].payload)).get(Setting.MAX_CONCURRENT_STREAMS), 250);
+  assert.deepEqual(new Map(decodeSettings(frames[0].payload)).get(Setting.MAX_CONCURRENT_STREAMS), 1000);
   assert.equal(server.end, undefined);
 });
 

@@ -43,10 +43,27 @@ export async function javaConsume(
   return (JSON.parse(new TextDecoder().decode(output.stdout)) as { rate: number }).rate;
 }
 
+/** A running JVM whose standard error is kept for when it fails. */
+interface Jvm {
+  readonly child: Deno.ChildProcess;
+  readonly stderr: Promise<string>;
+  exit?: number;
+}
+
+function startJvm(args: readonly string[]): Jvm {
+  const child = new Deno.Command("java", { args: [...args], stdout: "null", stderr: "piped" }).spawn();
+  // Read as it comes, so that the JVM never blocks on a full pipe.
+  const jvm: Jvm = { child, stderr: new Response(child.stderr).text() };
+  child.status.then((status) => (jvm.exit = status.code));
+  return jvm;
+}
+
 /**
  * Two Kafka Streams instances in a fresh application draining `topic`;
  * events/s from the group's first committed progress to every partition
  * committed to its end, as usershard's drain is timed from its first event.
+ * An instance that exits (Kafka Streams failed) fails the drain at once,
+ * with the end of what it printed.
  */
 export async function streamsDrain(
   classpath: string,
@@ -58,31 +75,29 @@ export async function streamsDrain(
   const stateDir = await Deno.makeTempDir({ prefix: "usershard-bench-streams-" });
   const ends = await admin.fetchTopicOffsets(topic);
   const total = ends.reduce((sum, p) => sum + Number(p.high), 0);
-  const instances = [0, 1].map((i) =>
-    new Deno.Command("java", {
-      args: [QUIET, "-cp", classpath, "StreamsTotals", brokers.join(","), topic, application, `${stateDir}/${i}`],
-      stdout: "null",
-      stderr: "null",
-    }).spawn()
-  );
+  const instances: Jvm[] = [];
   try {
+    for (const i of [0, 1]) {
+      instances.push(
+        startJvm([QUIET, "-cp", classpath, "StreamsTotals", brokers.join(","), topic, application, `${stateDir}/${i}`]),
+      );
+    }
     let first: { at: number; committed: number } | undefined;
-    await eventually(
-      `Kafka Streams drains ${topic}`,
-      async () => {
-        const [offsets] = await admin.fetchOffsets({ groupId: application, topics: [topic] });
-        const committed = offsets.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
-        if (first === undefined && committed > 0) first = { at: performance.now(), committed };
-        return committed >= total;
-      },
-      900_000,
-      () => "",
-      50,
-    );
+    await eventually(`Kafka Streams drains ${topic}`, async () => {
+      const failed = instances.find((instance) => instance.exit !== undefined);
+      if (failed) {
+        const said = (await failed.stderr).trim().split("\n").slice(-5).join(" | ");
+        throw new Error(`a Kafka Streams instance exited with ${failed.exit}: ${said}`);
+      }
+      const [offsets] = await admin.fetchOffsets({ groupId: application, topics: [topic] });
+      const committed = offsets.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+      if (first === undefined && committed > 0) first = { at: performance.now(), committed };
+      return committed >= total;
+    }, 900_000);
     return (total - first!.committed) / ((performance.now() - first!.at) / 1000);
   } finally {
-    for (const instance of instances) instance.kill("SIGKILL");
-    await Promise.all(instances.map((i) => i.status));
+    for (const instance of instances) if (instance.exit === undefined) instance.child.kill("SIGKILL");
+    await Promise.all(instances.map((instance) => instance.child.status));
     await Deno.remove(stateDir, { recursive: true });
   }
 }

@@ -38,16 +38,18 @@ export const DEFAULT_MEMORY_REDUCER: MemoryReducerOptions = { quietMs: 5000, min
 /**
  * Decides when to collect: after {@linkcode MemoryReducerOptions.quietMs}
  * without new events, once per burst, and only when the heap grew by
- * {@linkcode MemoryReducerOptions.minGrowthBytes} since the last
- * collection. A node under steady load never collects here (V8 does, as it
- * allocates), and an idle one collects once, not every tick.
+ * {@linkcode MemoryReducerOptions.minGrowthBytes} over the lowest it has
+ * been since the last collection. A node under steady load never collects
+ * here (V8 does, as it allocates); an idle one collects once, not every
+ * tick; and heap that grows while no event arrives (a restore, which is
+ * live data) is no reason to collect.
  *
  * @example
  * ```ts
  * const reducer = new MemoryReducer({ quietMs: 5000, minGrowthBytes: 64 << 20 });
  * reducer.step(0, 0, 50 << 20);          // false: nothing has happened
  * reducer.step(1000, 900_000, 400 << 20); // false: events still arrive
- * reducer.step(6000, 900_000, 400 << 20); // true: quiet for 5 s, 350 MiB grown
+ * reducer.step(6000, 900_000, 400 << 20); // true: quiet for 5 s after a burst, 350 MiB grown
  * reducer.collected(90 << 20);
  * reducer.step(7000, 900_000, 90 << 20);  // false: collected already
  * ```
@@ -57,6 +59,8 @@ export class MemoryReducer {
   #events = -1;
   #lastEventAt = 0;
   #baseline = Infinity;
+  /** Whether events arrived since the last collection. */
+  #burst = false;
 
   constructor(options: MemoryReducerOptions = DEFAULT_MEMORY_REDUCER) {
     this.#options = options;
@@ -64,20 +68,22 @@ export class MemoryReducer {
 
   /** At `now` (ms, any one clock) the node has applied `events` in all and uses `heapUsed` bytes: collect? */
   step(now: number, events: number, heapUsed: number): boolean {
+    // V8's own collections lower the heap too: growth counts from the lowest seen.
+    this.#baseline = Math.min(this.#baseline, heapUsed);
     if (events !== this.#events) {
-      // The first step only sets the baseline: a node starts at its smallest.
-      if (this.#events < 0) this.#baseline = heapUsed;
+      if (this.#events >= 0) this.#burst = true;
       this.#events = events;
       this.#lastEventAt = now;
       return false;
     }
-    return now - this.#lastEventAt >= this.#options.quietMs &&
+    return this.#burst && now - this.#lastEventAt >= this.#options.quietMs &&
       heapUsed - this.#baseline >= this.#options.minGrowthBytes;
   }
 
-  /** A collection ran and left `heapUsed` bytes in use: growth counts from there. */
+  /** A collection ran and left `heapUsed` bytes in use: growth counts from there, and the next burst is awaited. */
   collected(heapUsed: number): void {
     this.#baseline = heapUsed;
+    this.#burst = false;
   }
 }
 

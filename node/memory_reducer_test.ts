@@ -43,6 +43,22 @@ Deno.test("MemoryReducer: the next burst is collected after it too", () => {
   assert.equal(reducer.step(12_000, 200, 300 * MiB), true);
 });
 
+Deno.test("MemoryReducer: heap that grows while no event arrives (a restore) is no reason to collect", () => {
+  const reducer = new MemoryReducer(options);
+  reducer.step(0, 0, 50 * MiB);
+  for (let t = 1000; t <= 60_000; t += 1000) {
+    assert.equal(reducer.step(t, 0, 50 * MiB + t * 10_000), false, `at ${t} ms`);
+  }
+});
+
+Deno.test("MemoryReducer: growth counts from the lowest heap since the last collection", () => {
+  const reducer = new MemoryReducer(options);
+  reducer.step(0, 0, 300 * MiB);
+  reducer.step(1000, 100, 120 * MiB);
+  assert.equal(reducer.step(6000, 100, 150 * MiB), false, "30 MiB over the 120 MiB V8 itself left");
+  assert.equal(reducer.step(7000, 100, 184 * MiB), true, "64 MiB over it");
+});
+
 Deno.test("fullCollection frees what nothing holds any more", () => {
   const collect = fullCollection();
   if (!collect) throw new Error("Deno offers no full collection");

@@ -13,7 +13,8 @@ import org.apache.kafka.streams.state.KeyValueStore;
 /**
  * The same aggregation as usershard in Kafka Streams, the way its users would write it: per user, purchases and
  * amount spent, in the default RocksDB store with its compacted changelog, exactly once (v2). Runs until
- * killed; the benchmark reads its progress from the group's committed offsets.
+ * killed, or exits 1 when Kafka Streams fails; the benchmark reads its progress from the group's committed
+ * offsets.
  *
  * <pre>java -cp CLASSPATH StreamsTotals BOOTSTRAP TOPIC APPLICATION_ID STATE_DIR</pre>
  */
@@ -35,6 +36,14 @@ public final class StreamsTotals {
                 .withKeySerde(Serdes.String())
                 .withValueSerde(Serdes.ByteArray()));
     KafkaStreams streams = new KafkaStreams(builder.build(), props);
+    // Kafka Streams shuts its client down on an uncaught error but leaves the JVM running: exit, so that the
+    // benchmark sees it at once instead of waiting for a drain that never ends.
+    streams.setStateListener((now, before) -> {
+      if (now == KafkaStreams.State.ERROR) {
+        System.err.println("StreamsTotals: Kafka Streams failed (" + before + " -> ERROR)");
+        Runtime.getRuntime().halt(1);
+      }
+    });
     CountDownLatch closed = new CountDownLatch(1);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       streams.close();

@@ -37,19 +37,20 @@ async function settled(ports: ReturnType<typeof nodePorts>, stream: Stream, time
   }, timeoutMs);
 }
 
-Deno.test("kill -9 of the broker leading most changelog partitions mid-stream, then its restart: exact", async () => {
-  await withNodes("replicated-leader", async (started, stream) => {
+/**
+ * Three nodes under a steady stream while `brokers` does what it does to the
+ * brokers (given the stream, and the input and changelog topics); then every
+ * broker runs again, and every node is alive and exact.
+ */
+function underSteadyStream(
+  name: string,
+  brokers: (steady: SteadyStream, topics: { readonly input: string; readonly changelog: string }) => Promise<void>,
+): Promise<void> {
+  return withNodes(name, async (started, stream) => {
     const { kafka, ports, nodes } = await threeNodes(started, stream);
-    const changelog = `${stream.group}-changelog`;
     const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
     try {
-      await steady.reach(1000);
-      const [[victim, led]] = await leaders(changelog);
-      console.log(`kill -9 of broker ${victim}, which leads ${led} of ${SHARDS} changelog partitions`);
-      await killBroker(victim);
-      await steady.reach(steady.sent + 1500, 180_000);
-      await startBrokers();
-      await fullyReplicated([stream.topic, changelog]);
+      await brokers(steady, { input: stream.topic, changelog: `${stream.group}-changelog` });
       await steady.reach(steady.sent + 800, 120_000);
     } finally {
       await steady.stop();
@@ -59,30 +60,30 @@ Deno.test("kill -9 of the broker leading most changelog partitions mid-stream, t
     await exactOnEveryNode(kafka, stream.topic, ports, 120_000);
     for (const node of nodes) assert.ok(node.running, `a node exited:\n${node.stderr.slice(-3000)}`);
   });
+}
+
+Deno.test("kill -9 of the broker leading most changelog partitions mid-stream, then its restart: exact", async () => {
+  await underSteadyStream("replicated-leader", async (steady, { input, changelog }) => {
+    await steady.reach(1000);
+    const [[victim, led]] = await leaders(changelog);
+    console.log(`kill -9 of broker ${victim}, which leads ${led} of ${SHARDS} changelog partitions`);
+    await killBroker(victim);
+    await steady.reach(steady.sent + 1500, 180_000);
+    await startBrokers();
+    await fullyReplicated([input, changelog]);
+  });
 });
 
 Deno.test("a rolling restart of all three brokers under a steady stream: the nodes carry on, exact", async () => {
-  await withNodes("replicated-rolling", async (started, stream) => {
-    const { kafka, ports, nodes } = await threeNodes(started, stream);
-    const changelog = `${stream.group}-changelog`;
-    const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
-    try {
-      await steady.reach(800);
-      for (const broker of [1, 2, 3]) {
-        console.log(`restarting broker ${broker}`);
-        await stopBroker(broker);
-        await steady.reach(steady.sent + 400, 120_000);
-        await startBrokers();
-        // The next broker goes only once this one caught up, as an operator's rolling restart waits.
-        await fullyReplicated([stream.topic, changelog]);
-      }
-      await steady.reach(steady.sent + 800, 120_000);
-    } finally {
-      await steady.stop();
+  await underSteadyStream("replicated-rolling", async (steady, { input, changelog }) => {
+    await steady.reach(800);
+    for (const broker of [1, 2, 3]) {
+      console.log(`restarting broker ${broker}`);
+      await stopBroker(broker);
+      await steady.reach(steady.sent + 400, 120_000);
       await startBrokers();
+      // The next broker goes only once this one caught up, as an operator's rolling restart waits.
+      await fullyReplicated([input, changelog]);
     }
-    await settled(ports, stream);
-    await exactOnEveryNode(kafka, stream.topic, ports, 120_000);
-    for (const node of nodes) assert.ok(node.running, `a node exited:\n${node.stderr.slice(-3000)}`);
   });
 });

@@ -10,16 +10,17 @@
  *
  * @module
  */
-import type { Kafka } from "kafkajs";
-import { createKafka } from "../kafka/client.ts";
+import type { Admin } from "@platformatic/kafka";
+import { createAdmin } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
-import { createPurchaseProducer, produce, purchaseMessage, PurchaseSender } from "../kafka/producer.ts";
+import { produce, PurchaseSender } from "../kafka/producer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { UserStatsClient } from "../grpc/user_client.ts";
 import { eventually, type NodePorts, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
+import { kafkajsClient } from "../tests/support/kafka.ts";
 import type { RunningUsershard } from "../tests/support/process.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
-import { rawConsume } from "./raw_consume.ts";
+import { rawConsume, rawPlatformaticConsume } from "./raw_consume.ts";
 import { javaConsume, jvmClasspath, streamsDrain } from "./jvm.ts";
 
 const SHARDS = 128;
@@ -67,11 +68,11 @@ interface Drained {
 
 /** Runs the durability benchmarks. */
 export async function benchDurability(context: BenchContext): Promise<void> {
-  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
-  const admin = kafka.admin();
-  await admin.connect();
-  const producer = createPurchaseProducer(kafka);
-  await producer.connect();
+  const kafka = kafkajsClient(context.brokers, "usershard-bench");
+  // jvm.ts reads Kafka Streams' committed progress through kafkajs.
+  const kafkajsAdmin = kafka.admin();
+  await kafkajsAdmin.connect();
+  const admin = createAdmin({ brokers: context.brokers, clientId: "usershard-bench" });
   const events = 2_000_000;
   const jvm = await jvmClasspath();
   try {
@@ -84,13 +85,22 @@ export async function benchDurability(context: BenchContext): Promise<void> {
       );
       const raw = await rawConsume(kafka, topic, events);
       context.report(`durability: raw kafkajs consume, ${users} users`, `${Math.round(raw)} events/s`, { events });
+      const platformatic = await rawPlatformaticConsume(context.brokers, topic, events);
+      context.report(
+        `durability: raw @platformatic/kafka consume, ${users} users`,
+        `${Math.round(platformatic)} events/s`,
+        {
+          ratio: `${(platformatic / raw).toFixed(2)} × raw`,
+          client: "the one usershard consumes with",
+        },
+      );
       if ("classpath" in jvm) {
         const java = await javaConsume(jvm.classpath, context.brokers, topic, events);
         context.report(`durability: one Java consumer thread, ${users} users`, `${Math.round(java)} events/s`, {
           ratio: `${(java / raw).toFixed(2)} × raw`,
           parses: "each value",
         });
-        const streams = await streamsDrain(jvm.classpath, context.brokers, admin, topic);
+        const streams = await streamsDrain(jvm.classpath, context.brokers, kafkajsAdmin, topic);
         context.report(`durability: Kafka Streams, 2 instances, ${users} users`, `${Math.round(streams)} events/s`, {
           ratio: `${(streams / raw).toFixed(2)} × raw`,
           state: "RocksDB + changelog, exactly_once_v2",
@@ -102,17 +112,17 @@ export async function benchDurability(context: BenchContext): Promise<void> {
       for (const state of ["memory", "kafka"]) {
         const { rate, nodes } = await drain(topic, events, state);
         context.report(`durability: 2 nodes, --state ${state}, ${users} users`, `${Math.round(rate)} events/s`, {
-          ratio: `${(rate / raw).toFixed(2)} × raw`,
+          ratio: `${(rate / raw).toFixed(2)} × raw kafkajs, ${(rate / platformatic).toFixed(2)} × raw platformatic`,
           from: "the first event processed",
         });
         if (state === "kafka" && users === 10_000) await failover(context, nodes);
         await Promise.all(nodes.nodes.map((n) => n.stop()));
       }
     }
-    await restore(context, kafka, admin);
+    await restore(context, admin);
   } finally {
-    await producer.disconnect();
-    await admin.disconnect();
+    await kafkajsAdmin.disconnect();
+    await admin.close();
   }
 }
 
@@ -147,24 +157,22 @@ async function failover(context: BenchContext, drained: Drained): Promise<void> 
 }
 
 /** One shard of a million users, restored by a node that starts after the only other one was killed. */
-async function restore(context: BenchContext, kafka: Kafka, admin: ReturnType<Kafka["admin"]>): Promise<void> {
+async function restore(context: BenchContext, admin: Admin): Promise<void> {
   const users = 1_000_000;
   const topic = uniqueTopic("bench-restore");
   await ensureTopic(admin, topic, 1);
-  const producer = createPurchaseProducer(kafka);
-  await producer.connect();
+  const producer = new PurchaseSender(context.brokers, topic, 1, "usershard-bench");
   try {
     for (let i = 0; i < users; i += 2000) {
-      await producer.send({
-        topic,
-        messages: Array.from(
+      await producer.send(
+        Array.from(
           { length: Math.min(2000, users - i) },
-          (_, j) => purchaseMessage({ userId: String(i + j), product: "rope", quantity: 1, price: 100 }),
+          (_, j) => ({ userId: String(i + j), product: "rope", quantity: 1, price: 100 }),
         ),
-      });
+      );
     }
   } finally {
-    await producer.disconnect();
+    await producer.close();
   }
   const stream = { topic, group: uniqueTopic("bench-restore-group") };
   const [a, b] = nodePorts(2);

@@ -9,7 +9,7 @@
  * @module
  */
 import { ensureTopic } from "../kafka/admin.ts";
-import { createKafka } from "../kafka/client.ts";
+import { createAdmin } from "../kafka/client.ts";
 import { produce, PurchaseSender } from "../kafka/producer.ts";
 import { eventually, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
@@ -32,12 +32,9 @@ async function memoryOf(mgmt: number): Promise<{ rss: number; heap: number; coll
 
 /** Runs the memory benchmark. */
 export async function benchMemory(context: BenchContext): Promise<void> {
-  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
-  const admin = kafka.admin();
-  await admin.connect();
+  const admin = createAdmin({ brokers: context.brokers, clientId: "usershard-bench" });
   const topic = uniqueTopic("bench-memory");
-  await ensureTopic(admin, topic, SHARDS);
-  await admin.disconnect();
+  await ensureTopic(admin, topic, SHARDS).finally(() => admin.close());
   const [ports] = nodePorts(1);
   const stream = { topic, group: uniqueTopic("bench-memory-group") };
   const node = startProcessor(ports, [ports], stream);

@@ -4,19 +4,16 @@
  *
  * @module
  */
-import { createKafka } from "../kafka/client.ts";
+import { createAdmin } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { produce, PurchaseSender } from "../kafka/producer.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
 
 /** Produces `events` purchases as fast as the broker takes them and reports the rate. */
 export async function benchProduce(context: BenchContext, events = 300_000): Promise<void> {
-  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
-  const admin = kafka.admin();
-  await admin.connect();
+  const admin = createAdmin({ brokers: context.brokers, clientId: "usershard-bench" });
   const topic = uniqueTopic("bench-produce");
-  await ensureTopic(admin, topic, 128);
-  await admin.disconnect();
+  await ensureTopic(admin, topic, 128).finally(() => admin.close());
   const producer = new PurchaseSender(context.brokers, topic, 128, "usershard-bench");
   const summary = await produce(producer, { users: 200, rate: 0, count: events }, new AbortController().signal);
   await producer.close();

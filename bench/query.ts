@@ -7,12 +7,12 @@
  *
  * @module
  */
-import { createKafka } from "../kafka/client.ts";
+import { createAdmin } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { UserStatsClient } from "../grpc/user_client.ts";
 import { eventually, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
-import { knownPurchases, producePurchases } from "../tests/support/kafka.ts";
+import { kafkajsClient, knownPurchases, producePurchases } from "../tests/support/kafka.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
 
 const CONCURRENCY = 16;
@@ -20,13 +20,14 @@ const GRPCIO_LOAD = new URL("./grpcio_load.py", import.meta.url).pathname;
 
 /** Runs `queries` queries per kind and client at {@linkcode CONCURRENCY} and reports p50/p99 and queries/s. */
 export async function benchQuery(context: BenchContext, queries = 20_000): Promise<void> {
-  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
-  const admin = kafka.admin();
-  await admin.connect();
+  const admin = createAdmin({ brokers: context.brokers, clientId: "usershard-bench" });
   const stream = { topic: uniqueTopic("bench-query"), group: uniqueTopic("bench-query-group") };
-  await ensureTopic(admin, stream.topic, 128);
-  await admin.disconnect();
-  await producePurchases(kafka, stream.topic, knownPurchases(2000, 200));
+  await ensureTopic(admin, stream.topic, 128).finally(() => admin.close());
+  await producePurchases(
+    kafkajsClient(context.brokers, "usershard-bench"),
+    stream.topic,
+    knownPurchases(2000, 200),
+  );
   const [a, b] = nodePorts(2);
   const nodes = [startProcessor(a, [a, b], stream), startProcessor(b, [a, b], stream)];
   const target = `127.0.0.1:${a.grpc}`;

@@ -9,11 +9,12 @@
  *
  * @module
  */
-import { createKafka } from "../kafka/client.ts";
+import { createAdmin } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { groupPlacement } from "../kafka/assignment.ts";
 import { produce, PurchaseSender } from "../kafka/producer.ts";
 import { addressOf, eventually, nodePorts, shardsOf, startProcessor } from "../tests/support/cluster.ts";
+import { kafkajsClient } from "../tests/support/kafka.ts";
 import { type BenchContext, uniqueTopic } from "./context.ts";
 import { rawConsume } from "./raw_consume.ts";
 
@@ -30,9 +31,8 @@ async function stats(mgmt: number): Promise<Stats> {
 
 /** Runs the sharding benchmarks with a topic pre-filled with `events` purchases. */
 export async function benchSharding(context: BenchContext, events = 400_000): Promise<void> {
-  const kafka = createKafka({ brokers: context.brokers, clientId: "usershard-bench" });
-  const admin = kafka.admin();
-  await admin.connect();
+  const kafka = kafkajsClient(context.brokers, "usershard-bench");
+  const admin = createAdmin({ brokers: context.brokers, clientId: "usershard-bench" });
   const topic = uniqueTopic("bench-sharding");
   await ensureTopic(admin, topic, 128);
   const producer = new PurchaseSender(context.brokers, topic, 128, "usershard-bench");
@@ -103,7 +103,7 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
     await producer.close();
-    await admin.disconnect();
+    await admin.close();
   }
 
   /** Waits for every shard to sit on its partition's consumer; each node's shards then. */

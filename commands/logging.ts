@@ -98,14 +98,11 @@ function stderrSink(format: LogFormat): Sink {
 
 /** Sends the program's logs at `level` and above to standard error, written as `format`. */
 export async function setUpLogging(level: LogLevel, format: LogFormat = "text"): Promise<void> {
-  const libraries = level === "trace" || level === "debug" ? level : "fatal";
   await configure({
     reset: true,
     sinks: { stderr: stderrSink(format) },
     loggers: [
       { category: ["usershard"], lowestLevel: level, sinks: ["stderr"] },
-      // kafkajs reports every retry; our own code reports what finally happened.
-      { category: ["usershard", "kafkajs"], lowestLevel: libraries },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });

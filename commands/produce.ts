@@ -18,7 +18,7 @@ import {
 } from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
 import { logFormatFlag, logLevelFlag, setUpLogging } from "./logging.ts";
-import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
+import { createAdmin, kafkaErrorLine } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { seededRandom } from "../cluster/seeded_random.ts";
 import { PER_EVENT_LOG_MAX_RATE, produce, ProduceFailed, PurchaseSender } from "../kafka/producer.ts";
@@ -69,8 +69,7 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   await setUpLogging(logLevelFlag(flags["log-level"]), logFormatFlag(flags["log-format"]));
   const log = getLogger(["usershard", "producer"]);
 
-  const kafka = createKafka({ brokers, clientId: "usershard-producer" });
-  const admin = kafka.admin();
+  const admin = createAdmin({ brokers, clientId: "usershard-producer" });
   let producer: PurchaseSender | undefined;
   const stop = new AbortController();
   const stopListening = onStopSignal(() => {
@@ -78,12 +77,11 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
     stop.abort();
   }, () => Deno.exit(130));
   try {
-    await admin.connect();
     const topic = await ensureTopic(admin, topicName, partitions, {
       requested: sources.partitions !== "default",
       replicationFactor: replicationFactorFlag(flags["replication-factor"]),
     });
-    await admin.disconnect();
+    await admin.close();
     producer = new PurchaseSender(brokers, topic.topic, topic.partitions);
     log.info("producing to {topic} ({partitions} partitions) at {brokers}, users 0..{last}, {pace}", {
       topic: topic.topic,
@@ -108,6 +106,6 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
     throw new CliError(`${kafkaErrorLine(error instanceof ProduceFailed ? error.cause : error, brokers)}${sent}`);
   } finally {
     stopListening();
-    await Promise.allSettled([producer?.close(), admin.disconnect()]);
+    await Promise.allSettled([producer?.close(), admin.close()]);
   }
 });

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
+import { createAdmin, kafkaErrorLine } from "../kafka/client.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
 import { planRebuild, rebuild, RebuildRefused } from "../kafka/rebuild.ts";
 import { CliError, defineCommand, writeStdout } from "./command.ts";
@@ -40,11 +40,9 @@ export const rebuildCommand = defineCommand(rebuildSpec, async (flags, positiona
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const brokers = hostPortList("brokers", flags.brokers);
   const topic = topicFlag(flags.topic);
-  const kafka = createKafka({ brokers, clientId: "usershard-rebuild" });
-  const admin = kafka.admin();
+  const admin = createAdmin({ brokers, clientId: "usershard-rebuild" });
   const offsets = new OffsetsReader(brokers, "usershard-rebuild");
   try {
-    await admin.connect();
     const plan = await planRebuild(admin, offsets, topic, flags.group, flags["accept-loss"]);
     const holds = plan.trimmed.length === 0
       ? "every event"
@@ -63,7 +61,7 @@ export const rebuildCommand = defineCommand(rebuildSpec, async (flags, positiona
     if (error instanceof RebuildRefused) throw new CliError(error.message);
     throw new CliError(kafkaErrorLine(error, brokers));
   } finally {
-    await admin.disconnect().catch(() => {});
+    await admin.close().catch(() => {});
     await offsets.close().catch(() => {});
   }
 });

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Admin } from "kafkajs";
+import { type Admin, ConfigResourceTypes } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import { errorChain } from "./client.ts";
 
@@ -27,7 +27,8 @@ export const TOPIC_READY_TIMEOUT_MS = 30_000;
 
 /**
  * The partition count of `topic`, or `undefined` when it does not exist.
- * Lists topics first: asking kafkajs for a missing topic's metadata retries.
+ * Lists topics first: the client retries a missing topic's metadata for
+ * seconds before it says the topic is unknown.
  */
 export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
   const topics = await admin.listTopics();
@@ -38,8 +39,8 @@ export async function partitionCount(admin: Admin, topic: string): Promise<numbe
 /** The copies each partition of `topic` has, or `undefined` when it does not exist. */
 export async function replicationFactor(admin: Admin, topic: string): Promise<number | undefined> {
   if (!(await admin.listTopics()).includes(topic)) return undefined;
-  const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-  return topics[0]?.partitions[0]?.replicas.length;
+  const metadata = await admin.metadata({ topics: [topic], forceUpdate: true });
+  return metadata.topics.get(topic)?.partitions[0]?.replicas.length;
 }
 
 /** How {@linkcode ensureTopic} creates a missing topic. */
@@ -76,11 +77,15 @@ export async function ensureTopic(
     }
     return { topic, partitions: existing, created: false };
   }
-  const configEntries = Object.entries(config).map(([name, value]) => ({ name, value }));
-  const created = await admin.createTopics({
-    topics: [{ topic, numPartitions: partitions, replicationFactor, configEntries }],
-    waitForLeaders: false,
-  });
+  const configs = Object.entries(config).map(([name, value]) => ({ name, value }));
+  let created = true;
+  try {
+    await admin.createTopics({ topics: [topic], partitions, replicas: replicationFactor, configs });
+  } catch (error) {
+    // Another process created it since it was listed: it is there, which is all this asks.
+    if (!hasKafkaError(error, ["TOPIC_ALREADY_EXISTS"])) throw error;
+    created = false;
+  }
   const count = await knownPartitionCount(admin, topic, created);
   if (created) log.info("created topic {topic} with {partitions} partitions", { topic, partitions });
   return { topic, partitions: count, created };
@@ -96,8 +101,8 @@ async function knownPartitionCount(admin: Admin, topic: string, leaders: boolean
   for (let delay = 50;; delay = Math.min(delay * 2, 1000)) {
     let problem: string;
     try {
-      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-      const partitions = topics[0]?.partitions ?? [];
+      const metadata = await admin.metadata({ topics: [topic], forceUpdate: true });
+      const partitions = metadata.topics.get(topic)?.partitions ?? [];
       const leaderless = leaders ? partitions.filter((p) => p.leader < 0).length : 0;
       if (partitions.length > 0 && leaderless === 0) return partitions.length;
       problem = `${leaderless} of ${partitions.length} partitions have no leader`;
@@ -114,26 +119,36 @@ async function knownPartitionCount(admin: Admin, topic: string, leaders: boolean
 
 /** Errors a topic gives while the broker is still learning of it or electing its leaders. */
 function isTopicNotReady(error: unknown): boolean {
-  return errorChain(error).some((e) => {
-    const type = (e as Error & { type?: unknown }).type;
-    return type === "UNKNOWN_TOPIC_OR_PARTITION" || type === "LEADER_NOT_AVAILABLE";
-  });
+  // The client reports an unknown topic's metadata as a plain "Unknown topic <name>." error, without Kafka's code.
+  return hasKafkaError(error, ["UNKNOWN_TOPIC_OR_PARTITION", "LEADER_NOT_AVAILABLE"]) ||
+    errorChain(error).some((e) => e.message.startsWith("Unknown topic "));
 }
 
-/** kafkajs's ConfigResourceTypes.BROKER. */
-const BROKER_RESOURCE = 4;
+/**
+ * Whether Kafka refused with one of `codes` (its error names), anywhere in
+ * `error`: the client gathers one error per attempt and per partition, so
+ * the code sought need not be the first.
+ */
+function hasKafkaError(error: unknown, codes: readonly string[], depth = 0): boolean {
+  if (!(error instanceof Error) || depth > 6) return false;
+  const { apiId, errors } = error as Error & { apiId?: unknown; errors?: unknown };
+  if (typeof apiId === "string" && codes.includes(apiId)) return true;
+  const inner: unknown[] = Array.isArray(errors) ? errors : [];
+  return [...inner, error.cause].some((e) => hasKafkaError(e, codes, depth + 1));
+}
 
 /** The replicas a topic gets when none are asked for: the brokers' `default.replication.factor`. */
 export async function defaultReplicationFactor(admin: Admin): Promise<number> {
-  const { brokers } = await admin.describeCluster();
-  const described = await admin.describeConfigs({
+  // The admin client has no DescribeCluster; metadata names the brokers as well.
+  const { brokers } = await admin.metadata({ topics: [] });
+  const [broker] = brokers.keys();
+  const [described] = await admin.describeConfigs({
     resources: [{
-      type: BROKER_RESOURCE,
-      name: String(brokers[0].nodeId),
-      configNames: ["default.replication.factor"],
+      resourceType: ConfigResourceTypes.BROKER,
+      resourceName: String(broker),
+      configurationKeys: ["default.replication.factor"],
     }],
-    includeSynonyms: false,
   });
-  const value = described.resources[0]?.configEntries.find((e) => e.configName === "default.replication.factor");
-  return Number(value?.configValue ?? 1);
+  const value = described?.configs.find((c) => c.name === "default.replication.factor")?.value;
+  return Number(value ?? 1);
 }

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type Admin, AssignerProtocol } from "kafkajs";
+import type { Admin, Group } from "@platformatic/kafka";
 
 /**
  * The Kafka client id of the node at `address`, so Kafka's own tools
@@ -38,17 +38,28 @@ export async function groupPlacement(
   group: string,
   topic: string,
 ): Promise<Map<number, string> | undefined> {
-  const { groups } = await admin.describeGroups([group]);
-  const description = groups[0];
-  if (!description) return undefined;
+  const groups = await admin.describeGroups({ groups: [group] });
+  const description = groups.get(group);
+  return description ? placementOf(description, topic) : undefined;
+}
+
+/**
+ * Partition → node address for `topic` in a group's description, as
+ * {@linkcode groupPlacement} gives it. The client has decoded each member's
+ * assignment (`decodeConsumerProtocolAssignment`) into `assignments`;
+ * members that are not nodes (no {@linkcode nodeClientId}) are left out.
+ */
+export function placementOf(
+  description: Pick<Group, "state" | "members">,
+  topic: string,
+): Map<number, string> | undefined {
   if (description.state === "Empty" || description.state === "Dead") return new Map();
   if (description.state !== "Stable") return undefined;
   const placement = new Map<number, string>();
-  for (const member of description.members) {
+  for (const member of description.members.values()) {
     const address = addressFromClientId(member.clientId);
-    if (!address || member.memberAssignment.length === 0) continue;
-    const decoded = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
-    for (const partition of decoded?.assignment[topic] ?? []) placement.set(partition, address);
+    if (!address) continue;
+    for (const partition of member.assignments?.get(topic)?.partitions ?? []) placement.set(partition, address);
   }
   return placement;
 }

@@ -16,8 +16,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import type { Admin, Kafka } from "kafkajs";
-import { Producer } from "@platformatic/kafka";
+import { type Admin, ConfigResourceTypes, Producer } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import type { UserTotals } from "../cluster/sharding/entity.ts";
 import type { ShardSnapshot } from "../cluster/sharding/shard.ts";
@@ -141,13 +140,16 @@ export async function ensureChangelog(
         "another topic layout; give this topic another --group",
     );
   }
-  const described = await admin.describeConfigs({
-    resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: ["cleanup.policy"] }],
-    includeSynonyms: false,
+  const [described] = await admin.describeConfigs({
+    resources: [{
+      resourceType: ConfigResourceTypes.TOPIC,
+      resourceName: topic,
+      configurationKeys: ["cleanup.policy"],
+    }],
   });
-  const policy = described.resources[0]?.configEntries.find((e) => e.configName === "cleanup.policy")?.configValue;
+  const policy = described?.configs.find((c) => c.name === "cleanup.policy")?.value;
   // Retention would delete users whose totals did not change for a while.
-  if (policy !== undefined && policy !== "compact") {
+  if (typeof policy === "string" && policy !== "compact") {
     throw new ChangelogLayoutError(
       `changelog topic ${topic} has cleanup.policy=${policy}, which deletes state; it must be compact ` +
         `(kafka-configs --alter --entity-type topics --entity-name ${topic} --add-config cleanup.policy=compact)`,
@@ -183,9 +185,6 @@ export async function refuseLostChangelog(
   );
 }
 
-/** kafkajs's ConfigResourceTypes.TOPIC. */
-const TOPIC_RESOURCE = 2;
-
 /** One shard restored from its changelog partition. */
 export interface ShardRestore {
   readonly shard: number;
@@ -204,15 +203,13 @@ export interface RestoreObserver {
 
 /** How the changelog writers reach Kafka, and what the changelog counts. */
 export interface ChangelogSettings {
-  /** The kafkajs client, for restores. */
-  readonly kafka: Kafka;
   /** Offsets and topic ids, for the checks a restore makes before it trusts what it read. */
   readonly offsets: OffsetsReader;
   /** The input topic the shards count, and the consumer group that commits its offsets. */
   readonly input: { readonly topic: string; readonly group: string };
-  /** Bootstrap brokers as `host:port`, for the writers. */
+  /** Bootstrap brokers as `host:port`, for the writers and the restores. */
   readonly brokers: readonly string[];
-  /** The client id Kafka's tools show for this node's writers. */
+  /** The client id Kafka's tools show for this node's writers and restores. */
   readonly clientId: string;
   readonly topic: string;
   /** How long Kafka lets a changelog transaction stay open (ARCHITECTURE.md, "Timing"). */
@@ -223,11 +220,9 @@ export interface ChangelogSettings {
 }
 
 /**
- * Shard state kept in the changelog topic. Restores read through kafkajs
- * (`partition_reader.ts`); writes go through `@platformatic/kafka`'s
- * transactional producer, which encodes records about 2.5 times as fast as
- * kafkajs's on this workload (the changelog carries a record for every user a
- * batch changes, so with many users it carries as much as the input).
+ * Shard state kept in the changelog topic. Restores read a whole partition
+ * (`partition_reader.ts`); writes go through a transactional producer per
+ * shard.
  */
 export class KafkaShardStorage implements ShardStorage {
   readonly durable = true;
@@ -236,7 +231,7 @@ export class KafkaShardStorage implements ShardStorage {
 
   constructor(settings: ChangelogSettings) {
     this.#settings = settings;
-    this.#reader = new PartitionReader(settings.kafka);
+    this.#reader = new PartitionReader({ brokers: settings.brokers, clientId: settings.clientId });
   }
 
   /**

@@ -1,41 +1,11 @@
 /**
- * The one place that builds kafkajs clients: bounded retries (so an unreachable
- * broker is reported in seconds, not retried forever), kafkajs logs routed into
- * the program's logger, and kafkajs errors turned into one readable line.
+ * The one place that builds Kafka clients (`@platformatic/kafka`): bounded
+ * retries, so an unreachable broker is reported in seconds, not retried
+ * forever; and client errors turned into one readable line.
  *
  * @module
  */
-import process from "node:process";
-import { Kafka, type logCreator, logLevel } from "kafkajs";
-import { getLogger } from "@logtape/logtape";
-
-const kafkajsLog = getLogger(["usershard", "kafkajs"]);
-
-// kafkajs schedules timers with negative delays (harmless: they run at once),
-// which the Node compatibility layer reports on stderr as a process warning.
-process.removeAllListeners("warning");
-process.on("warning", (warning) => kafkajsLog.debug("{name}: {text}", { name: warning.name, text: warning.message }));
-
-const toLogtape: logCreator = () => ({ namespace, level, log }) => {
-  // kafkajs's own timestamp and logger name ("kafkajs") say again what the record already says.
-  const { message, timestamp: _timestamp, logger: _logger, ...extra } = log;
-  const text = `${namespace}: ${message}`;
-  if (level === logLevel.ERROR || level === logLevel.WARN) kafkajsLog.warn(text, extra);
-  else if (level === logLevel.INFO) kafkajsLog.debug(text, extra);
-  else kafkajsLog.trace(text, extra);
-};
-
-/**
- * The least severe kafkajs level whose entries {@linkcode toLogtape} would pass on
- * at the levels logging is configured for now (by `--log-level`): below it kafkajs
- * would build every entry only for it to be dropped.
- */
-function kafkajsLevel(): logLevel {
-  if (kafkajsLog.isEnabledFor("trace")) return logLevel.DEBUG;
-  if (kafkajsLog.isEnabledFor("debug")) return logLevel.INFO;
-  if (kafkajsLog.isEnabledFor("warning")) return logLevel.WARN;
-  return logLevel.NOTHING;
-}
+import { Admin, type BaseOptions } from "@platformatic/kafka";
 
 /** How to reach Kafka. */
 export interface KafkaSettings {
@@ -46,24 +16,43 @@ export interface KafkaSettings {
 }
 
 /**
- * A kafkajs client whose requests give up after a few seconds of retries. Its
- * log level is fixed here from the logging set up so far: set logging up first.
+ * The connection settings every @platformatic/kafka client of this program
+ * shares: bounded retries, so an unreachable broker is reported in seconds,
+ * never retried forever.
  *
  * @example
  * ```ts
- * const kafka = createKafka({ brokers: ["localhost:9092"], clientId: "usershard-producer" });
+ * import { Producer } from "@platformatic/kafka";
+ * new Producer({ ...clientOptions({ brokers: ["localhost:9092"], clientId: "usershard-producer" }), acks: -1 });
  * ```
  */
-export function createKafka(settings: KafkaSettings): Kafka {
-  return new Kafka({
+export function clientOptions(settings: KafkaSettings): BaseOptions {
+  return {
     clientId: settings.clientId,
-    brokers: [...settings.brokers],
-    connectionTimeout: 3000,
-    requestTimeout: 30000,
-    retry: { initialRetryTime: 200, maxRetryTime: 2000, retries: 4 },
-    logLevel: kafkajsLevel(),
-    logCreator: toLogtape,
-  });
+    bootstrapBrokers: [...settings.brokers],
+    connectTimeout: 3000,
+    timeout: 30_000,
+    retries: 4,
+    retryDelay: (_client: unknown, _operation: string, attempt: number) => Math.min(200 * 2 ** (attempt - 1), 2000),
+  };
+}
+
+/**
+ * An admin client with {@linkcode clientOptions}. It connects on its first
+ * request; `close()` it when done.
+ *
+ * @example
+ * ```ts
+ * const admin = createAdmin({ brokers: ["localhost:9092"], clientId: "usershard-producer" });
+ * try {
+ *   await admin.listTopics();
+ * } finally {
+ *   await admin.close();
+ * }
+ * ```
+ */
+export function createAdmin(settings: KafkaSettings): Admin {
+  return new Admin(clientOptions(settings));
 }
 
 /**
@@ -71,31 +60,46 @@ export function createKafka(settings: KafkaSettings): Kafka {
  *
  * @example
  * ```ts
- * kafkaErrorLine(new Error("Connection error: connect ECONNREFUSED"), ["localhost:9092"]);
- * // "cannot reach Kafka at localhost:9092: connect ECONNREFUSED (is a broker running? `deno task kafka` starts one)"
+ * const refused = new Error("connect ECONNREFUSED 127.0.0.1:9092");
+ * kafkaErrorLine(new Error("Connection to localhost:9092 failed.", { cause: refused }), ["localhost:9092"]);
+ * // "cannot reach Kafka at localhost:9092: connect ECONNREFUSED 127.0.0.1:9092 (is a broker running? …)"
  * ```
  */
 export function kafkaErrorLine(error: unknown, brokers: readonly string[]): string {
-  const messages = errorChain(error).map((e) => e.message);
-  const detail = messages.at(-1) ?? String(error);
+  const chain = errorChain(error);
+  const messages = chain.map((e) => e.message);
+  const detail = chain.length > 0 ? withBrokerReason(chain[chain.length - 1]) : String(error);
   const where = brokers.join(",");
   if (messages.some((m) => /connect|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|timed? ?out|getaddrinfo/i.test(m))) {
-    return `cannot reach Kafka at ${where}: ${detail.replace(/^Connection error: /, "")} ` +
+    return `cannot reach Kafka at ${where}: ${detail} ` +
       "(is a broker running? `deno task kafka` starts one)";
   }
   return `Kafka at ${where} failed: ${detail}`;
 }
 
-/** An error and the errors behind it (at most four), outermost first. */
+/**
+ * An error's message and, when Kafka refused a request, the broker's own
+ * reason: @platformatic/kafka names only the error code ("Replication-factor
+ * is invalid."), the broker says why.
+ */
+function withBrokerReason(error: Error): string {
+  const reason = (error as Error & { serverErrorMessage?: unknown }).serverErrorMessage;
+  return typeof reason === "string" && reason !== "" ? `${error.message} ${reason}` : error.message;
+}
+
+/**
+ * An error and the errors behind it (at most six: @platformatic/kafka wraps
+ * a refused connection five deep), outermost first.
+ */
 export function errorChain(error: unknown): Error[] {
   const chain: Error[] = [];
-  for (let e: unknown = error; e instanceof Error && chain.length < 4; e = causeOf(e)) chain.push(e);
+  for (let e: unknown = error; e instanceof Error && chain.length < 6; e = causeOf(e)) chain.push(e);
   return chain;
 }
 
 function causeOf(error: Error): unknown {
-  // kafkajs keeps the underlying error in `originalError`, newer code in `cause`, @platformatic/kafka in
-  // `cause` or as the first of several `errors`.
-  const nested = error as Error & { originalError?: unknown; errors?: unknown };
-  return nested.originalError ?? error.cause ?? (Array.isArray(nested.errors) ? nested.errors[0] : undefined);
+  // @platformatic/kafka keeps the underlying error in `cause`, or gathers several (one per attempt, say) in
+  // `errors`, the first of which stands for them all.
+  const { errors } = error as Error & { errors?: unknown };
+  return error.cause ?? (Array.isArray(errors) ? errors[0] : undefined);
 }

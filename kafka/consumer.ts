@@ -2,63 +2,59 @@
  * The consumer pipeline of a processor node. One event's path:
  * Kafka record → {@linkcode decodePurchase} → shard id (= partition) →
  * `sink.applyEvents` (the shard region: local shard, or its home over TCP) →
- * the shard applies, writes its changelog and acknowledges → offset committed,
- * once per fetched batch. Nothing is committed before the shard has applied
- * and stored it (invariant 2 of ARCHITECTURE.md), partitions run in parallel,
- * and inside a partition events keep their order.
+ * the shard applies, writes its changelog and acknowledges → offset
+ * committed. Nothing is committed before the shard has applied and stored it
+ * (invariant 2 of ARCHITECTURE.md), partitions run in parallel, and inside a
+ * partition events keep their order.
  *
- * A batch never holds kafkajs up for long: kafkajs fetches again only once
- * every batch of the last fetch is done, and rejoins a rebalancing group only
- * once they return. So a delivery that takes longer than
- * `RELEASE_SLOT_AFTER_MS` (a shard moving), or that is in hand when
- * a heartbeat says the group is rebalancing, goes on in the background with
- * its partition paused and its batch uncommitted; when it settles the
- * partition resumes, is fetched again, and what the sink acknowledged
- * meanwhile is committed without being delivered twice. A refused delivery,
- * or a misplaced record while the topic's partition count is unknown,
- * pauses its partition for `RETRY_DELIVERY_AFTER_MS` and fetches
- * the batch again.
+ * What to fetch, deliver and commit, and when, is decided by
+ * {@linkcode ConsumerProgress}, a state machine with no I/O; this module
+ * carries its actions out with @platformatic/kafka and feeds the answers
+ * back. The client heartbeats and rejoins a rebalancing group on its own,
+ * so a shard that is slow to answer (moving, or its node unreachable) holds
+ * up its own partition only, and never the group. A refused delivery, or a
+ * misplaced record while the topic's partition count is unknown, has its
+ * partition fetched again a second later from what was acknowledged.
  *
  * @module
  */
-import { type Consumer, type EachBatchPayload, type Kafka, PartitionAssigners } from "kafkajs";
+import { Consumer, FetchIsolationLevels } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import type { PurchaseEvent } from "../cluster/sharding/entity.ts";
 import { partitionForBytes } from "./partitioner.ts";
 import { decodePurchase, type MalformedKind } from "./purchase.ts";
-import { stickyAssigner } from "./sticky_assignor.ts";
-import { waitBounded, type Waited } from "./bounded_wait.ts";
+import { encodeOwnership, STICKY_ASSIGNOR, stickyPartitionsAssigner } from "./sticky_assignor.ts";
+import { ConsumerProgress, type Delivery, type FetchAt, type Locate } from "./consumer_progress.ts";
+import { committedRecords, type FetchedPartition, type ReadRecord } from "./fetched_records.ts";
+import { clientOptions, type KafkaSettings } from "./client.ts";
 import { errorText } from "../cluster/error_text.ts";
 import { DEFAULT_KAFKA_TIMINGS, type KafkaTimings } from "../cluster/timings.ts";
 
 const log = getLogger(["usershard", "consumer"]);
 
-/** How often to ask kafkajs for a heartbeat while waiting; it sends one only once its own interval has passed. */
-const HEARTBEAT_WHILE_WAITING_MS = 250;
+/** How long a fetch waits on the broker for records to arrive. */
+const FETCH_MAX_WAIT_MS = 250;
+/** Bytes per fetch answer, and per partition in it. */
+const FETCH_MAX_BYTES = 32 * 1024 * 1024;
+const FETCH_PARTITION_MAX_BYTES = 1024 * 1024;
+/** A delivery slower than this is logged when it ends: its partition waited that long. */
+const SLOW_DELIVERY_MS = 1000;
+/** How long to wait before joining the group again after the client gave up rejoining. */
+const REJOIN_AFTER_MS = 1000;
+/** How long stopping waits for deliveries in hand, to commit what they applied. */
+const STOP_DRAIN_MS = 3000;
 
-/** How long a refused delivery's partition stays paused before its batch is fetched again. */
-const RETRY_DELIVERY_AFTER_MS = 1000;
-
-/**
- * How long a batch may keep its kafkajs worker waiting for the sink. Waiting
- * longer would hold up every other partition of the node (kafkajs fetches
- * again only when all batches of a fetch are done, and it has only
- * `concurrency` workers). Deliveries take milliseconds unless the shard is
- * moving or its node is unreachable, so only those take the slower way round
- * (pause, finish in the background, fetch again).
- */
-const RELEASE_SLOT_AFTER_MS = 1000;
-
-/** Why a resize check gave no count, for a log line. */
-function unknownCount(check: Waited<unknown>, topic: string): string {
-  return `Kafka ${check.kind === "slow" ? "is slow to say" : "could not say"} the partition count of ${topic}`;
-}
+/** Kafka's error code for a fetch below a partition's log start or past its end. */
+const OFFSET_OUT_OF_RANGE = 1;
 
 /** Events per second for the summary: whole numbers, but a slow trickle is not shown as 0. */
 function ratePerSecond(events: number, ms: number): string {
   const rate = events / (ms / 1000);
   return rate >= 10 ? String(Math.round(rate)) : rate.toFixed(1);
 }
+
+/** Why a resize check gave no count, for a log line. */
+const UNKNOWN_COUNT = "Kafka could not say the partition count of";
 
 /** Where decoded events go: the shard region. */
 export interface EventSink {
@@ -68,7 +64,8 @@ export interface EventSink {
 
 /** How a pipeline is set up. */
 export interface PipelineOptions {
-  readonly kafka: Kafka;
+  /** How to reach Kafka; the consumer's client id is this node's (`nodeClientId`). */
+  readonly kafka: KafkaSettings;
   readonly topic: string;
   readonly group: string;
   /** Partitions of the topic (= shards). */
@@ -88,8 +85,6 @@ export interface PipelineOptions {
   readonly observer?: PipelineObserver;
   /** The group's session, rebalance and heartbeat timings (ARCHITECTURE.md, "Timing"). */
   readonly timings?: KafkaTimings;
-  /** Partitions processed at the same time. */
-  readonly concurrency?: number;
   readonly summaryEveryMs?: number;
 }
 
@@ -111,61 +106,28 @@ export interface PipelineStats {
 /** Consumes the topic in the group and feeds the shard region. */
 export class ConsumerPipeline {
   readonly #o: PipelineOptions;
-  /** The kafkajs consumer of the current run: a new one for each start, since one that left cannot join again. */
+  /** The client of the current run: a new one for each start. */
   #consumer: Consumer | undefined;
+  #progress = new ConsumerProgress();
+  /** Fetched records by partition and by the offset their batch starts at, until delivered. */
+  readonly #fetched = new Map<number, Map<number, ReadRecord[]>>();
   readonly stats: PipelineStats = { events: 0, local: 0, malformed: 0 };
-  #assigned: number[] = [];
+  #assigned: readonly number[] = [];
   #summaryTimer: ReturnType<typeof setInterval> | undefined;
+  #wakeTimer: ReturnType<typeof setTimeout> | undefined;
   #lastSummary = { at: Date.now(), events: 0, local: 0, malformed: 0 };
   readonly #fatal = Promise.withResolvers<string>();
   #failed = false;
+  #running = false;
   #resizeCheck: Promise<boolean | undefined> | undefined;
-  /** Partitions whose last delivery goes on after its batch returned; each stays paused until it settles. */
-  readonly #background = new Set<number>();
-  /**
-   * By partition, the last offset that a background delivery had the sink
-   * acknowledge (with every record before it), until it is committed: the
-   * batch fetched again commits up to it without delivering it twice.
-   */
-  readonly #acknowledged = new Map<number, number>();
+  /** Work in hand (deliveries, fetches, commits), for stopping. */
+  readonly #inHand = new Set<Promise<unknown>>();
 
   constructor(options: PipelineOptions) {
     this.#o = options;
   }
 
-  #newConsumer(): Consumer {
-    const options = this.#o;
-    const timings = options.timings ?? DEFAULT_KAFKA_TIMINGS;
-    const consumer = options.kafka.consumer({
-      groupId: options.group,
-      sessionTimeout: timings.sessionTimeoutMs,
-      rebalanceTimeout: timings.rebalanceTimeoutMs,
-      heartbeatInterval: timings.heartbeatIntervalMs,
-      maxWaitTimeInMs: 250,
-      allowAutoTopicCreation: false,
-      // New partitions are seen this soon (kafkajs's default is 5 minutes); see #topicResized.
-      metadataMaxAge: 30_000,
-      // Round-robin as well, so that a group still holding members that offer only that one
-      // (nodes of an older build, during a rolling upgrade) agrees on it instead of refusing us.
-      partitionAssigners: [stickyAssigner(() => ({ [options.topic]: this.#assigned })), PartitionAssigners.roundRobin],
-    });
-    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-      this.#assignment(payload.memberAssignment[options.topic] ?? []);
-    });
-    consumer.on(consumer.events.REBALANCING, () => {
-      log.info("Kafka consumer group {group} is rebalancing", { group: options.group });
-    });
-    consumer.on(consumer.events.CRASH, ({ payload }) => {
-      if (payload.restart) {
-        log.warn("Kafka consumer stopped on an error and restarts: {error}", { error: String(payload.error) });
-      } else {
-        this.#fail(`the Kafka consumer stopped for good: ${payload.error.message}`);
-      }
-    });
-    return consumer;
-  }
-
-  /** Settles with the reason when consuming cannot go on (the topic has grown, the consumer died). */
+  /** Settles with the reason when consuming cannot go on (the topic has grown). */
   get fatal(): Promise<string> {
     return this.#fatal.promise;
   }
@@ -175,12 +137,73 @@ export class ConsumerPipeline {
     return this.#assigned;
   }
 
+  /** Joins the group and consumes from the offsets it committed (the earliest where none); after {@linkcode stop}, joins again. */
+  async start(): Promise<void> {
+    const o = this.#o;
+    const timings = o.timings ?? DEFAULT_KAFKA_TIMINGS;
+    this.#progress = new ConsumerProgress();
+    this.#fetched.clear();
+    const consumer = this.#consumer = new Consumer({
+      ...clientOptions(o.kafka),
+      groupId: o.group,
+      sessionTimeout: timings.sessionTimeoutMs,
+      rebalanceTimeout: timings.rebalanceTimeoutMs,
+      heartbeatInterval: timings.heartbeatIntervalMs,
+      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+      maxWaitTime: FETCH_MAX_WAIT_MS,
+      minBytes: 1,
+      maxBytes: FETCH_MAX_BYTES,
+      autocommit: false,
+      // New partitions are seen this soon; see #topicResized.
+      metadataMaxAge: 30_000,
+    });
+    consumer.on("consumer:group:join", ({ assignments }) => {
+      if (this.#consumer !== consumer) return;
+      this.#assignment(assignments?.find((a) => a.topic === o.topic)?.partitions ?? []);
+    });
+    consumer.on("consumer:group:rebalance", () => {
+      log.info("Kafka consumer group {group} is rebalancing", { group: o.group });
+    });
+    // The client emits an error when a rejoin failed for good (a broker down longer than its
+    // retries): join again a little later, as long as this run lasts.
+    consumer.on("error", (error: unknown) => {
+      if (this.#consumer !== consumer || !this.#running) return;
+      log.warn("the Kafka consumer could not rejoin group {group} ({error}); trying again in {ms} ms", {
+        group: o.group,
+        error: errorText(error),
+        ms: REJOIN_AFTER_MS,
+      });
+      setTimeout(() => {
+        if (this.#consumer === consumer && this.#running) {
+          this.#join(consumer).catch((e) => consumer.emit("error", e));
+        }
+      }, REJOIN_AFTER_MS);
+    });
+    consumer.topics.track(o.topic);
+    this.#running = true;
+    await this.#join(consumer);
+    const every = o.summaryEveryMs ?? 10_000;
+    this.#summaryTimer = setInterval(() => this.#summary(), every);
+    this.#pump();
+  }
+
+  async #join(consumer: Consumer): Promise<void> {
+    await consumer.joinGroup({
+      protocols: [{ name: STICKY_ASSIGNOR, version: 1 }],
+      // Asked again at each rejoin: what this node consumes now is what it claims.
+      protocolsMetadata: () => encodeOwnership({ [this.#o.topic]: this.#assigned }),
+      partitionAssigner: stickyPartitionsAssigner,
+    });
+  }
+
   #assignment(partitions: readonly number[]): void {
     const now = [...partitions].sort((a, b) => a - b);
     const before = new Set(this.#assigned);
     const added = now.filter((p) => !before.has(p));
     const removed = this.#assigned.filter((p) => !now.includes(p));
     this.#assigned = now;
+    this.#progress.assign(now);
+    for (const partition of removed) this.#fetched.delete(partition);
     if (added.length > 0) {
       log.info("partitions {added} assigned to this node ({count} in all); updating shard allocation", {
         added: `[${added.join(",")}]`,
@@ -194,220 +217,267 @@ export class ConsumerPipeline {
       });
     }
     this.#o.onAssignment(now);
+    this.#pump();
   }
 
-  /**
-   * Joins the group and starts consuming from the earliest offsets not yet
-   * committed; after {@linkcode stop}, joins again.
-   */
-  async start(): Promise<void> {
-    const consumer = this.#consumer = this.#newConsumer();
-    await consumer.connect();
-    await consumer.subscribe({ topic: this.#o.topic, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.#o.concurrency ?? 8,
-      eachBatch: (payload) => this.#eachBatch(payload),
-    });
-    const every = this.#o.summaryEveryMs ?? 10_000;
-    this.#summaryTimer = setInterval(() => this.#summary(), every);
-  }
-
-  async #eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, heartbeat, isRunning, isStale, pause } = payload;
-    const { topic, partition } = batch;
-    // Returning without resolving has kafkajs fetch the rest again from the last resolved offset;
-    // pausing the partition meanwhile keeps that from being at once, and lets the others go on.
-    const retryLater = (why?: string) => {
-      if (why !== undefined) {
-        log.warn("{topic}/{partition} paused for {ms} ms, its batch uncommitted: {why}", {
-          topic,
-          partition,
-          ms: RETRY_DELIVERY_AFTER_MS,
-          why,
-        });
-      }
-      pause();
-      if (!this.#failed) setTimeout(() => this.#resume(topic, partition), RETRY_DELIVERY_AFTER_MS);
-    };
-    // kafkajs heartbeats only when asked, and the sink (or Kafka itself) can take longer than the
-    // session timeout to answer; the group must not evict us for it.
-    const wait = <T>(work: Promise<T>): Promise<Waited<T>> =>
-      waitBounded(work, {
-        heartbeat,
-        heartbeatEveryMs: HEARTBEAT_WHILE_WAITING_MS,
-        giveUpAfterMs: RELEASE_SLOT_AFTER_MS,
-      });
-    if (this.#failed) return retryLater();
-    if (this.#background.has(partition)) {
-      // A second delivery to the shard could overtake the one still going on (its pause should keep
-      // the partition from being fetched meanwhile); that one's end resumes it.
-      pause();
-      return;
-    }
-    if (partition >= this.#o.partitions) {
-      // Only a grown topic has such a partition; nothing in it may be committed under the old count.
-      const resized = await wait(this.#topicResized());
-      if (resized.kind === "rejoin") throw this.#rejoin(topic, partition, resized.error);
-      if (resized.kind === "settled" && resized.value) return retryLater();
-      return retryLater(
-        `only a resized topic has partition ${partition} (the shards are ${this.#o.partitions}), ` +
-          `and ${unknownCount(resized, topic)}`,
+  /** Carries out what the progress says to do now; every answer calls it again. */
+  #pump(): void {
+    const consumer = this.#consumer;
+    if (!consumer || !this.#running || this.#failed) return;
+    const progress = this.#progress;
+    const ready = progress.ready(Date.now());
+    if (ready.locate.length > 0) this.#track(this.#locate(consumer, progress, ready.locate));
+    if (ready.fetch.length > 0) this.#track(this.#fetch(consumer, progress, ready.fetch));
+    for (const delivery of ready.deliver) this.#track(this.#deliver(progress, delivery));
+    if (ready.commit.length > 0) {
+      const offsets = ready.commit;
+      this.#track(
+        consumer.commit({
+          offsets: offsets.map(({ partition, offset }) => ({
+            topic: this.#o.topic,
+            partition,
+            offset: BigInt(offset),
+            leaderEpoch: -1,
+          })),
+        }).then(() => progress.committed(offsets), (error) => {
+          log.warn("committing offsets of {group} failed ({error}); trying again in a second", {
+            group: this.#o.group,
+            error: errorText(error),
+          });
+          progress.commitFailed(Date.now());
+        }),
       );
     }
-    const acknowledged = this.#acknowledged.get(partition) ?? -1;
-    let messages = batch.messages;
-    if (messages.length > 0 && Number(messages[0].offset) <= acknowledged) {
-      // Committed before the rest is delivered: a shard slow enough that every delivery ends in the
-      // background still has its partition move on.
-      messages = messages.filter((message) => Number(message.offset) > acknowledged);
-      await this.#commit(payload, Math.min(acknowledged, Number(batch.messages.at(-1)!.offset)));
-    }
-    const events: PurchaseEvent[] = [];
-    let lastOffset = -1;
-    for (const message of messages) {
-      const offset = Number(message.offset);
-      const decoded = decodePurchase(message.key, message.value);
-      if (!decoded.ok) {
-        this.#malformed(topic, partition, offset, decoded.reason, decoded.kind);
-      } else {
-        const { userId, product, quantity, price } = decoded.purchase;
-        // The key is the user id's UTF-8 (decodePurchase checked), so hash it as it is.
-        const shard = partitionForBytes(message.key!, this.#o.partitions);
-        if (shard !== partition) {
-          // Nothing past this record may be committed before the resize check says it is a stray.
-          const resized = await wait(this.#topicResized());
-          if (resized.kind === "rejoin") throw this.#rejoin(topic, partition, resized.error);
-          if (resized.kind !== "settled" || resized.value === undefined) {
-            return retryLater(
-              `user ${userId} at offset ${offset} belongs in partition ${shard}, and ${
-                unknownCount(resized, topic)
-              }, ` +
-                "so a misplaced record cannot be told from a resized topic",
-            );
-          }
-          if (resized.value) return retryLater();
-          const reason = `user ${userId} belongs in partition ${shard}, not ${partition}`;
-          this.#malformed(topic, partition, offset, reason, "wrong_partition");
-        } else {
-          // The product matters to no total: it is in this line only, built only at debug level.
-          log.debug(
-            "Forwarding message for entity {userId} to shard {shard}: {product}",
-            () => ({ userId, shard, product }),
-          );
-          events.push({ offset, userId, quantity, price });
-        }
-      }
-      lastOffset = offset;
-    }
-    if (lastOffset < 0 || !isRunning() || isStale()) return;
-    if (events.length > 0) {
-      // The whole batch in one delivery: one changelog transaction and one commit for it.
-      const delivery = this.#o.sink.applyEvents(partition, events);
-      const delivered = await wait(delivery);
-      if (delivered.kind === "failed") {
-        // Throwing would make kafkajs restart the whole consumer, which leaves and rejoins
-        // the group: a rebalance of every node for one unreachable shard.
-        return retryLater(
-          `could not deliver ${events.length} events to shard ${partition}: ${errorText(delivered.error)}`,
-        );
-      }
-      if (delivered.kind !== "settled") {
-        pause();
-        this.#inBackground(topic, partition, delivery, events.length, lastOffset);
-        if (delivered.kind === "rejoin") throw this.#rejoin(topic, partition, delivered.error);
-        log.info(
-          "{topic}/{partition} paused: shard {partition} has not acknowledged {count} events in {ms} ms " +
-            "(moving, or its node unreachable); the delivery goes on, and the partition is fetched again " +
-            "once it ends, so that the other partitions of this node go on meanwhile",
-          { topic, partition, count: events.length, ms: RELEASE_SLOT_AFTER_MS },
-        );
-        return;
-      }
-      this.#delivered(events.length, delivered.value.local);
-    }
-    await this.#commit(payload, lastOffset);
-    await heartbeat();
+    clearTimeout(this.#wakeTimer);
+    const wake = progress.nextWake();
+    if (wake !== undefined) this.#wakeTimer = setTimeout(() => this.#pump(), Math.max(0, wake - Date.now()));
   }
 
-  /** Resolves and commits `partition` up to `lastOffset`, which the sink has applied or that were skipped. */
-  async #commit(
-    { batch, resolveOffset, commitOffsetsIfNecessary }: EachBatchPayload,
-    lastOffset: number,
-  ): Promise<void> {
-    const { topic, partition } = batch;
-    resolveOffset(String(lastOffset));
-    await commitOffsetsIfNecessary({
-      topics: [{ topic, partitions: [{ partition, offset: String(lastOffset + 1) }] }],
-    });
-    if ((this.#acknowledged.get(partition) ?? Infinity) <= lastOffset) this.#acknowledged.delete(partition);
+  /** Runs `work`, then pumps again: each answer may make something ready. */
+  #track(work: Promise<void>): void {
+    const tracked = work.catch((error) => log.error("consumer step failed: {error}", { error: errorText(error) }))
+      .finally(() => {
+        this.#inHand.delete(tracked);
+        this.#pump();
+      });
+    this.#inHand.add(tracked);
+  }
+
+  /** Where new partitions start: the group's committed offset, or the log start where it has none. */
+  async #locate(consumer: Consumer, progress: ConsumerProgress, partitions: readonly Locate[]): Promise<void> {
+    const topic = this.#o.topic;
+    try {
+      const ids = partitions.map((p) => p.partition);
+      const committed = (await consumer.listCommittedOffsets({ topics: [{ topic, partitions: ids }] })).get(topic);
+      const unset = ids.filter((p) => (committed?.[p] ?? -1n) < 0n);
+      const earliest = unset.length > 0
+        ? (await consumer.listOffsets({ topics: [topic], partitions: { [topic]: unset }, timestamp: -2n })).get(topic)
+        : undefined;
+      for (const { partition, run } of partitions) {
+        const at = (committed?.[partition] ?? -1n) >= 0n ? committed![partition] : earliest?.[partition];
+        if (at === undefined) progress.locateFailed(partition, run, Date.now());
+        else progress.located(partition, run, Number(at));
+      }
+    } catch (error) {
+      log.warn("could not read where partitions {partitions} of {topic} start ({error}); trying again in a second", {
+        partitions: `[${partitions.map((p) => p.partition).join(",")}]`,
+        topic,
+        error: errorText(error),
+      });
+      for (const { partition, run } of partitions) progress.locateFailed(partition, run, Date.now());
+    }
+  }
+
+  /** One fetch request per partition leader, all at once; the progress hears every partition's answer. */
+  async #fetch(consumer: Consumer, progress: ConsumerProgress, wanted: readonly FetchAt[]): Promise<void> {
+    const topic = this.#o.topic;
+    try {
+      const metadata = await consumer.metadata({ topics: [topic] });
+      const described = metadata.topics.get(topic);
+      if (!described) throw new Error(`Kafka does not list topic ${topic}`);
+      const byLeader = new Map<number, FetchAt[]>();
+      for (const at of wanted) {
+        const leader = described.partitions[at.partition]?.leader ?? -1;
+        byLeader.set(leader, [...(byLeader.get(leader) ?? []), at]);
+      }
+      await Promise.all([...byLeader].map(async ([leader, ats]) => {
+        if (leader < 0) {
+          for (const at of ats) progress.fetchFailed(at.partition, at.run, Date.now());
+          return;
+        }
+        const answers = await this.#fetchFrom(consumer, leader, described.id, ats);
+        for (const at of ats) {
+          if (answers) this.#fetchedFrom(progress, at, answers.get(at.partition));
+          else progress.fetchFailed(at.partition, at.run, Date.now());
+        }
+      }));
+    } catch (error) {
+      log.warn("fetching {topic} failed ({error}); trying again in a second", { topic, error: errorText(error) });
+      for (const at of wanted) progress.fetchFailed(at.partition, at.run, Date.now());
+    } finally {
+      progress.fetchDone();
+    }
+  }
+
+  /** The answers of one broker by partition; `undefined` when the whole request failed. */
+  async #fetchFrom(
+    consumer: Consumer,
+    node: number,
+    topicId: string,
+    ats: readonly FetchAt[],
+  ): Promise<Map<number, FetchedPartition> | undefined> {
+    const request = {
+      node,
+      topics: [{
+        topicId,
+        partitions: ats.map((at) => ({
+          partition: at.partition,
+          fetchOffset: BigInt(at.offset),
+          partitionMaxBytes: FETCH_PARTITION_MAX_BYTES,
+          currentLeaderEpoch: -1,
+          lastFetchedEpoch: -1,
+        })),
+      }],
+    };
+    let response;
+    try {
+      response = await consumer.fetch(request);
+    } catch (error) {
+      // A partition's error fails the request, but its answer still says which partition and why.
+      response = (error as { response?: typeof response }).response;
+      if (!response?.responses) {
+        log.warn("fetching from broker {node} failed ({error}); trying again in a second", {
+          node,
+          error: errorText(error),
+        });
+        return undefined;
+      }
+    }
+    return new Map(response.responses.flatMap((t) => t.partitions).map((p) => [p.partitionIndex, p]));
+  }
+
+  #fetchedFrom(progress: ConsumerProgress, at: FetchAt, answer: FetchedPartition | undefined): void {
+    const { partition, run, offset } = at;
+    // An incremental fetch session leaves out the partitions that have nothing new.
+    if (!answer) return progress.fetched(partition, run, offset, offset);
+    if (answer.errorCode === OFFSET_OUT_OF_RANGE && Number(answer.logStartOffset) > offset) {
+      // Deleted by retention before this group read them: nothing to deliver, and the group moves on.
+      const start = Number(answer.logStartOffset);
+      log.error("{topic}/{partition}: records {from} to {to} were deleted before this group processed them", {
+        topic: this.#o.topic,
+        partition,
+        from: offset,
+        to: start - 1,
+      });
+      this.#keep(partition, offset, []);
+      return progress.fetched(partition, run, offset, start);
+    }
+    if (answer.errorCode !== 0) {
+      log.warn("fetching {topic}/{partition} at {offset} failed with Kafka error {code}; trying again in a second", {
+        topic: this.#o.topic,
+        partition,
+        offset,
+        code: answer.errorCode,
+      });
+      return progress.fetchFailed(partition, run, Date.now());
+    }
+    const { records, next } = committedRecords(answer, offset);
+    if (next > offset) this.#keep(partition, offset, records);
+    progress.fetched(partition, run, offset, next);
+  }
+
+  #keep(partition: number, from: number, records: ReadRecord[]): void {
+    let batches = this.#fetched.get(partition);
+    if (!batches) this.#fetched.set(partition, batches = new Map());
+    batches.set(from, records);
+  }
+
+  /** Decodes a fetched batch and has the sink apply it; the progress hears whether it did. */
+  async #deliver(progress: ConsumerProgress, { partition, run, from }: Delivery): Promise<void> {
+    const records = this.#fetched.get(partition)?.get(from);
+    this.#fetched.get(partition)?.delete(from);
+    if (!records) return progress.refused(partition, run, from, Date.now());
+    const refuse = (why: string) => {
+      log.warn("{topic}/{partition} is read again from {offset} in a second, nothing past it committed: {why}", {
+        topic: this.#o.topic,
+        partition,
+        offset: from,
+        why,
+      });
+      this.#fetched.delete(partition);
+      progress.refused(partition, run, from, Date.now());
+    };
+    const topic = this.#o.topic;
+    if (partition >= this.#o.partitions) {
+      // Only a grown topic has such a partition; nothing in it may be committed under the old count.
+      const resized = await this.#topicResized();
+      if (resized) return progress.refused(partition, run, from, Date.now());
+      return refuse(
+        `only a resized topic has partition ${partition} (the shards are ${this.#o.partitions}), ` +
+          (resized === undefined ? `and ${UNKNOWN_COUNT} ${topic}` : "yet Kafka says the count is unchanged"),
+      );
+    }
+    const events: PurchaseEvent[] = [];
+    for (const record of records) {
+      const decoded = decodePurchase(record.key, record.value);
+      if (!decoded.ok) {
+        this.#malformed(partition, record.offset, decoded.reason, decoded.kind);
+        continue;
+      }
+      const { userId, product, quantity, price } = decoded.purchase;
+      // The key is the user id's UTF-8 (decodePurchase checked), so hash it as it is.
+      const shard = partitionForBytes(record.key!, this.#o.partitions);
+      if (shard !== partition) {
+        // Nothing past this record may be committed before the resize check says it is a stray.
+        const resized = await this.#topicResized();
+        if (resized === undefined) {
+          return refuse(
+            `user ${userId} at offset ${record.offset} belongs in partition ${shard}, and ${UNKNOWN_COUNT} ${topic}, ` +
+              "so a misplaced record cannot be told from a resized topic",
+          );
+        }
+        if (resized) return progress.refused(partition, run, from, Date.now());
+        this.#malformed(
+          partition,
+          record.offset,
+          `user ${userId} belongs in partition ${shard}, not ${partition}`,
+          "wrong_partition",
+        );
+        continue;
+      }
+      // The product matters to no total: it is in this line only, built only at debug level.
+      log.debug("Forwarding message for entity {userId} to shard {shard}: {product}", () => ({
+        userId,
+        shard,
+        product,
+      }));
+      events.push({ offset: record.offset, userId, quantity, price });
+    }
+    if (events.length > 0) {
+      const since = Date.now();
+      try {
+        // The whole batch in one delivery: one changelog transaction for it.
+        const { local } = await this.#o.sink.applyEvents(partition, events);
+        this.#delivered(events.length, local);
+      } catch (error) {
+        return refuse(`could not deliver ${events.length} events to shard ${partition}: ${errorText(error)}`);
+      }
+      const took = Date.now() - since;
+      if (took >= SLOW_DELIVERY_MS) {
+        log.info(
+          "shard {partition} acknowledged {count} events after {ms} ms (moving, or its node slow to answer); " +
+            "the other partitions of this node went on meanwhile",
+          { partition, count: events.length, ms: took },
+        );
+      }
+    }
+    progress.delivered(partition, run, from);
   }
 
   #delivered(events: number, local: boolean): void {
     this.stats.events += events;
     if (local) this.stats.local += events;
     this.#o.observer?.applied(events, local);
-  }
-
-  /**
-   * Lets a delivery finish after its batch returned: what it applied is
-   * remembered for the batch fetched again, and the partition is resumed
-   * once it settles, whichever way.
-   */
-  #inBackground(
-    topic: string,
-    partition: number,
-    delivery: Promise<{ local: boolean }>,
-    events: number,
-    lastOffset: number,
-  ): void {
-    const since = Date.now();
-    this.#background.add(partition);
-    delivery.then(({ local }) => {
-      this.#delivered(events, local);
-      this.#acknowledged.set(partition, Math.max(lastOffset, this.#acknowledged.get(partition) ?? -1));
-      log.info("shard {partition} acknowledged {count} events after {ms} ms; fetching {topic}/{partition} again", {
-        topic,
-        partition,
-        count: events,
-        ms: Date.now() - since,
-      });
-    }, (error) => {
-      log.warn(
-        "shard {partition} failed {count} events after {ms} ms ({error}); they stay uncommitted, " +
-          "and {topic}/{partition} is fetched again",
-        { topic, partition, count: events, ms: Date.now() - since, error: errorText(error) },
-      );
-    }).finally(() => {
-      this.#background.delete(partition);
-      if (!this.#failed) this.#resume(topic, partition);
-    });
-  }
-
-  /**
-   * Resumes a paused partition on the consumer as it is now. Not through the
-   * `resume` that `pause()` returned: that belongs to the run it came from,
-   * and kafkajs restarts its run with fresh internals after a retriable
-   * error, which would leave the partition paused for good.
-   */
-  #resume(topic: string, partition: number): void {
-    try {
-      this.#consumer?.resume([{ topic, partitions: [partition] }]);
-    } catch (error) {
-      // Not running (stopping, or restarting): a new run starts with nothing paused.
-      log.debug("could not resume {topic}/{partition}: {error}", { topic, partition, error: errorText(error) });
-    }
-  }
-
-  /** The error to throw from `eachBatch` for kafkajs to rejoin the group at once. */
-  #rejoin(topic: string, partition: number, error: unknown): unknown {
-    log.info(
-      "the group {group} is rebalancing ({error}): {topic}/{partition} stops waiting for its shard and stays " +
-        "uncommitted, so that this node rejoins at once instead of holding up the group",
-      { group: this.#o.group, error: errorText(error), topic, partition },
-    );
-    return error;
   }
 
   /**
@@ -442,10 +512,15 @@ export class ConsumerPipeline {
     this.#fatal.resolve(reason);
   }
 
-  #malformed(topic: string, partition: number, offset: number, reason: string, kind: MalformedKind): void {
+  #malformed(partition: number, offset: number, reason: string, kind: MalformedKind): void {
     this.stats.malformed++;
     this.#o.observer?.malformed(kind);
-    log.warn("skipping malformed record {topic}/{partition}@{offset}: {reason}", { topic, partition, offset, reason });
+    log.warn("skipping malformed record {topic}/{partition}@{offset}: {reason}", {
+      topic: this.#o.topic,
+      partition,
+      offset,
+      reason,
+    });
   }
 
   #summary(): void {
@@ -472,15 +547,36 @@ export class ConsumerPipeline {
   }
 
   /**
-   * Stops consuming (after the batches in hand) and leaves the group.
-   * Deliveries going on in the background are not waited for: nothing of
-   * theirs is committed.
+   * Stops consuming and leaves the group: deliveries in hand get a few
+   * seconds to end so that what they applied is committed; what they have
+   * not applied by then stays uncommitted, for the next owner.
    */
   async stop(): Promise<void> {
     clearInterval(this.#summaryTimer);
+    clearTimeout(this.#wakeTimer);
     this.#summary();
     const consumer = this.#consumer;
+    if (!consumer) return;
+    const drained = this.#drain(consumer);
+    await Promise.race([drained, new Promise((resolve) => setTimeout(resolve, STOP_DRAIN_MS).unref?.())]);
+    this.#running = false;
     this.#consumer = undefined;
-    await consumer?.disconnect();
+    await new Promise<void>((resolve) =>
+      consumer.leaveGroup(true, (error) => {
+        if (error) {
+          log.debug("leaving group {group} failed: {error}", { group: this.#o.group, error: errorText(error) });
+        }
+        resolve();
+      })
+    );
+    await consumer.close(true);
+  }
+
+  /** Resolves once nothing is at the sink and what it acknowledged is committed. */
+  async #drain(consumer: Consumer): Promise<void> {
+    this.#progress.stopFetching();
+    while (this.#consumer === consumer && (this.#inHand.size > 0 || this.#progress.uncommitted)) {
+      await Promise.race([...this.#inHand, new Promise((resolve) => setTimeout(resolve, 50))]);
+    }
   }
 }

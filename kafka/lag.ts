@@ -1,33 +1,21 @@
 /**
  * Consumer lag: how many records of each partition this node consumes the
- * group has not committed yet, read from Kafka itself (log end offsets and
- * the group's committed offsets, through kafkajs admin) when asked, so that
- * a scrape sees it as it is rather than as the consumer last heard it.
+ * group has not committed yet, read from Kafka itself (log start and end
+ * offsets and the group's committed offsets, through {@linkcode OffsetsReader})
+ * when asked, so that a scrape sees it as it is rather than as the consumer
+ * last heard it.
  *
  * @module
  */
-import type { Admin } from "kafkajs";
 import { getLogger } from "@logtape/logtape";
 import { errorText } from "../cluster/error_text.ts";
 import { within } from "../cluster/remoting/errors.ts";
+import type { OffsetsReader } from "./offsets.ts";
 
 const log = getLogger(["usershard", "kafka"]);
 
 /** How long one reading may take before the lag counts as unknown: a scrape must not wait on a slow broker. */
 export const LAG_TIMEOUT_MS = 1000;
-
-/** A partition's log start and end offsets, as kafkajs's `fetchTopicOffsets` gives them. */
-export interface PartitionOffsets {
-  readonly partition: number;
-  readonly low: string;
-  readonly high: string;
-}
-
-/** A partition's committed offset, as kafkajs's `fetchOffsets` gives it (`"-1"` when none). */
-export interface CommittedOffset {
-  readonly partition: number;
-  readonly offset: string;
-}
 
 /**
  * The lag of each of `partitions`: log end − committed offset. Nothing
@@ -37,28 +25,29 @@ export interface CommittedOffset {
  *
  * @example
  * ```ts
- * const ends = [{ partition: 0, low: "0", high: "10" }, { partition: 1, low: "4", high: "9" }];
- * lagOf(ends, [{ partition: 0, offset: "7" }, { partition: 1, offset: "-1" }], [0, 1]); // Map { 0 => 3, 1 => 5 }
+ * const bounds = new Map([[0, { start: 0, end: 10 }], [1, { start: 4, end: 9 }]]);
+ * lagOf(bounds, new Map([[0, 7]]), [0, 1]); // Map { 0 => 3, 1 => 5 }
  * ```
  */
 export function lagOf(
-  ends: readonly PartitionOffsets[],
-  committed: readonly CommittedOffset[],
+  bounds: ReadonlyMap<number, { readonly start: number; readonly end: number }>,
+  committed: ReadonlyMap<number, number>,
   partitions: readonly number[],
 ): Map<number, number> {
   const lag = new Map<number, number>();
   for (const partition of partitions) {
-    const end = ends.find((e) => e.partition === partition);
-    if (!end) continue;
-    const offset = Number(committed.find((c) => c.partition === partition)?.offset ?? -1);
-    lag.set(partition, Math.max(0, Number(end.high) - Math.max(offset, Number(end.low))));
+    const bound = bounds.get(partition);
+    if (!bound) continue;
+    const offset = committed.get(partition) ?? -1;
+    lag.set(partition, Math.max(0, bound.end - Math.max(offset, bound.start)));
   }
   return lag;
 }
 
 /** How a {@linkcode ConsumerLag} reads. */
 export interface ConsumerLagOptions {
-  readonly admin: Admin;
+  /** Where the offsets come from. */
+  readonly offsets: Pick<OffsetsReader, "bounds" | "committed">;
   readonly group: string;
   readonly topic: string;
   /** The partitions to read the lag of: this node's, as they are when asked. */
@@ -102,13 +91,13 @@ export class ConsumerLag {
   }
 
   async #fetch(): Promise<Map<number, number>> {
-    const { admin, group, topic } = this.#o;
+    const { offsets, group, topic } = this.#o;
     const partitions = this.#o.partitions();
     if (partitions.length === 0) return new Map();
-    const [ends, committed] = await Promise.all([
-      admin.fetchTopicOffsets(topic),
-      admin.fetchOffsets({ groupId: group, topics: [topic] }),
+    const [bounds, committed] = await Promise.all([
+      offsets.bounds(topic, partitions),
+      offsets.committed(group, topic),
     ]);
-    return lagOf(ends, committed.find((c) => c.topic === topic)?.partitions ?? [], partitions);
+    return lagOf(bounds, committed, partitions);
   }
 }

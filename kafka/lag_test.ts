@@ -1,45 +1,39 @@
 import assert from "node:assert/strict";
-import type { Admin } from "kafkajs";
 import { ConsumerLag, lagOf } from "./lag.ts";
 
 Deno.test("lagOf(): log end minus committed, from the log start when nothing (or a deleted offset) is committed", () => {
-  const ends = [
-    { partition: 0, low: "0", high: "10" },
-    { partition: 1, low: "4", high: "9" },
-    { partition: 2, low: "5", high: "8" },
-    { partition: 3, low: "0", high: "6" },
-  ];
-  const committed = [
-    { partition: 0, offset: "10" },
-    { partition: 1, offset: "-1" },
-    { partition: 2, offset: "2" },
-    { partition: 3, offset: "4" },
-  ];
+  const bounds = new Map([
+    [0, { start: 0, end: 10 }],
+    [1, { start: 4, end: 9 }],
+    [2, { start: 5, end: 8 }],
+    [3, { start: 0, end: 6 }],
+  ]);
+  const committed = new Map([[0, 10], [2, 2], [3, 4]]);
   // Partition 7 is not listed by Kafka; partition 3 is not this node's.
-  assert.deepEqual(lagOf(ends, committed, [0, 1, 2, 7]), new Map([[0, 0], [1, 5], [2, 3]]));
-  assert.deepEqual(lagOf(ends, [], [3]), new Map([[3, 6]]));
+  assert.deepEqual(lagOf(bounds, committed, [0, 1, 2, 7]), new Map([[0, 0], [1, 5], [2, 3]]));
+  assert.deepEqual(lagOf(bounds, new Map(), [3]), new Map([[3, 6]]));
 });
 
-/** An admin whose answers the test hands out. */
-function fakeAdmin() {
+/** Offsets whose answers the test hands out. */
+function fakeOffsets() {
   let calls = 0;
   const answers: PromiseWithResolvers<void>[] = [];
-  const admin = {
-    fetchTopicOffsets: async () => {
+  const offsets = {
+    bounds: async () => {
       calls++;
       const answer = Promise.withResolvers<void>();
       answers.push(answer);
       await answer.promise;
-      return [{ partition: 0, offset: "10", low: "0", high: "10" }];
+      return new Map([[0, { start: 0, end: 10 }]]);
     },
-    fetchOffsets: () => Promise.resolve([{ topic: "t", partitions: [{ partition: 0, offset: "8", metadata: null }] }]),
+    committed: () => Promise.resolve(new Map([[0, 8]])),
   };
-  return { admin: admin as unknown as Admin, answers, calls: () => calls };
+  return { offsets, answers, calls: () => calls };
 }
 
 Deno.test("ConsumerLag: callers at once share one reading; a reading past the timeout is unknown", async () => {
-  const { admin, answers, calls } = fakeAdmin();
-  const lag = new ConsumerLag({ admin, group: "g", topic: "t", partitions: () => [0], timeoutMs: 50 });
+  const { offsets, answers, calls } = fakeOffsets();
+  const lag = new ConsumerLag({ offsets, group: "g", topic: "t", partitions: () => [0], timeoutMs: 50 });
   const [first, second] = [lag.read(), lag.read()];
   await new Promise((resolve) => setTimeout(resolve, 0));
   answers[0].resolve();
@@ -57,8 +51,8 @@ Deno.test("ConsumerLag: callers at once share one reading; a reading past the ti
 });
 
 Deno.test("ConsumerLag: a node consuming nothing has no lag, without asking Kafka", async () => {
-  const { admin, calls } = fakeAdmin();
-  const lag = new ConsumerLag({ admin, group: "g", topic: "t", partitions: () => [] });
+  const { offsets, calls } = fakeOffsets();
+  const lag = new ConsumerLag({ offsets, group: "g", topic: "t", partitions: () => [] });
   assert.deepEqual(await lag.read(), new Map());
   assert.equal(calls(), 0);
 });

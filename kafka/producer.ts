@@ -7,8 +7,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import type { ICustomPartitioner, Kafka, Message, Producer } from "kafkajs";
-import { Producer as AckingProducer } from "@platformatic/kafka";
+import { Producer } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import { sleep } from "../cluster/sleep.ts";
 import { partitionFor } from "./partitioner.ts";
@@ -46,33 +45,6 @@ export interface ProduceSummary {
 }
 
 /**
- * Kafka's Java default partitioning for keyed records, as a kafkajs partitioner.
- * kafkajs's own default computes the same; this one is the project's function,
- * so producer and shards cannot disagree.
- */
-export const keyPartitioner: ICustomPartitioner = () => ({ partitionMetadata, message }) => {
-  if (message.key === null || message.key === undefined) {
-    throw new Error("usershard records are keyed by user id; this one has no key");
-  }
-  return partitionFor(String(message.key), partitionMetadata.length);
-};
-
-/**
- * A producer that partitions by {@linkcode keyPartitioner} and never creates
- * topics. Idempotent: when one partition of a request fails (say, its leader
- * is not elected yet on a new topic), kafkajs resends the whole request, and
- * without idempotence the partitions that had succeeded get every event twice.
- */
-export function createPurchaseProducer(kafka: Kafka): Producer {
-  return kafka.producer({
-    createPartitioner: keyPartitioner,
-    allowAutoTopicCreation: false,
-    idempotent: true,
-    maxInFlightRequests: 1,
-  });
-}
-
-/**
  * A random purchase in the sample's ranges.
  *
  * @example
@@ -89,11 +61,17 @@ export function randomPurchase(users: number, random: () => number = Math.random
   };
 }
 
+/** A purchase's record: its key, the user id, decides its partition. */
+export interface PurchaseRecord {
+  key: Buffer;
+  value: Buffer;
+}
+
 /** The record for a purchase: keyed by user id. */
-export function purchaseMessage(purchase: Purchase): Message {
-  // kafkajs sizes records with Buffer methods; a bare Uint8Array is mis-encoded.
+export function purchaseMessage(purchase: Purchase): PurchaseRecord {
+  // Kafka clients size records with Buffer methods; a bare Uint8Array is mis-encoded.
   const bytes = encodePurchase(purchase);
-  return { key: purchase.userId, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+  return { key: Buffer.from(purchase.userId), value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
 const MAX_BATCH = 2000;
@@ -112,14 +90,14 @@ const SEND_RETRY_DELAY_MS = 500;
  * new leader.
  */
 export class PurchaseSender {
-  readonly #producer: AckingProducer;
+  readonly #producer: Producer;
   readonly #topic: string;
   readonly #partitions: number;
 
   constructor(brokers: readonly string[], topic: string, partitions: number, clientId = "usershard-producer") {
     this.#topic = topic;
     this.#partitions = partitions;
-    this.#producer = new AckingProducer({
+    this.#producer = new Producer({
       clientId,
       bootstrapBrokers: [...brokers],
       idempotent: true,
@@ -145,15 +123,7 @@ export class PurchaseSender {
     }
     const results = await Promise.allSettled([...byPartition].map(async ([partition, list]) => {
       await this.#producer.send({
-        messages: list.map((purchase) => {
-          const bytes = encodePurchase(purchase);
-          return {
-            topic: this.#topic,
-            partition,
-            key: Buffer.from(purchase.userId),
-            value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-          };
-        }),
+        messages: list.map((purchase) => ({ topic: this.#topic, partition, ...purchaseMessage(purchase) })),
       });
       return list.length;
     }));

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Admin } from "kafkajs";
+import type { Admin } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import { partitionCount, replicationFactor } from "./admin.ts";
 import { changelogTopicFor, ensureChangelog } from "./changelog.ts";
@@ -53,8 +53,7 @@ export async function planRebuild(
 ): Promise<RebuildPlan> {
   const partitions = await partitionCount(admin, topic);
   if (partitions === undefined) throw new RebuildRefused(`there is no topic ${topic} to rebuild from`);
-  const { groups } = await admin.describeGroups([group]);
-  const members = groups[0]?.members ?? [];
+  const members = [...(await admin.describeGroups({ groups: [group] })).get(group)?.members.values() ?? []];
   if (members.length > 0) {
     const who = [...new Set(members.map((m) => m.clientId))].join(", ");
     throw new RebuildRefused(
@@ -84,12 +83,12 @@ export async function planRebuild(
  * it had. The next nodes to start count the topic from its start.
  */
 export async function rebuild(admin: Admin, offsets: OffsetsReader, plan: RebuildPlan): Promise<void> {
-  const { groups } = await admin.describeGroups([plan.group]);
-  if ((groups[0]?.members.length ?? 0) > 0) {
+  const groups = await admin.describeGroups({ groups: [plan.group] });
+  if ((groups.get(plan.group)?.members.size ?? 0) > 0) {
     throw new RebuildRefused(`group ${plan.group} gained members meanwhile: stop every node of the group first`);
   }
-  if ((await admin.listGroups()).groups.some((g) => g.groupId === plan.group)) {
-    await admin.deleteGroups([plan.group]);
+  if ((await admin.listGroups()).has(plan.group)) {
+    await admin.deleteGroups({ groups: [plan.group] });
     log.info("deleted group {group} and its committed offsets", { group: plan.group });
   }
   if (await offsets.topicId(plan.changelog) !== undefined) {

@@ -1,7 +1,7 @@
 /**
  * A sticky partition assignor for the processors' consumer group. Shards
  * follow partitions, so every partition that changes consumer is a shard
- * handoff; kafkajs's default round-robin deals every partition out afresh on
+ * handoff; a round-robin assignor deals every partition out afresh on
  * each rebalance (a third node moves about two thirds of them). This one keeps
  * each member's partitions where it can and moves only what balance needs: a
  * third node takes a third, a leaving node's partitions are shared out and
@@ -13,7 +13,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { AssignerProtocol, type PartitionAssigner } from "kafkajs";
+import type { GroupAssignment, GroupPartitionsAssigner } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 
 const log = getLogger(["usershard", "consumer"]);
@@ -105,58 +105,36 @@ export function decodeOwnership(userData: Uint8Array | null | undefined): Owners
 }
 
 /**
- * The kafkajs assigner around {@linkcode stickyAssignment}. `owned` tells
- * what this member holds now; it is read each time the member (re)joins.
- * Every member is assumed to subscribe to the same topics, as the processors do.
+ * The group leader's assigner around {@linkcode stickyAssignment}, for
+ * @platformatic/kafka: each member's claim is the ownership it sent as its
+ * join metadata (see {@linkcode encodeOwnership}). Every member is assumed to
+ * subscribe to the same topics, as the processors do.
  */
-export function stickyAssigner(owned: () => Ownership): PartitionAssigner {
-  return ({ cluster }) => ({
-    name: STICKY_ASSIGNOR,
-    version: 1,
-    assign({ members, topics }) {
-      const claims = members.map(({ memberId, memberMetadata }) => ({
-        memberId,
-        owned: decodeOwnership(AssignerProtocol.MemberMetadata.decode(memberMetadata)?.userData),
-      }));
-      const perMember = new Map<string, Record<string, number[]>>(members.map((m) => [m.memberId, {}]));
-      for (const topic of topics) {
-        const partitions = cluster.findTopicPartitionMetadata(topic).map((p) => p.partitionId);
-        const assignment = stickyAssignment(
-          partitions,
-          claims.map((c) => ({ memberId: c.memberId, owned: c.owned[topic] ?? [] })),
-        );
-        let moved = 0;
-        for (const claim of claims) {
-          const now = new Set(assignment.get(claim.memberId));
-          moved += (claim.owned[topic] ?? []).filter((p) => !now.has(p)).length;
-          perMember.get(claim.memberId)![topic] = assignment.get(claim.memberId)!;
-        }
-        log.info(
-          "assigned {count} partitions of {topic} over {members} consumers; {moved} taken from their previous consumer",
-          {
-            count: partitions.length,
-            topic,
-            members: members.length,
-            moved,
-          },
-        );
-      }
-      return Promise.resolve(
-        [...perMember].map(([memberId, assignment]) => ({
-          memberId,
-          memberAssignment: AssignerProtocol.MemberAssignment.encode({
-            version: 1,
-            assignment,
-            userData: Buffer.alloc(0),
-          }),
-        })),
-      );
-    },
-    protocol({ topics }) {
-      return {
-        name: STICKY_ASSIGNOR,
-        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: encodeOwnership(owned()) }),
-      };
-    },
-  });
-}
+export const stickyPartitionsAssigner: GroupPartitionsAssigner = (_current, members, topics, metadata) => {
+  const claims = [...members].map(([memberId, subscription]) => ({
+    memberId,
+    owned: decodeOwnership(
+      typeof subscription.metadata === "string" ? Buffer.from(subscription.metadata) : subscription.metadata,
+    ),
+  }));
+  const perMember = new Map(claims.map((c) => [c.memberId, new Map<string, GroupAssignment>()]));
+  for (const topic of topics) {
+    const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    const partitions = Array.from({ length: count }, (_, i) => i);
+    const assignment = stickyAssignment(
+      partitions,
+      claims.map((c) => ({ memberId: c.memberId, owned: c.owned[topic] ?? [] })),
+    );
+    let moved = 0;
+    for (const claim of claims) {
+      const now = new Set(assignment.get(claim.memberId));
+      moved += (claim.owned[topic] ?? []).filter((p) => !now.has(p)).length;
+      perMember.get(claim.memberId)!.set(topic, { topic, partitions: assignment.get(claim.memberId)! });
+    }
+    log.info(
+      "assigned {count} partitions of {topic} over {members} consumers; {moved} taken from their previous consumer",
+      { count, topic, members: claims.length, moved },
+    );
+  }
+  return [...perMember].map(([memberId, assignments]) => ({ memberId, assignments }));
+};

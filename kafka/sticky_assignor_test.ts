@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { decodeOwnership, encodeOwnership, type MemberClaim, stickyAssignment } from "./sticky_assignor.ts";
+import {
+  decodeOwnership,
+  encodeOwnership,
+  type MemberClaim,
+  stickyAssignment,
+  stickyPartitionsAssigner,
+} from "./sticky_assignor.ts";
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -90,4 +96,23 @@ Deno.test("ownership survives the join metadata, and garbage there reads as owni
   assert.deepEqual(decodeOwnership(new TextEncoder().encode("[1,2]")), {});
   assert.deepEqual(decodeOwnership(new TextEncoder().encode('{"t":[1,-2,"x",1.5]}')), { t: [1] });
   assert.deepEqual(decodeOwnership(undefined), {});
+});
+
+Deno.test("the group leader's assigner reads each member's claim from its join metadata", () => {
+  const metadata = {
+    id: "cluster",
+    brokers: new Map(),
+    controllerId: 1,
+    lastUpdate: 0,
+    topics: new Map([["purchases", { id: "t", partitions: [], partitionsCount: 6, lastUpdate: 0 }]]),
+  };
+  const members = new Map([
+    ["a", { memberId: "a", version: 1, metadata: encodeOwnership({ purchases: [0, 1, 2, 3, 4, 5] }) }],
+    ["b", { memberId: "b", version: 1, metadata: encodeOwnership({}) }],
+  ]);
+  const assigned = stickyPartitionsAssigner("a", members, new Set(["purchases"]), metadata);
+  assert.deepEqual(
+    assigned.map((m) => [m.memberId, m.assignments.get("purchases")?.partitions]),
+    [["a", [0, 1, 2]], ["b", [3, 4, 5]]],
+  );
 });

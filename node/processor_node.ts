@@ -30,7 +30,7 @@ import {
   KafkaShardStorage,
   refuseLostChangelog,
 } from "../kafka/changelog.ts";
-import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
+import { createAdmin, kafkaErrorLine, type KafkaSettings } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
 import { ConsumerLag } from "../kafka/lag.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
@@ -110,13 +110,12 @@ export class ProcessorNode {
    */
   static async start(config: ProcessorConfig): Promise<ProcessorNode> {
     const { self, brokers, topic, group } = config;
-    const kafka = createKafka({ brokers, clientId: nodeClientId(self.address) });
-    const admin = kafka.admin();
+    const settings: KafkaSettings = { brokers, clientId: nodeClientId(self.address) };
+    const admin = createAdmin(settings);
     const changelog = changelogTopicFor(group);
-    const offsets = new OffsetsReader(brokers, nodeClientId(self.address));
+    const offsets = new OffsetsReader(brokers, settings.clientId);
     let shardCount: number;
     try {
-      await admin.connect();
       shardCount = (await ensureTopic(admin, topic, config.partitions, {
         requested: config.partitionsRequired,
         replicationFactor: config.replicationFactor,
@@ -126,7 +125,7 @@ export class ProcessorNode {
         await ensureChangelog(admin, changelog, shardCount, config.replicationFactor);
       }
     } catch (error) {
-      await admin.disconnect().catch(() => {});
+      await admin.close().catch(() => {});
       await offsets.close().catch(() => {});
       throw new ProcessorError(
         error instanceof ChangelogLayoutError ? error.message : kafkaErrorLine(error, brokers),
@@ -141,11 +140,10 @@ export class ProcessorNode {
     const metrics = new NodeMetrics();
     const storage: ShardStorage = config.state === "kafka"
       ? new KafkaShardStorage({
-        kafka,
         offsets,
         input: { topic, group },
         brokers,
-        clientId: nodeClientId(self.address),
+        clientId: settings.clientId,
         topic: changelog,
         transactionTimeoutMs: config.timings.kafka.transactionTimeoutMs,
         writeTimeoutMs: config.timings.kafka.changelogWriteTimeoutMs,
@@ -153,7 +151,7 @@ export class ProcessorNode {
       })
       : MEMORY_STORAGE;
 
-    const closers: (() => unknown)[] = [() => admin.disconnect(), () => offsets.close(), () => metrics.close()];
+    const closers: (() => unknown)[] = [() => admin.close(), () => offsets.close(), () => metrics.close()];
     try {
       const cluster = ClusterNode.start({
         self,
@@ -181,7 +179,7 @@ export class ProcessorNode {
       });
       closers.push(() => sharding.close());
       const pipeline = new ConsumerPipeline({
-        kafka,
+        kafka: settings,
         topic,
         group,
         partitions: shardCount,
@@ -192,7 +190,7 @@ export class ProcessorNode {
         timings: config.timings.kafka,
         observer: metrics,
       });
-      const lag = new ConsumerLag({ admin, group, topic, partitions: () => pipeline.assigned });
+      const lag = new ConsumerLag({ offsets, group, topic, partitions: () => pipeline.assigned });
       metrics.readFrom({
         members: () => {
           const { members, removed } = cluster.snapshot();

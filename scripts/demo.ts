@@ -15,7 +15,7 @@ import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from 
 import type { ShardsJson } from "../commands/management_client.ts";
 import { compactRanges } from "../cluster/management/shard_ranges.ts";
 import { ensureTopic } from "../kafka/admin.ts";
-import { createKafka, kafkaErrorLine } from "../kafka/client.ts";
+import { createAdmin, kafkaErrorLine } from "../kafka/client.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { sleep } from "../cluster/sleep.ts";
 
@@ -398,11 +398,11 @@ class Demo {
     if (!output.success) throw new DemoFailure(`Kafka did not start: ${last}; see ${this.#logs}/kafka.log`);
     await this.#figure(`broker: ${last}`);
 
-    const admin = createKafka({ brokers, clientId: "usershard-demo" }).admin();
+    const admin = createAdmin({ brokers, clientId: "usershard-demo" });
     let info;
     try {
       info = await this.#within(
-        admin.connect().then(() => ensureTopic(admin, topic, this.#o.partitions, { requested: false })),
+        ensureTopic(admin, topic, this.#o.partitions, { requested: false }),
         TOPIC_READY_MS,
         () => `the topic ${topic} was not ready within ${limit(TOPIC_READY_MS)}`,
       );
@@ -410,7 +410,7 @@ class Demo {
       if (error instanceof DemoFailure || error instanceof Interrupted) throw error;
       throw new DemoFailure(`could not make the topic ${topic} ready: ${kafkaErrorLine(error, brokers)}`);
     } finally {
-      await admin.disconnect();
+      await admin.close();
     }
     this.#partitions = info.partitions;
     const how = info.created

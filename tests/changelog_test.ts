@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { Kafka } from "kafkajs";
+import { ConfigResourceTypes } from "@platformatic/kafka";
 import { ShardFencedError, StateRefusedError } from "../cluster/sharding/shard_storage.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import {
@@ -13,7 +14,7 @@ import {
   KafkaShardStorage,
 } from "../kafka/changelog.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
-import { BROKERS, testKafka, withTopic } from "./support/kafka.ts";
+import { BROKERS, testAdmin, testKafka, withTopic } from "./support/kafka.ts";
 import { eventually } from "./support/wait.ts";
 
 /** Events in each input partition: what the changelog's offsets may count up to. */
@@ -50,20 +51,18 @@ function withChangelog(
 ) {
   return withTopic(prefix, async (topic) => {
     const kafka = testKafka();
-    const admin = kafka.admin();
-    await admin.connect();
+    const admin = testAdmin();
     const input = `${topic}-input`;
     try {
       await ensureChangelog(admin, topic, shards);
       await ensureTopic(admin, input, shards);
     } finally {
-      await admin.disconnect();
+      await admin.close();
     }
     await fillInput(kafka, input, shards);
     const offsets = new OffsetsReader(BROKERS, "usershard-test");
     try {
       await run(kafka, topic, {
-        kafka,
         offsets,
         input: { topic: input, group: `${topic}-group` },
         brokers: BROKERS,
@@ -121,20 +120,21 @@ Deno.test("a new owner fences the old one: its later writes are refused and neve
 
 Deno.test("a changelog topic with another partition count, or one that deletes, is refused with one line", async () => {
   await withTopic("changelog-layout", async (topic) => {
-    const kafka = testKafka();
-    const admin = kafka.admin();
-    await admin.connect();
+    const admin = testAdmin();
     try {
       await ensureChangelog(admin, topic, 4);
       await assert.rejects(
         ensureChangelog(admin, topic, 8),
         new RegExp(`^ChangelogLayoutError: changelog topic ${topic} has 4 partitions but there are 8 shards`),
       );
-      const configs = await admin.describeConfigs({
-        resources: [{ type: 2, name: topic, configNames: ["cleanup.policy"] }],
-        includeSynonyms: false,
+      const [configs] = await admin.describeConfigs({
+        resources: [{
+          resourceType: ConfigResourceTypes.TOPIC,
+          resourceName: topic,
+          configurationKeys: ["cleanup.policy"],
+        }],
       });
-      assert.equal(configs.resources[0].configEntries[0].configValue, "compact");
+      assert.equal(configs.configs[0].value, "compact");
       // A topic someone made by hand with retention would delete users whose totals stood still.
       const deleting = `${topic}-delete`;
       await ensureTopic(admin, deleting, 4);
@@ -143,7 +143,7 @@ Deno.test("a changelog topic with another partition count, or one that deletes, 
         new RegExp(`^ChangelogLayoutError: changelog topic ${deleting} has cleanup.policy=delete, which deletes state`),
       );
     } finally {
-      await admin.disconnect();
+      await admin.close();
     }
   });
 });
@@ -202,8 +202,7 @@ Deno.test("a changelog counts one incarnation of its input: the topic deleted an
       await log.write([["7", { totalPurchases: 4, amountSpent: 400 }]], 3);
       await log.close();
       // The operator deletes the input topic and creates it again; new events arrive.
-      const admin = kafka.admin();
-      await admin.connect();
+      const admin = testAdmin();
       try {
         await admin.deleteTopics({ topics: [settings.input.topic] });
         for (let tries = 0;; tries++) {
@@ -216,7 +215,7 @@ Deno.test("a changelog counts one incarnation of its input: the topic deleted an
           }
         }
       } finally {
-        await admin.disconnect();
+        await admin.close();
       }
       await fillInput(kafka, settings.input.topic, 1);
       const line = await refusal(storage, 0);

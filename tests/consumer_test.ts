@@ -5,7 +5,15 @@ import { ConsumerPipeline, type EventSink } from "../kafka/consumer.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { purchaseMessage } from "../kafka/producer.ts";
 import { eventually } from "./support/cluster.ts";
-import { createTopic, knownPurchases, producePurchases, testKafka, uniqueName, withTopic } from "./support/kafka.ts";
+import {
+  BROKERS,
+  createTopic,
+  knownPurchases,
+  producePurchases,
+  testKafka,
+  uniqueName,
+  withTopic,
+} from "./support/kafka.ts";
 
 /** The group's committed offset of each partition of `topic`; -1 where it has none. */
 async function committedOffsets(admin: Admin, group: string, topic: string): Promise<Map<number, number>> {
@@ -48,7 +56,7 @@ Deno.test("a shard that refuses events for a while: the consumer keeps its place
     await producePurchases(kafka, topic, purchases);
     const expected = [0, 1].map((p) => purchases.filter((e) => partitionFor(e.userId, 2) === p).length);
 
-    // Longer than kafkajs's own retries of a failing batch before it would restart the consumer (a few seconds).
+    // Long enough for many refusals, each a second apart, and longer than a session timeout.
     const refuseUntil = Date.now() + 12_000;
     const applied = [new Map<number, number>(), new Map<number, number>()];
     let refusals = 0;
@@ -56,7 +64,7 @@ Deno.test("a shard that refuses events for a while: the consumer keeps its place
     let joins = 0;
     const group = uniqueName("consumer-retry-group");
     const pipeline = new ConsumerPipeline({
-      kafka,
+      kafka: { brokers: BROKERS, clientId: "usershard-127.0.0.1-1" },
       topic,
       group,
       partitions: 2,
@@ -129,7 +137,7 @@ Deno.test("a delivery that hangs does not hold up a rebalance: a node that joins
     const assigned: number[][] = [[], []];
     const pipelines = [0, 1].map((i) =>
       new ConsumerPipeline({
-        kafka: testKafka(`usershard-127.0.0.1-${i + 1}`),
+        kafka: { brokers: BROKERS, clientId: `usershard-127.0.0.1-${i + 1}` },
         topic,
         group,
         partitions: 4,
@@ -176,7 +184,7 @@ Deno.test("deliveries that hang in ten of twelve partitions: the other two are d
     const applied = new AppliedOffsets();
     const group = uniqueName("consumer-stuck-group");
     const pipeline = new ConsumerPipeline({
-      kafka,
+      kafka: { brokers: BROKERS, clientId: "usershard-127.0.0.1-1" },
       topic,
       group,
       partitions,
@@ -260,7 +268,7 @@ Deno.test("a misplaced record while Kafka cannot say the partition count: neithe
     const applied = new AppliedOffsets();
     const group = uniqueName("consumer-count-group");
     const pipeline = new ConsumerPipeline({
-      kafka,
+      kafka: { brokers: BROKERS, clientId: "usershard-127.0.0.1-1" },
       topic,
       group,
       partitions: 2,

@@ -4,7 +4,6 @@
  * are exactly what the topic's own records add up to.
  */
 import assert from "node:assert/strict";
-import type { Kafka } from "kafkajs";
 import { nodeClientId } from "../kafka/assignment.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import {
@@ -54,8 +53,8 @@ async function streamingCluster(started: RunningUsershard[], stream: Stream, run
 }
 
 /** The stream the fault tests run their faults through: 200 users, about 400 events a second. */
-function steadyStream(kafka: Kafka, stream: Stream, seed?: number): SteadyStream {
-  return new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400, seed });
+function steadyStream(stream: Stream, seed?: number): SteadyStream {
+  return new SteadyStream(stream.topic, { users: 200, perSecond: 400, seed });
 }
 
 /** Starts the nodes of `ports` (the first two are the seeds) and waits until every one is ready. */
@@ -75,7 +74,7 @@ function nextOutput(node: RunningUsershard, pattern: RegExp, timeoutMs = 60_000)
 Deno.test("kill -9 of a random node, three times during a steady stream: every total exact on every node", async () => {
   await withNodes("fault-kill", async (started, stream) => {
     const { kafka, ports, nodes } = await streamingCluster(started, stream);
-    const steady = steadyStream(kafka, stream);
+    const steady = steadyStream(stream);
     try {
       for (let round = 0; round < 3; round++) {
         await steady.reach(steady.sent + 800);
@@ -100,7 +99,7 @@ Deno.test("kill -9 of a random node, three times during a steady stream: every t
 Deno.test("a node frozen with SIGSTOP past failure detection and the Kafka session, then resumed: totals exact", async () => {
   await withNodes("fault-freeze", async (started, stream) => {
     const { kafka, ports, nodes } = await streamingCluster(started, stream);
-    const steady = steadyStream(kafka, stream);
+    const steady = steadyStream(stream);
     try {
       await steady.reach(800);
       const frozenAt = Date.now();
@@ -128,7 +127,7 @@ Deno.test("a node frozen with SIGSTOP past failure detection and the Kafka sessi
 Deno.test("every node stopped with SIGTERM and started again: totals carry on from where they were", async () => {
   await withNodes("fault-restart", async (started, stream) => {
     const { kafka, ports, nodes: first } = await streamingCluster(started, stream);
-    const steady = steadyStream(kafka, stream);
+    const steady = steadyStream(stream);
     await steady.reach(1000);
     await steady.stop();
     const before = await exactOnEveryNode(kafka, stream.topic, ports);
@@ -138,7 +137,7 @@ Deno.test("every node stopped with SIGTERM and started again: totals carry on fr
 
     const again = await startCluster(ports, stream, started);
     await settled(ports, stream, 16);
-    const more = steadyStream(kafka, stream, 99);
+    const more = steadyStream(stream, 99);
     await more.reach(1000);
     await more.stop();
     const after = await exactOnEveryNode(kafka, stream.topic, ports);
@@ -154,7 +153,7 @@ Deno.test("every node stopped with SIGTERM and started again: totals carry on fr
 Deno.test("the broker restarted mid-stream: nodes reconnect by themselves, nothing lost or doubled", async () => {
   await withNodes("fault-broker", async (started, stream) => {
     const { kafka, ports, nodes } = await streamingCluster(started, stream);
-    const steady = steadyStream(kafka, stream);
+    const steady = steadyStream(stream);
     try {
       await steady.reach(800);
       const stop = await new Deno.Command("bash", { args: [`${SCRIPTS}kafka.sh`, "stop"] }).output();
@@ -177,7 +176,7 @@ Deno.test("the node running the coordinator killed while shards move: totals exa
   await withNodes("fault-coordinator", async (started, stream) => {
     const { kafka, ports, nodes } = await streamingCluster(started, stream, 2);
     const seeds = ports.slice(0, 2);
-    const steady = steadyStream(kafka, stream);
+    const steady = steadyStream(stream);
     try {
       await steady.reach(800);
       // The first seed is the oldest member, so it runs the coordinator; the third node's join moves shards.
@@ -257,7 +256,7 @@ async function signalBroker(signal: "SIGSTOP" | "SIGCONT"): Promise<void> {
 Deno.test("the broker frozen for 45 s while a node joins: the moves finish soon after it thaws, totals exact", async () => {
   await withNodes("fault-freeze", async (started, stream) => {
     const { kafka, ports, nodes } = await streamingCluster(started, stream, 2);
-    const steady = steadyStream(kafka, stream);
+    const steady = steadyStream(stream);
     let frozen = false;
     try {
       await steady.reach(800);
@@ -289,7 +288,7 @@ Deno.test("the broker frozen for 45 s while a node joins: the moves finish soon 
 Deno.test("a node frozen past the failure detector is downed; thawed, it exits 1 at once, releasing the group and its ports", async () => {
   await withNodes("fault-downed", async (started, stream) => {
     const { kafka, ports, nodes } = await streamingCluster(started, stream);
-    const steady = steadyStream(kafka, stream);
+    const steady = steadyStream(stream);
     const victim = nodes[2];
     try {
       await steady.reach(800);

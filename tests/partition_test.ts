@@ -41,7 +41,7 @@ Deno.test("a node cut off from its peers leaves the group at once: every partiti
       return views.every((v) => v && v.shards.length > 0 && JSON.stringify(v.shards) === JSON.stringify(v.consumed)) &&
         views.reduce((n, v) => n + v!.shards.length, 0) === SHARDS;
     }, 90_000);
-    const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
+    const steady = new SteadyStream(stream.topic, { users: 200, perSecond: 400 });
     const cut = await NetworkCut.cut(c.remoting, [a.remoting, b.remoting]);
     const cutAt = Date.now();
     try {

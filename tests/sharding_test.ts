@@ -25,6 +25,7 @@ import {
   knownPurchases,
   producePurchases,
   readTopic,
+  testAdmin,
   testKafka,
 } from "./support/kafka.ts";
 
@@ -33,9 +34,7 @@ import {
  * whose consumer Kafka gave the partition (per the group's own description).
  */
 async function coLocated(nodes: readonly NodePorts[], stream: Stream, shardCount: number, timeoutMs = 60_000) {
-  const kafka = testKafka();
-  const admin = kafka.admin();
-  await admin.connect();
+  const admin = testAdmin();
   try {
     const describe = async () => {
       const views = await Promise.all(nodes.map((n) => shardsOf(n, stream.group)));
@@ -66,7 +65,7 @@ async function coLocated(nodes: readonly NodePorts[], stream: Stream, shardCount
       },
     );
   } finally {
-    await admin.disconnect();
+    await admin.close();
   }
 }
 
@@ -279,7 +278,7 @@ Deno.test("totals stay exact while nodes join and leave gracefully under a stead
     await coLocated([a, b], stream, 16);
     // One producer at a steady rate from before the first join to after the last: every handoff
     // happens while events for the moving shards keep arriving.
-    const steady = new SteadyStream(kafka, stream.topic, { users: 64, perSecond: 300, seed: 7 });
+    const steady = new SteadyStream(stream.topic, { users: 64, perSecond: 300, seed: 7 });
     try {
       await steady.reach(600);
       started.push(startProcessor(c, seeds, stream));

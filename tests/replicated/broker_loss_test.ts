@@ -48,7 +48,7 @@ function underSteadyStream(
 ): Promise<void> {
   return withNodes(name, async (started, stream) => {
     const { kafka, ports, nodes } = await threeNodes(started, stream);
-    const steady = new SteadyStream(kafka, stream.topic, { users: 200, perSecond: 400 });
+    const steady = new SteadyStream(stream.topic, { users: 200, perSecond: 400 });
     try {
       await brokers(steady, { input: stream.topic, changelog: `${stream.group}-changelog` });
       await steady.reach(steady.sent + 800, 120_000);

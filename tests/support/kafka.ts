@@ -2,21 +2,53 @@
  * Test access to the real broker that `deno task kafka` started: its address,
  * fresh topic names per test, and reading a topic back.
  *
+ * Test code reads, writes and inspects Kafka through kafkajs, a client
+ * independent of the program's (`@platformatic/kafka`), so that a fault of
+ * the program's client cannot hide itself; {@linkcode testAdmin} is the
+ * program's admin client, for the program's functions that take one.
+ *
  * @module
  */
 import { Buffer } from "node:buffer";
-import type { Kafka } from "kafkajs";
-import { ensureTopic } from "../../kafka/admin.ts";
-import { createKafka } from "../../kafka/client.ts";
-import { createPurchaseProducer, purchaseMessage } from "../../kafka/producer.ts";
+import process from "node:process";
+import type { Admin } from "@platformatic/kafka";
+import { type ICustomPartitioner, Kafka, logLevel } from "kafkajs";
+import { createAdmin } from "../../kafka/client.ts";
+import { partitionFor } from "../../kafka/partitioner.ts";
+import { purchaseMessage } from "../../kafka/producer.ts";
 import type { Purchase } from "../../kafka/purchase.ts";
 
 /** The brokers the test run uses (`KAFKA_BROKERS`, default `localhost:9092`). */
 export const BROKERS: readonly string[] = (Deno.env.get("KAFKA_BROKERS") ?? "localhost:9092").split(",");
 
+// kafkajs schedules timers with negative delays (harmless: they run at once), which the Node compatibility
+// layer reports on stderr, in the middle of the tests' output; every other warning is reported as before.
+const reportWarning = process.listeners("warning");
+process.removeAllListeners("warning");
+process.on("warning", (warning) => {
+  if (warning.name !== "TimeoutNegativeWarning") { for (const report of reportWarning) report(warning); }
+});
+
+/** A kafkajs client whose requests give up after a few seconds of retries, and that logs nothing. */
+export function kafkajsClient(brokers: readonly string[], clientId: string): Kafka {
+  return new Kafka({
+    clientId,
+    brokers: [...brokers],
+    connectionTimeout: 3000,
+    requestTimeout: 30000,
+    retry: { initialRetryTime: 200, maxRetryTime: 2000, retries: 4 },
+    logLevel: logLevel.NOTHING,
+  });
+}
+
 /** A Kafka client for test code. */
 export function testKafka(clientId = "usershard-test"): Kafka {
-  return createKafka({ brokers: BROKERS, clientId });
+  return kafkajsClient(BROKERS, clientId);
+}
+
+/** The program's admin client on the test brokers; `close()` it when done. */
+export function testAdmin(clientId = "usershard-test"): Admin {
+  return createAdmin({ brokers: BROKERS, clientId });
 }
 
 /** A topic or group name no other test (or earlier run) uses. */
@@ -121,13 +153,16 @@ async function readTopicOnce(kafka: Kafka, topic: string, timeoutMs: number): Pr
   return [...records.values()].sort((a, b) => a.partition - b.partition || Number(a.offset) - Number(b.offset));
 }
 
-/** Creates `topic` with `partitions` partitions, the way the commands do, and waits until it is ready. */
+/**
+ * Creates `topic` with `partitions` partitions and the brokers' default
+ * replicas, as the commands do, and waits until every partition has a leader.
+ */
 export async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const info = await ensureTopic(admin, topic, partitions);
-    if (!info.created) throw new Error(`topic ${topic} existed already`);
+    const created = await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+    if (!created) throw new Error(`topic ${topic} existed already`);
   } finally {
     await admin.disconnect();
   }
@@ -160,9 +195,25 @@ export function knownPurchases(count: number, users: number, seed = 1): Purchase
   }));
 }
 
-/** Sends purchases with the project's producer (keyed, partitioned by user). */
+/** Kafka's Java default partitioning of keyed records, by the project's own function. */
+const byUser: ICustomPartitioner = () => ({ partitionMetadata, message }) => {
+  if (message.key === null || message.key === undefined) throw new Error("purchases are keyed by user id");
+  return partitionFor(String(message.key), partitionMetadata.length);
+};
+
+/**
+ * Sends purchases as the project's producer does: keyed and partitioned by
+ * user, every one once. Idempotent: kafkajs resends a whole request when one
+ * of its partitions fails (a leader not elected yet), and without idempotence
+ * the partitions that had succeeded would get their events twice.
+ */
 export async function producePurchases(kafka: Kafka, topic: string, purchases: readonly Purchase[]): Promise<void> {
-  const producer = createPurchaseProducer(kafka);
+  const producer = kafka.producer({
+    createPartitioner: byUser,
+    allowAutoTopicCreation: false,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
   await producer.connect();
   try {
     for (let i = 0; i < purchases.length; i += 1000) {

@@ -14,7 +14,7 @@ import { partitionCount } from "../../kafka/admin.ts";
 import { PurchaseSender } from "../../kafka/producer.ts";
 import { decodePurchase, type Purchase } from "../../kafka/purchase.ts";
 import { eventually, type NodePorts } from "./cluster.ts";
-import { BROKERS, expectedTotals, knownPurchases, readTopic } from "./kafka.ts";
+import { BROKERS, expectedTotals, knownPurchases, readTopic, testAdmin } from "./kafka.ts";
 
 /** A user's totals as a test compares them. */
 export type Totals = { totalPurchases: number; amountSpent: number };
@@ -110,7 +110,6 @@ export async function exactOnEveryNode(
  * with what was meant.
  */
 export class SteadyStream {
-  readonly #kafka: Kafka;
   readonly #topic: string;
   readonly #users: number;
   readonly #perSecond: number;
@@ -118,8 +117,7 @@ export class SteadyStream {
   #sent = 0;
   readonly #done: Promise<void>;
 
-  constructor(kafka: Kafka, topic: string, options: { users: number; perSecond: number; seed?: number }) {
-    this.#kafka = kafka;
+  constructor(topic: string, options: { users: number; perSecond: number; seed?: number }) {
     this.#topic = topic;
     this.#users = options.users;
     this.#perSecond = options.perSecond;
@@ -132,9 +130,8 @@ export class SteadyStream {
   }
 
   async #run(seed: number): Promise<void> {
-    const admin = this.#kafka.admin();
-    await admin.connect();
-    const partitions = await partitionCount(admin, this.#topic).finally(() => admin.disconnect());
+    const admin = testAdmin();
+    const partitions = await partitionCount(admin, this.#topic).finally(() => admin.close());
     if (partitions === undefined) throw new Error(`there is no topic ${this.#topic} to stream to`);
     const producer = new PurchaseSender(BROKERS, this.#topic, partitions, "usershard-test-stream");
     const tick = 100;

@@ -359,7 +359,7 @@ export class ConsumerPipeline {
   #fetchedFrom(progress: ConsumerProgress, at: FetchAt, answer: FetchedPartition | undefined): void {
     const { partition, run, offset } = at;
     // An incremental fetch session leaves out the partitions that have nothing new.
-    if (!answer) return progress.fetched(partition, run, offset, offset);
+    if (!answer) return progress.fetched(partition, run, offset, offset, 0);
     if (answer.errorCode === OFFSET_OUT_OF_RANGE && Number(answer.logStartOffset) > offset) {
       // Deleted by retention before this group read them: nothing to deliver, and the group moves on.
       const start = Number(answer.logStartOffset);
@@ -370,7 +370,7 @@ export class ConsumerPipeline {
         to: start - 1,
       });
       this.#keep(partition, offset, []);
-      return progress.fetched(partition, run, offset, start);
+      return progress.fetched(partition, run, offset, start, 0);
     }
     if (answer.errorCode !== 0) {
       log.warn("fetching {topic}/{partition} at {offset} failed with Kafka error {code}; trying again in a second", {
@@ -383,7 +383,7 @@ export class ConsumerPipeline {
     }
     const { records, next } = committedRecords(answer, offset);
     if (next > offset) this.#keep(partition, offset, records);
-    progress.fetched(partition, run, offset, next);
+    progress.fetched(partition, run, offset, next, records.length);
   }
 
   #keep(partition: number, from: number, records: ReadRecord[]): void {
@@ -392,10 +392,22 @@ export class ConsumerPipeline {
     batches.set(from, records);
   }
 
+  /** The records fetched for `partition` from `from` up to `next`, taken out of the fetched store; `undefined` if gone. */
+  #take(partition: number, from: number, next: number): ReadRecord[] | undefined {
+    const batches = this.#fetched.get(partition);
+    if (!batches?.has(from)) return undefined;
+    const records: ReadRecord[] = [];
+    for (const [start, batch] of batches) {
+      if (start < from || start >= next) continue;
+      for (const record of batch) records.push(record);
+      batches.delete(start);
+    }
+    return records;
+  }
+
   /** Decodes a fetched batch and has the sink apply it; the progress hears whether it did. */
-  async #deliver(progress: ConsumerProgress, { partition, run, from }: Delivery): Promise<void> {
-    const records = this.#fetched.get(partition)?.get(from);
-    this.#fetched.get(partition)?.delete(from);
+  async #deliver(progress: ConsumerProgress, { partition, run, from, next }: Delivery): Promise<void> {
+    const records = this.#take(partition, from, next);
     if (!records) return progress.refused(partition, run, from, Date.now());
     const refuse = (why: string) => {
       log.warn("{topic}/{partition} is read again from {offset} in a second, nothing past it committed: {why}", {

@@ -9,9 +9,9 @@
  *
  * A partition's records go through fetched → delivered (the shard applied
  * and stored them) → acknowledged → committed, in offset order. One batch is
- * delivered at a time per partition, and the next one may be fetched
- * meanwhile (held until its turn), so a slow shard holds up its own
- * partition only. Nothing is committed past what the sink acknowledged
+ * delivered at a time per partition; what is fetched meanwhile is held
+ * until its turn and then delivered as one batch, so a busy shard gets
+ * fewer, larger batches, and a slow shard holds up its own partition only. Nothing is committed past what the sink acknowledged
  * (invariant 2 of ARCHITECTURE.md).
  *
  * Every answer names the partition's run: a refusal, a revocation or a new
@@ -59,10 +59,18 @@ export interface Ready {
   readonly commit: readonly CommitAt[];
 }
 
-/** A range of fetched offsets: `from` up to, not including, `next`. */
+/**
+ * Records held for a partition whose batch is at the sink, beyond which it
+ * is not fetched further: what arrives meanwhile goes to the sink as one
+ * batch (one changelog transaction), up to about this many.
+ */
+export const MAX_HELD_RECORDS = 20_000;
+
+/** A range of fetched offsets, `from` up to, not including, `next`, and how many records it holds. */
 interface Batch {
   readonly from: number;
   readonly next: number;
+  readonly records: number;
 }
 
 interface PartitionState {
@@ -72,7 +80,7 @@ interface PartitionState {
   locating: boolean;
   fetching: boolean;
   delivering: Batch | undefined;
-  /** Fetched while the batch before it was being delivered; delivered next. */
+  /** Fetched while the batch before it was being delivered, every fetch's records in one range; delivered next. */
   held: Batch | undefined;
   retryAt: number | undefined;
   /** Every record before this offset was acknowledged by the sink (or skipped). */
@@ -162,19 +170,19 @@ export class ConsumerProgress {
   }
 
   /**
-   * A fetch answered for `partition`: it read from `from` up to `next`
-   * (`next === from` when nothing was there yet).
+   * A fetch answered for `partition`: it read `records` records from `from`
+   * up to `next` (`next === from` when nothing was there yet).
    */
-  fetched(partition: number, run: number, from: number, next: number): void {
+  fetched(partition: number, run: number, from: number, next: number, records: number): void {
     const state = this.#current(partition, run);
     if (!state || !state.fetching || state.position !== from) return;
     state.fetching = false;
     if (next <= from) return;
     state.position = next;
-    const batch = { from, next };
     if (this.#stopping) return;
+    const batch = { from, next, records };
     if (state.delivering) {
-      state.held = batch;
+      state.held = state.held ? { from: state.held.from, next, records: state.held.records + records } : batch;
     } else {
       state.delivering = batch;
       this.#deliveries.push({ partition, run, ...batch });
@@ -254,7 +262,7 @@ export class ConsumerProgress {
         }
         continue;
       }
-      if (!this.#fetchInFlight && !state.fetching && !state.held) {
+      if (!this.#fetchInFlight && !state.fetching && (state.held?.records ?? 0) < MAX_HELD_RECORDS) {
         state.fetching = true;
         fetch.push({ partition, run: state.run, offset: state.position });
       }
@@ -266,7 +274,12 @@ export class ConsumerProgress {
       }
       if (commit.length > 0) this.#commitInFlight = true;
     }
-    const deliver = this.#deliveries.splice(0);
+    const deliver = this.#deliveries.splice(0).map(({ partition, run, from, next }) => ({
+      partition,
+      run,
+      from,
+      next,
+    }));
     return { locate, fetch, deliver, commit };
   }
 

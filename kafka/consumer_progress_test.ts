@@ -7,7 +7,8 @@
  *     assign P...                    this node's partitions after a rebalance
  *     located P run=R at=O           P starts at offset O
  *     locate-failed P run=R
- *     fetched P run=R from=F next=N  a fetch of P read [F, N)
+ *     fetched P run=R from=F next=N [records=K]
+ *                                    a fetch of P read [F, N), K records (N - F unless said)
  *     fetch-failed P run=R
  *     fetch-done                     every answer of the fetch is in
  *     delivered P run=R from=F       the sink acknowledged the batch from F
@@ -52,7 +53,7 @@ function step(progress: ConsumerProgress, clock: { now: number }, line: string):
     case "locate-failed":
       return progress.locateFailed(p, run, clock.now);
     case "fetched":
-      return progress.fetched(p, run, from, named.get("next")!);
+      return progress.fetched(p, run, from, named.get("next")!, named.get("records") ?? named.get("next")! - from);
     case "fetch-failed":
       return progress.fetchFailed(p, run, clock.now);
     case "fetch-done":

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type Admin, ConfigResourceTypes } from "@platformatic/kafka";
+import { type Admin, type ClusterPartitionMetadata, ConfigResourceTypes } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import { errorChain } from "./client.ts";
 
@@ -39,8 +39,8 @@ export async function partitionCount(admin: Admin, topic: string): Promise<numbe
 /** The copies each partition of `topic` has, or `undefined` when it does not exist. */
 export async function replicationFactor(admin: Admin, topic: string): Promise<number | undefined> {
   if (!(await admin.listTopics()).includes(topic)) return undefined;
-  const metadata = await admin.metadata({ topics: [topic], forceUpdate: true });
-  return metadata.topics.get(topic)?.partitions[0]?.replicas.length;
+  // The broker that listed it may know it before the one asked for its metadata does.
+  return (await readyPartitions(admin, topic, false))[0]?.replicas.length;
 }
 
 /** How {@linkcode ensureTopic} creates a missing topic. */
@@ -97,6 +97,11 @@ export async function ensureTopic(
  * topic just created: an old one may have a broker down, and only its count matters).
  */
 async function knownPartitionCount(admin: Admin, topic: string, leaders: boolean): Promise<number> {
+  return (await readyPartitions(admin, topic, leaders)).length;
+}
+
+/** The partitions of an existing topic once the broker asked knows it (and, with `leaders`, every one has a leader). */
+async function readyPartitions(admin: Admin, topic: string, leaders: boolean): Promise<ClusterPartitionMetadata[]> {
   const deadline = Date.now() + TOPIC_READY_TIMEOUT_MS;
   for (let delay = 50;; delay = Math.min(delay * 2, 1000)) {
     let problem: string;
@@ -104,7 +109,7 @@ async function knownPartitionCount(admin: Admin, topic: string, leaders: boolean
       const metadata = await admin.metadata({ topics: [topic], forceUpdate: true });
       const partitions = metadata.topics.get(topic)?.partitions ?? [];
       const leaderless = leaders ? partitions.filter((p) => p.leader < 0).length : 0;
-      if (partitions.length > 0 && leaderless === 0) return partitions.length;
+      if (partitions.length > 0 && leaderless === 0) return partitions;
       problem = `${leaderless} of ${partitions.length} partitions have no leader`;
     } catch (error) {
       if (!isTopicNotReady(error)) throw error;

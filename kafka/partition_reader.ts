@@ -21,10 +21,20 @@ const MAX_EMPTY_ANSWERS = 20;
 /** Reads whole partitions for restores; one connection pool per node. */
 export class PartitionReader {
   readonly #settings: KafkaSettings;
+  readonly #maxBytes: number;
   #consumer: Consumer | undefined;
+  /**
+   * The fetch in flight: fetches go one at a time. The client keeps one
+   * incremental fetch session per broker (KIP-227), and two fetches at once
+   * on it (restores of several shards) corrupt it: the broker refuses the
+   * session, or answers for another request's partitions.
+   */
+  #fetching: Promise<unknown> = Promise.resolve();
 
-  constructor(settings: KafkaSettings) {
+  /** `maxBytes`: the most one fetch answer holds (tests make it small, to read in many fetches). */
+  constructor(settings: KafkaSettings, maxBytes = MAX_BYTES) {
     this.#settings = settings;
+    this.#maxBytes = maxBytes;
   }
 
   #client(): Consumer {
@@ -35,7 +45,7 @@ export class PartitionReader {
       isolationLevel: FetchIsolationLevels.READ_COMMITTED,
       maxWaitTime: 0,
       minBytes: 1,
-      maxBytes: MAX_BYTES,
+      maxBytes: this.#maxBytes,
       autocommit: false,
     });
     return this.#consumer;
@@ -63,19 +73,22 @@ export class PartitionReader {
         const described = metadata.topics.get(topic);
         const leader = described?.partitions[partition]?.leader;
         if (!described || leader === undefined || leader < 0) throw new Error(`${topic}/${partition} has no leader`);
-        const response = await consumer.fetch({
+        const request = {
           node: leader,
           topics: [{
             topicId: described.id,
             partitions: [{
               partition,
               fetchOffset: BigInt(offset),
-              partitionMaxBytes: MAX_BYTES,
+              partitionMaxBytes: this.#maxBytes,
               currentLeaderEpoch: -1,
               lastFetchedEpoch: -1,
             }],
           }],
-        });
+        };
+        const fetched = this.#fetching.then(() => consumer.fetch(request));
+        this.#fetching = fetched.catch(() => {});
+        const response = await fetched;
         const answer = response.responses.flatMap((t) => t.partitions).find((p) => p.partitionIndex === partition);
         if (!answer) {
           // An incremental fetch session leaves out a partition with nothing new since the last answer.

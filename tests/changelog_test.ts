@@ -14,7 +14,8 @@ import {
   KafkaShardStorage,
 } from "../kafka/changelog.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
-import { BROKERS, testAdmin, testKafka, withTopic } from "./support/kafka.ts";
+import { BROKERS, createTopic, testAdmin, testKafka, withTopic } from "./support/kafka.ts";
+import { PartitionReader } from "../kafka/partition_reader.ts";
 import { eventually } from "./support/wait.ts";
 
 /** Events in each input partition: what the changelog's offsets may count up to. */
@@ -440,6 +441,43 @@ Deno.test("after the cleaner has compacted a changelog of many transactions, abo
       await restored.close();
     } finally {
       await storage.close();
+    }
+  });
+});
+
+Deno.test("restores of many shards at once through one reader each read their whole partition", async () => {
+  await withTopic("changelog-concurrent-reads", async (topic) => {
+    const partitions = 16;
+    const kafka = testKafka();
+    await createTopic(kafka, topic, partitions);
+    // Uneven partitions, several fetches' worth in the largest, so that reads overlap at every stage.
+    const sizes = Array.from({ length: partitions }, (_, p) => 200 + 700 * p);
+    const producer = kafka.producer();
+    await producer.connect();
+    try {
+      const value = "v".repeat(400);
+      for (let p = 0; p < partitions; p++) {
+        for (let sent = 0; sent < sizes[p]; sent += 1000) {
+          const count = Math.min(1000, sizes[p] - sent);
+          await producer.send({
+            topic,
+            messages: Array.from({ length: count }, (_, i) => ({ partition: p, key: String(sent + i), value })),
+          });
+        }
+      }
+    } finally {
+      await producer.disconnect();
+    }
+    const reader = new PartitionReader({ brokers: BROKERS, clientId: "usershard-test" }, 64 * 1024);
+    try {
+      const keys = sizes.map(() => new Set<string>());
+      const counts = await Promise.all(
+        sizes.map((_, p) => reader.readAll(topic, p, 0, (record) => keys[p].add(String(record.key)))),
+      );
+      assert.deepEqual(counts, sizes, "records read per partition");
+      assert.deepEqual(keys.map((k) => k.size), sizes, "each record once");
+    } finally {
+      await reader.close();
     }
   });
 });

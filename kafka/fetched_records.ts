@@ -40,7 +40,8 @@ export interface ReadBatch {
  *
  * @example
  * ```ts
- * committedRecords(answer, 40); // { records: [{ offset: 40, key, value }, ...], next: 57 }
+ * declare const answer: FetchedPartition; // a partition's part of a fetch's answer
+ * const { records, next } = committedRecords(answer, 40); // records from offset 40 on; next: where to read on
  * ```
  */
 export function committedRecords(answer: FetchedPartition, from: number): ReadBatch {

@@ -25,7 +25,8 @@ import { partitionForBytes } from "./partitioner.ts";
 import { decodePurchase, type MalformedKind } from "./purchase.ts";
 import { encodeOwnership, STICKY_ASSIGNOR, stickyPartitionsAssigner } from "./sticky_assignor.ts";
 import { ConsumerProgress, type Delivery, type FetchAt, type Locate } from "./consumer_progress.ts";
-import { committedRecords, type FetchedPartition, type ReadRecord } from "./fetched_records.ts";
+import { committedRecords, type FetchedPartition } from "./fetched_records.ts";
+import { FetchedBatches } from "./fetched_batches.ts";
 import { clientOptions, type KafkaSettings } from "./client.ts";
 import { errorText } from "../cluster/error_text.ts";
 import { DEFAULT_KAFKA_TIMINGS, type KafkaTimings } from "../cluster/timings.ts";
@@ -115,7 +116,7 @@ export class ConsumerPipeline {
   #consumer: Consumer | undefined;
   #progress = new ConsumerProgress();
   /** Fetched records by partition and by the offset their batch starts at, until delivered. */
-  readonly #fetched = new Map<number, Map<number, ReadRecord[]>>();
+  readonly #fetched = new FetchedBatches();
   readonly stats: PipelineStats = { events: 0, local: 0, malformed: 0 };
   #assigned: readonly number[] = [];
   #summaryTimer: ReturnType<typeof setInterval> | undefined;
@@ -209,7 +210,7 @@ export class ConsumerPipeline {
     const removed = this.#assigned.filter((p) => !now.includes(p));
     this.#assigned = now;
     this.#progress.assign(now);
-    for (const partition of removed) this.#fetched.delete(partition);
+    for (const partition of removed) this.#fetched.drop(partition);
     if (added.length > 0) {
       log.info("partitions {added} assigned to this node ({count} in all); updating shard allocation", {
         added: `[${added.join(",")}]`,
@@ -375,7 +376,7 @@ export class ConsumerPipeline {
         from: offset,
         to: start - 1,
       });
-      this.#keep(partition, offset, []);
+      this.#fetched.keep(partition, run, offset, []);
       return progress.fetched(partition, run, offset, start, 0);
     }
     if (answer.errorCode !== 0) {
@@ -388,32 +389,13 @@ export class ConsumerPipeline {
       return progress.fetchFailed(partition, run, Date.now());
     }
     const { records, next } = committedRecords(answer, offset);
-    if (next > offset) this.#keep(partition, offset, records);
+    if (next > offset) this.#fetched.keep(partition, run, offset, records);
     progress.fetched(partition, run, offset, next, records.length);
-  }
-
-  #keep(partition: number, from: number, records: ReadRecord[]): void {
-    let batches = this.#fetched.get(partition);
-    if (!batches) this.#fetched.set(partition, batches = new Map());
-    batches.set(from, records);
-  }
-
-  /** The records fetched for `partition` from `from` up to `next`, taken out of the fetched store; `undefined` if gone. */
-  #take(partition: number, from: number, next: number): ReadRecord[] | undefined {
-    const batches = this.#fetched.get(partition);
-    if (!batches?.has(from)) return undefined;
-    const records: ReadRecord[] = [];
-    for (const [start, batch] of batches) {
-      if (start < from || start >= next) continue;
-      for (const record of batch) records.push(record);
-      batches.delete(start);
-    }
-    return records;
   }
 
   /** Decodes a fetched batch and has the sink apply it; the progress hears whether it did. */
   async #deliver(progress: ConsumerProgress, { partition, run, from, next }: Delivery): Promise<void> {
-    const records = this.#take(partition, from, next);
+    const records = this.#fetched.take(partition, run, from, next);
     if (!records) return progress.refused(partition, run, from, Date.now());
     const refuse = (why: string) => {
       log.warn("{topic}/{partition} is read again from {offset} in a second, nothing past it committed: {why}", {
@@ -422,7 +404,7 @@ export class ConsumerPipeline {
         offset: from,
         why,
       });
-      this.#fetched.delete(partition);
+      this.#fetched.drop(partition);
       progress.refused(partition, run, from, Date.now());
     };
     const topic = this.#o.topic;

@@ -85,7 +85,7 @@ export async function benchDurability(context: BenchContext): Promise<void> {
     for (const users of [10_000, 1_000_000]) {
       const topic = uniqueTopic(`bench-durability-${users}`);
       await ensureTopic(admin, topic, SHARDS);
-      const sender = new PurchaseSender(context.brokers, topic, SHARDS, "usershard-bench");
+      const sender = new PurchaseSender({ brokers: context.brokers, clientId: "usershard-bench" }, topic, SHARDS);
       await produce(sender, { users, rate: 0, count: events }, new AbortController().signal).finally(() =>
         sender.close()
       );
@@ -167,7 +167,7 @@ async function restore(context: BenchContext, admin: Admin): Promise<void> {
   const users = 1_000_000;
   const topic = uniqueTopic("bench-restore");
   await ensureTopic(admin, topic, 1);
-  const producer = new PurchaseSender(context.brokers, topic, 1, "usershard-bench");
+  const producer = new PurchaseSender({ brokers: context.brokers, clientId: "usershard-bench" }, topic, 1);
   try {
     for (let i = 0; i < users; i += 2000) {
       await producer.send(

@@ -41,7 +41,7 @@ export async function benchMemory(context: BenchContext): Promise<void> {
   try {
     await node.waitForOutput(/node ready/, 120_000);
     const idle = await memoryOf(ports.mgmt);
-    const sender = new PurchaseSender(context.brokers, topic, SHARDS, "usershard-bench");
+    const sender = new PurchaseSender({ brokers: context.brokers, clientId: "usershard-bench" }, topic, SHARDS);
     await produce(sender, { users: USERS, rate: 0, count: EVENTS }, new AbortController().signal).finally(() =>
       sender.close()
     );

@@ -14,7 +14,7 @@ export async function benchProduce(context: BenchContext, events = 300_000): Pro
   const admin = createAdmin({ brokers: context.brokers, clientId: "usershard-bench" });
   const topic = uniqueTopic("bench-produce");
   await ensureTopic(admin, topic, 128).finally(() => admin.close());
-  const producer = new PurchaseSender(context.brokers, topic, 128, "usershard-bench");
+  const producer = new PurchaseSender({ brokers: context.brokers, clientId: "usershard-bench" }, topic, 128);
   const summary = await produce(producer, { users: 200, rate: 0, count: events }, new AbortController().signal);
   await producer.close();
   context.report("produce --rate 0 (128 partitions)", `${Math.round(summary.sent / summary.seconds)} events/s`, {

@@ -35,7 +35,7 @@ export async function benchSharding(context: BenchContext, events = 400_000): Pr
   const admin = createAdmin({ brokers: context.brokers, clientId: "usershard-bench" });
   const topic = uniqueTopic("bench-sharding");
   await ensureTopic(admin, topic, 128);
-  const producer = new PurchaseSender(context.brokers, topic, 128, "usershard-bench");
+  const producer = new PurchaseSender({ brokers: context.brokers, clientId: "usershard-bench" }, topic, 128);
   await produce(producer, { users: 10_000, rate: 0, count: events }, new AbortController().signal);
 
   const started = performance.now();

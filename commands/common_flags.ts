@@ -6,6 +6,13 @@
  */
 import { isValidTopicName } from "../kafka/admin.ts";
 import { type FlagSpec, UsageError } from "./flags.ts";
+import {
+  clientProperties,
+  type KafkaSecurity,
+  kafkaSecurity,
+  type SecurityInput,
+  SecuritySettingError,
+} from "../kafka/security.ts";
 
 /** `--brokers`: Kafka bootstrap brokers. */
 export const BROKERS_FLAG = {
@@ -86,3 +93,107 @@ export const LOG_FORMAT_FLAG = {
   default: "text",
   description: "text, or json for one JSON object per line (for log collectors)",
 } as const satisfies FlagSpec;
+
+/**
+ * The flags that secure the Kafka connections, named after the Java client's
+ * settings. The SASL password is never a flag, so that it is never on a
+ * command line: `KAFKA_SASL_PASSWORD`, or a file.
+ */
+export const KAFKA_SECURITY_FLAGS = {
+  "security-protocol": {
+    type: "string",
+    value: "PROTOCOL",
+    env: "KAFKA_SECURITY_PROTOCOL",
+    description: "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (security.protocol; default PLAINTEXT)",
+  },
+  "sasl-mechanism": {
+    type: "string",
+    value: "MECHANISM",
+    env: "KAFKA_SASL_MECHANISM",
+    description: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (sasl.mechanism)",
+  },
+  "sasl-username": {
+    type: "string",
+    value: "USER",
+    env: "KAFKA_SASL_USERNAME",
+    description: "the SASL user; its password comes from KAFKA_SASL_PASSWORD or --sasl-password-file",
+  },
+  "sasl-password-file": {
+    type: "string",
+    value: "FILE",
+    env: "KAFKA_SASL_PASSWORD_FILE",
+    description: "a file holding the SASL password (trailing newline ignored)",
+  },
+  "kafka-ca": {
+    type: "string",
+    value: "FILE",
+    env: "KAFKA_SSL_CA",
+    description: "PEM CA certificates to trust for the brokers (default: the system's)",
+  },
+  "kafka-cert": {
+    type: "string",
+    value: "FILE",
+    env: "KAFKA_SSL_CERT",
+    description: "PEM client certificate, for brokers that ask for one (mutual TLS)",
+  },
+  "kafka-key": {
+    type: "string",
+    value: "FILE",
+    env: "KAFKA_SSL_KEY",
+    description: "PEM key of --kafka-cert",
+  },
+  "kafka-config": {
+    type: "string",
+    value: "FILE",
+    env: "KAFKA_CONFIG",
+    description: "Java client properties (security.protocol, sasl.mechanism, sasl.jaas.config, PEM ssl.* files); " +
+      "flags and their variables win over it",
+  },
+} as const satisfies Readonly<Record<string, FlagSpec>>;
+
+/** The values of {@linkcode KAFKA_SECURITY_FLAGS}. */
+export type KafkaSecurityFlags = { readonly [K in keyof typeof KAFKA_SECURITY_FLAGS]: string | undefined };
+
+/**
+ * Reads the security flags (and the files they name) into checked settings;
+ * `undefined` for PLAINTEXT. Any mistake is a {@linkcode UsageError} of one
+ * line that never holds the password.
+ */
+export function kafkaSecurityFlags(
+  flags: KafkaSecurityFlags,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+  readFile: (path: string) => string = (path) => Deno.readTextFileSync(path),
+): KafkaSecurity | undefined {
+  const read = (what: string, path: string) => {
+    try {
+      return readFile(path);
+    } catch (error) {
+      throw new UsageError(`cannot read ${what} ${path}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  try {
+    const properties = flags["kafka-config"] === undefined
+      ? { input: {} as SecurityInput, files: {} as Record<string, string | undefined> }
+      : clientProperties(read("--kafka-config", flags["kafka-config"]));
+    const file = (flag: "kafka-ca" | "kafka-cert" | "kafka-key", fromConfig: string | undefined) => {
+      const path = flags[flag] ?? fromConfig;
+      return path === undefined ? undefined : read(`--${flag}`, path);
+    };
+    const passwordFile = flags["sasl-password-file"];
+    const password = passwordFile !== undefined
+      ? read("--sasl-password-file", passwordFile).replace(/\r?\n$/, "")
+      : env("KAFKA_SASL_PASSWORD") ?? properties.input.password;
+    return kafkaSecurity({
+      protocol: flags["security-protocol"] ?? properties.input.protocol,
+      mechanism: flags["sasl-mechanism"] ?? properties.input.mechanism,
+      username: flags["sasl-username"] ?? properties.input.username,
+      password,
+      ca: file("kafka-ca", properties.files.ca) ?? properties.input.ca,
+      cert: file("kafka-cert", properties.files.cert),
+      key: file("kafka-key", properties.files.key),
+    });
+  } catch (error) {
+    if (error instanceof SecuritySettingError) throw new UsageError(error.message);
+    throw error;
+  }
+}

@@ -8,6 +8,8 @@ import { type CommandSpec, hostPortList, intFlag, numberFlag, UsageError } from 
 import { CliError, defineCommand } from "./command.ts";
 import {
   BROKERS_FLAG,
+  KAFKA_SECURITY_FLAGS,
+  kafkaSecurityFlags,
   LOG_FORMAT_FLAG,
   LOG_LEVEL_FLAG,
   PARTITIONS_FLAG,
@@ -30,6 +32,7 @@ export const produceSpec = {
   usage: "usershard produce [--rate N] [--count N] [--users N] [--topic T] [--brokers HOST:PORT,...]",
   flags: {
     brokers: BROKERS_FLAG,
+    ...KAFKA_SECURITY_FLAGS,
     topic: TOPIC_FLAG,
     partitions: PARTITIONS_FLAG,
     "replication-factor": REPLICATION_FACTOR_FLAG,
@@ -60,6 +63,7 @@ Example: usershard produce --rate 0 --count 100000`,
 export const produceCommand = defineCommand(produceSpec, async (flags, positionals, sources) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const brokers = hostPortList("brokers", flags.brokers);
+  const kafka = { brokers, clientId: "usershard-producer", security: kafkaSecurityFlags(flags) };
   const topicName = topicFlag(flags.topic);
   const partitions = intFlag("partitions", flags.partitions, { min: 1, max: 10_000 });
   const users = intFlag("users", flags.users, { min: 1 });
@@ -69,7 +73,7 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
   await setUpLogging(logLevelFlag(flags["log-level"]), logFormatFlag(flags["log-format"]));
   const log = getLogger(["usershard", "producer"]);
 
-  const admin = createAdmin({ brokers, clientId: "usershard-producer" });
+  const admin = createAdmin(kafka);
   let producer: PurchaseSender | undefined;
   const stop = new AbortController();
   const stopListening = onStopSignal(() => {
@@ -82,7 +86,7 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
       replicationFactor: replicationFactorFlag(flags["replication-factor"]),
     });
     await admin.close();
-    producer = new PurchaseSender(brokers, topic.topic, topic.partitions);
+    producer = new PurchaseSender(kafka, topic.topic, topic.partitions);
     log.info("producing to {topic} ({partitions} partitions) at {brokers}, users 0..{last}, {pace}", {
       topic: topic.topic,
       partitions: topic.partitions,

@@ -9,7 +9,14 @@ import { createAdmin, kafkaErrorLine } from "../kafka/client.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
 import { planRebuild, rebuild, RebuildRefused } from "../kafka/rebuild.ts";
 import { CliError, defineCommand, writeStdout } from "./command.ts";
-import { BROKERS_FLAG, GROUP_FLAG, TOPIC_FLAG, topicFlag } from "./common_flags.ts";
+import {
+  BROKERS_FLAG,
+  GROUP_FLAG,
+  KAFKA_SECURITY_FLAGS,
+  kafkaSecurityFlags,
+  TOPIC_FLAG,
+  topicFlag,
+} from "./common_flags.ts";
 import { type CommandSpec, hostPortList, UsageError } from "./flags.ts";
 
 /** Flags of `usershard rebuild`. */
@@ -19,6 +26,7 @@ export const rebuildSpec = {
   usage: "usershard rebuild --topic T --group G [--brokers HOST:PORT,...] [--accept-loss]",
   flags: {
     brokers: BROKERS_FLAG,
+    ...KAFKA_SECURITY_FLAGS,
     topic: TOPIC_FLAG,
     group: GROUP_FLAG,
     "accept-loss": {
@@ -40,8 +48,9 @@ export const rebuildCommand = defineCommand(rebuildSpec, async (flags, positiona
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const brokers = hostPortList("brokers", flags.brokers);
   const topic = topicFlag(flags.topic);
-  const admin = createAdmin({ brokers, clientId: "usershard-rebuild" });
-  const offsets = new OffsetsReader(brokers, "usershard-rebuild");
+  const kafka = { brokers, clientId: "usershard-rebuild", security: kafkaSecurityFlags(flags) };
+  const admin = createAdmin(kafka);
+  const offsets = new OffsetsReader(kafka);
   try {
     const plan = await planRebuild(admin, offsets, topic, flags.group, flags["accept-loss"]);
     const holds = plan.trimmed.length === 0

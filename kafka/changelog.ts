@@ -32,6 +32,8 @@ import { defaultReplicationFactor, ensureTopic } from "./admin.ts";
 import { decodeMarker, encodeMarker, type InputMarker, judgeRestore, MARKER_KEY } from "./input_binding.ts";
 import type { OffsetsReader } from "./offsets.ts";
 import { PartitionReader } from "./partition_reader.ts";
+import { clientOptions } from "./client.ts";
+import type { KafkaSecurity } from "./security.ts";
 
 const log = getLogger(["usershard", "changelog"]);
 
@@ -211,6 +213,8 @@ export interface ChangelogSettings {
   readonly brokers: readonly string[];
   /** The client id Kafka's tools show for this node's writers and restores. */
   readonly clientId: string;
+  /** TLS and SASL; absent for PLAINTEXT. */
+  readonly security?: KafkaSecurity;
   readonly topic: string;
   /** How long Kafka lets a changelog transaction stay open (ARCHITECTURE.md, "Timing"). */
   readonly transactionTimeoutMs?: number;
@@ -231,7 +235,11 @@ export class KafkaShardStorage implements ShardStorage {
 
   constructor(settings: ChangelogSettings) {
     this.#settings = settings;
-    this.#reader = new PartitionReader({ brokers: settings.brokers, clientId: settings.clientId });
+    this.#reader = new PartitionReader({
+      brokers: settings.brokers,
+      clientId: settings.clientId,
+      security: settings.security,
+    });
   }
 
   /**
@@ -241,11 +249,10 @@ export class KafkaShardStorage implements ShardStorage {
    * the first transaction.
    */
   async open(shard: number): Promise<ShardLog> {
-    const { topic, brokers, clientId, input, offsets } = this.#settings;
+    const { topic, brokers, clientId, security, input, offsets } = this.#settings;
     const started = performance.now();
     const producer = new Producer({
-      clientId: `${clientId}-shard-${shard}`,
-      bootstrapBrokers: [...brokers],
+      ...clientOptions({ brokers, clientId: `${clientId}-shard-${shard}`, security }),
       transactionalId: `${topic}-${shard}`,
       idempotent: true,
       // "No producer yet": the client's default (0 and 0) makes the broker take this for an old

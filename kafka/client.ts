@@ -6,6 +6,7 @@
  * @module
  */
 import { Admin, type BaseOptions } from "@platformatic/kafka";
+import type { KafkaSecurity } from "./security.ts";
 
 /** How to reach Kafka. */
 export interface KafkaSettings {
@@ -13,6 +14,8 @@ export interface KafkaSettings {
   readonly brokers: readonly string[];
   /** The client id Kafka's tools show for this process. */
   readonly clientId: string;
+  /** TLS and SASL; absent for PLAINTEXT. */
+  readonly security?: KafkaSecurity;
 }
 
 /**
@@ -34,7 +37,25 @@ export function clientOptions(settings: KafkaSettings): BaseOptions {
     timeout: 30_000,
     retries: 4,
     retryDelay: (_client: unknown, _operation: string, attempt: number) => Math.min(200 * 2 ** (attempt - 1), 2000),
+    ...securityOptions(settings.security),
   };
+}
+
+/** The client's TLS and SASL options; the password is asked for when a connection authenticates. */
+function securityOptions(security: KafkaSecurity | undefined): Pick<BaseOptions, "tls" | "sasl"> {
+  if (!security) return {};
+  const options: Pick<BaseOptions, "tls" | "sasl"> = {};
+  if (security.tls) {
+    const { ca, cert, key } = security.tls;
+    // The client's TLS checks the broker's certificate against the host name it connects to, and
+    // sends that name (unless it is an IP address, which TLS does not allow as a server name).
+    options.tls = { ca, cert, key, rejectUnauthorized: true };
+  }
+  if (security.sasl) {
+    const { mechanism, username, password } = security.sasl;
+    options.sasl = { mechanism, username, password };
+  }
+  return options;
 }
 
 /**
@@ -70,11 +91,56 @@ export function kafkaErrorLine(error: unknown, brokers: readonly string[]): stri
   const messages = chain.map((e) => e.message);
   const detail = chain.length > 0 ? withBrokerReason(chain[chain.length - 1]) : String(error);
   const where = brokers.join(",");
+  const refusal = kafkaRefusal(error);
+  if (refusal) {
+    const said = withBrokerReason(refusal.error);
+    if (refusal.code === "SASL_AUTHENTICATION_FAILED" || refusal.code === "UNSUPPORTED_SASL_MECHANISM") {
+      return `Kafka at ${where} refused the SASL authentication (${
+        refusal.code === "UNSUPPORTED_SASL_MECHANISM"
+          ? "the broker does not offer this mechanism"
+          : "wrong user or password"
+      }): ${said}`;
+    }
+    const what = refusal.code.slice(0, -"_AUTHORIZATION_FAILED".length).toLowerCase().replaceAll("_", " ");
+    return `Kafka at ${where} did not authorize this (an ACL on the ${what} is missing for this user): ${said}`;
+  }
+  const tls = messages.find((m) => TLS_FAILURE.test(m));
+  if (tls !== undefined) {
+    return `the TLS handshake with Kafka at ${where} failed (${tlsReason(tls)}): ${tls}`;
+  }
   if (messages.some((m) => /connect|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|timed? ?out|getaddrinfo/i.test(m))) {
     return `cannot reach Kafka at ${where}: ${detail} ` +
       "(is a broker running? `deno task kafka` starts one)";
   }
   return `Kafka at ${where} failed: ${detail}`;
+}
+
+/** What a failed TLS handshake says, in Deno's (rustls) words or OpenSSL's. */
+const TLS_FAILURE =
+  /peer certificate|UnknownIssuer|NotValidForName|certificate verify|self[- ]signed|unable to verify|handshake|altnames|Hostname\/IP/i;
+
+function tlsReason(message: string): string {
+  if (/NotValidForName|altnames|Hostname\/IP/i.test(message)) {
+    return "the broker's certificate is not for that host name";
+  }
+  if (/UnknownIssuer|self[- ]signed|unable to verify|certificate verify/i.test(message)) {
+    return "the broker's certificate is not signed by a trusted CA; give its CA with --kafka-ca";
+  }
+  return "is the listener TLS? SASL_PLAINTEXT and PLAINTEXT listeners do not speak it";
+}
+
+/** The error, anywhere in `error`'s causes, by which Kafka refused to authenticate or authorize, and its code. */
+function kafkaRefusal(error: unknown, depth = 0): { code: string; error: Error } | undefined {
+  if (!(error instanceof Error) || depth > 6) return undefined;
+  const { apiId, errors } = error as Error & { apiId?: unknown; errors?: unknown };
+  if (typeof apiId === "string" && /AUTHORIZATION_FAILED$|^SASL_AUTHENTICATION_FAILED$|^UNSUPPORTED_SASL/.test(apiId)) {
+    return { code: apiId, error };
+  }
+  for (const inner of [...(Array.isArray(errors) ? errors : []), error.cause]) {
+    const found = kafkaRefusal(inner, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /**

@@ -6,6 +6,7 @@
  * @module
  */
 import { Admin } from "@platformatic/kafka";
+import { clientOptions, type KafkaSettings } from "./client.ts";
 
 /** Kafka's ListOffsets timestamps for the first and the next offset of a partition. */
 const EARLIEST = -2n;
@@ -15,8 +16,8 @@ const LATEST = -1n;
 export class OffsetsReader {
   readonly #admin: Admin;
 
-  constructor(brokers: readonly string[], clientId: string) {
-    this.#admin = new Admin({ clientId, bootstrapBrokers: [...brokers], retries: 3, timeout: 10_000 });
+  constructor(settings: KafkaSettings) {
+    this.#admin = new Admin({ ...clientOptions(settings), retries: 3, timeout: 10_000 });
   }
 
   /** The id Kafka gave `topic`, or `undefined` when there is no such topic. */

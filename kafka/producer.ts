@@ -7,6 +7,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { clientOptions, type KafkaSettings } from "./client.ts";
 import { Producer } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
 import { sleep } from "../cluster/sleep.ts";
@@ -94,12 +95,11 @@ export class PurchaseSender {
   readonly #topic: string;
   readonly #partitions: number;
 
-  constructor(brokers: readonly string[], topic: string, partitions: number, clientId = "usershard-producer") {
+  constructor(kafka: KafkaSettings, topic: string, partitions: number) {
     this.#topic = topic;
     this.#partitions = partitions;
     this.#producer = new Producer({
-      clientId,
-      bootstrapBrokers: [...brokers],
+      ...clientOptions(kafka),
       idempotent: true,
       acks: -1,
       retries: Math.ceil(SEND_RETRY_MS / SEND_RETRY_DELAY_MS),

@@ -32,6 +32,7 @@ import {
 } from "../kafka/changelog.ts";
 import { createAdmin, kafkaErrorLine, type KafkaSettings } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
+import type { KafkaSecurity } from "../kafka/security.ts";
 import { ConsumerLag } from "../kafka/lag.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
 import { MinorityRule } from "./minority.ts";
@@ -56,6 +57,8 @@ export interface ProcessorConfig {
   readonly clusterName: string;
   readonly secret?: string;
   readonly brokers: readonly string[];
+  /** TLS and SASL to the brokers; absent for PLAINTEXT. */
+  readonly security?: KafkaSecurity;
   readonly topic: string;
   readonly group: string;
   /** Partitions to create the topic with when it is missing. */
@@ -110,10 +113,10 @@ export class ProcessorNode {
    */
   static async start(config: ProcessorConfig): Promise<ProcessorNode> {
     const { self, brokers, topic, group } = config;
-    const settings: KafkaSettings = { brokers, clientId: nodeClientId(self.address) };
+    const settings: KafkaSettings = { brokers, clientId: nodeClientId(self.address), security: config.security };
     const admin = createAdmin(settings);
     const changelog = changelogTopicFor(group);
-    const offsets = new OffsetsReader(brokers, settings.clientId);
+    const offsets = new OffsetsReader(settings);
     let shardCount: number;
     try {
       shardCount = (await ensureTopic(admin, topic, config.partitions, {
@@ -144,6 +147,7 @@ export class ProcessorNode {
         input: { topic, group },
         brokers,
         clientId: settings.clientId,
+        security: config.security,
         topic: changelog,
         transactionTimeoutMs: config.timings.kafka.transactionTimeoutMs,
         writeTimeoutMs: config.timings.kafka.changelogWriteTimeoutMs,

@@ -16,7 +16,8 @@
 #   KAFKA_BROKERS=localhost:29092,localhost:29094,localhost:29096 scripts/kafka.sh start
 #
 # Environment: KAFKA_BROKERS (host:port,...; each broker's controller listens on its port + 1),
-# KAFKA_CONTROLLER_PORT (one broker only: its controller port), KAFKA_RUN_DIR (data, logs and pids;
+# KAFKA_SECURED=1 (one broker only: SASL_SSL on its port + 2, SASL_PLAINTEXT on its port + 3, see
+# secure() below), KAFKA_CONTROLLER_PORT (one broker only: its controller port), KAFKA_RUN_DIR (data, logs and pids;
 # default <cache>/kafka-run-<first port>, one folder per broker in a cluster), KAFKA_START_TIMEOUT
 # (seconds to wait for the brokers, default 180), USERSHARD_CACHE (default ~/.cache/usershard), JAVA_HOME.
 set -euo pipefail
@@ -127,6 +128,59 @@ voters() {
   (IFS=,; echo "${list[*]}")
 }
 
+sasl_user=usershard
+
+# KAFKA_SECURED=1 (one broker): two more listeners, SASL_SSL on the port + 2 and SASL_PLAINTEXT on
+# the port + 3, taking PLAIN and SCRAM-SHA-256/512 for the user "usershard". A CA and a certificate
+# for the broker's host name (and no other name) are made with openssl, and a random password,
+# once, in <run dir>/tls; <run dir>/client.properties holds what a client needs, in Java's form.
+secure() {
+  local dir="$1" host="$2" bind="$3" port="$4" tls="$1/tls" password
+  [ "$count" -eq 1 ] || fail "KAFKA_SECURED starts one broker; KAFKA_BROKERS names $count"
+  command -v openssl >/dev/null || fail "KAFKA_SECURED needs openssl (apt install openssl)"
+  mkdir -p "$tls"
+  chmod 700 "$tls"
+  if [ ! -f "$tls/broker.pem" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=usershard test CA" \
+      -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null || fail "openssl could not make the test CA"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$host" -keyout "$tls/broker.key" -out "$tls/broker.csr" \
+      2>/dev/null || fail "openssl could not make the broker's key"
+    printf 'subjectAltName=DNS:%s\n' "$host" >"$tls/san.ext"
+    openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$tls/san.ext" -out "$tls/broker.crt" 2>/dev/null || fail "openssl could not sign the broker's certificate"
+    openssl pkcs8 -topk8 -nocrypt -in "$tls/broker.key" -out "$tls/broker.pk8"
+    cat "$tls/broker.pk8" "$tls/broker.crt" >"$tls/broker.pem"
+    (umask 077 && openssl rand -hex 16 >"$tls/password")
+  fi
+  password="$(cat "$tls/password")"
+  local plain="org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user=\"$password\";"
+  local scram="org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  cat >>"$dir/server.properties" <<EOF_SECURED
+listeners=PLAINTEXT://$bind:$port,CONTROLLER://$bind:$(controller_of 1),SASL_SSL://$bind:$((port + 2)),SASL_PLAINTEXT://$bind:$((port + 3))
+advertised.listeners=PLAINTEXT://$host:$port,SASL_SSL://$host:$((port + 2)),SASL_PLAINTEXT://$host:$((port + 3))
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/broker.pem
+EOF_SECURED
+  local listener mechanism
+  for listener in sasl_ssl sasl_plaintext; do
+    echo "listener.name.$listener.plain.sasl.jaas.config=$plain" >>"$dir/server.properties"
+    for mechanism in scram-sha-256 scram-sha-512; do
+      echo "listener.name.$listener.$mechanism.sasl.jaas.config=$scram" >>"$dir/server.properties"
+    done
+  done
+  cat >"$dir/client.properties" <<EOF_CLIENT
+# usershard ... --brokers $host:$((port + 2)) --kafka-config $dir/client.properties
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$sasl_user" password="$password";
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+EOF_CLIENT
+  chmod 600 "$dir/client.properties"
+}
+
 # Starts broker N unless it runs; formats its storage first if it has none.
 launch() {
   local java="$1" i="$2" dir bind port cport
@@ -138,9 +192,15 @@ launch() {
   sed -e "s|@HOST@|$bind|g" -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$cport|g" -e "s|@DATA@|$dir/data|g" \
     -e "s|@NODE_ID@|$i|g" -e "s|@VOTERS@|$(voters)|g" -e "s|@REPLICAS@|$replicas|g" -e "s|@MIN_ISR@|$min_isr|g" \
     "$here/server.properties" >"$dir/server.properties"
+  local scram=()
+  if [ -n "${KAFKA_SECURED:-}" ]; then
+    secure "$dir" "$(host_of "$i")" "$bind" "$port"
+    scram=(--add-scram "SCRAM-SHA-256=[name=$sasl_user,password=$(cat "$dir/tls/password")]"
+      --add-scram "SCRAM-SHA-512=[name=$sasl_user,password=$(cat "$dir/tls/password")]")
+  fi
   if [ ! -f "$dir/data/meta.properties" ]; then
     "$java" -Dusershard.log.level=WARN -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" \
-      kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" \
+      kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" "${scram[@]}" \
       >"$dir/format.log" 2>&1 || fail "could not format KRaft storage in $dir/data (see $dir/format.log)"
   fi
   # Every topic ever created is loaded at start-up: thousands of partitions take minutes.

@@ -61,7 +61,7 @@ function withChangelog(
       await admin.close();
     }
     await fillInput(kafka, input, shards);
-    const offsets = new OffsetsReader(BROKERS, "usershard-test");
+    const offsets = new OffsetsReader({ brokers: BROKERS, clientId: "usershard-test" });
     try {
       await run(kafka, topic, {
         offsets,

@@ -133,7 +133,11 @@ export class SteadyStream {
     const admin = testAdmin();
     const partitions = await partitionCount(admin, this.#topic).finally(() => admin.close());
     if (partitions === undefined) throw new Error(`there is no topic ${this.#topic} to stream to`);
-    const producer = new PurchaseSender(BROKERS, this.#topic, partitions, "usershard-test-stream");
+    const producer = new PurchaseSender(
+      { brokers: BROKERS, clientId: "usershard-test-stream" },
+      this.#topic,
+      partitions,
+    );
     const tick = 100;
     const perTick = Math.max(1, Math.round((this.#perSecond * tick) / 1000));
     try {

@@ -6,7 +6,10 @@
  * @module
  */
 import { Admin } from "@platformatic/kafka";
-import { clientOptions, type KafkaSettings } from "./client.ts";
+import { clientOptions, errorChain, type KafkaSettings } from "./client.ts";
+
+/** How long {@linkcode OffsetsReader.topicId} waits for the brokers to agree whether a topic exists. */
+const TOPIC_AGREEMENT_MS = 15_000;
 
 /** Kafka's ListOffsets timestamps for the first and the next offset of a partition. */
 const EARLIEST = -2n;
@@ -20,11 +23,25 @@ export class OffsetsReader {
     this.#admin = new Admin({ ...clientOptions(settings), retries: 3, timeout: 10_000 });
   }
 
-  /** The id Kafka gave `topic`, or `undefined` when there is no such topic. */
+  /**
+   * The id Kafka gave `topic`, or `undefined` when there is no such topic.
+   * On a cluster the broker that lists a topic may not know it yet, or no
+   * longer (it is being created or deleted): that is asked again until the
+   * two agree, for {@linkcode TOPIC_AGREEMENT_MS} at most.
+   */
   async topicId(topic: string): Promise<string | undefined> {
-    if (!(await this.#admin.listTopics()).includes(topic)) return undefined;
-    const metadata = await this.#admin.metadata({ topics: [topic], forceUpdate: true });
-    return metadata.topics.get(topic)?.id;
+    const deadline = Date.now() + TOPIC_AGREEMENT_MS;
+    while (true) {
+      if (!(await this.#admin.listTopics()).includes(topic)) return undefined;
+      try {
+        const metadata = await this.#admin.metadata({ topics: [topic], forceUpdate: true });
+        return metadata.topics.get(topic)?.id;
+      } catch (error) {
+        const unknown = errorChain(error).some((e) => e.message.startsWith("Unknown topic "));
+        if (!unknown || Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
   }
 
   /** Every partition's log start (the first offset still held) and log end (the next offset to be written). */

@@ -82,6 +82,18 @@ export const processSpec = {
       default: "127.0.0.1",
       description: "address to bind the gRPC front end to",
     },
+    "grpc-tls-cert": {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_GRPC_TLS_CERT",
+      description: "serve gRPC over TLS with this PEM certificate chain (with --grpc-tls-key)",
+    },
+    "grpc-tls-key": {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_GRPC_TLS_KEY",
+      description: "the PEM key of --grpc-tls-cert",
+    },
     "mgmt-host": {
       type: "string",
       value: "HOST",
@@ -246,6 +258,7 @@ function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitions
     mgmtPort,
     grpcHost: flags["grpc-host"],
     grpcPort,
+    grpcTls: pemPair("grpc-tls", flags["grpc-tls-cert"], flags["grpc-tls-key"]),
     seeds,
     clusterName: flags["cluster-name"],
     secret,
@@ -259,4 +272,20 @@ function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitions
     state: flags.state,
     timings,
   };
+}
+
+/** The PEM certificate and key that `--PREFIX-cert` and `--PREFIX-key` name, both or neither. */
+function pemPair(prefix: string, cert: string | undefined, key: string | undefined) {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    throw new UsageError(`--${prefix}-cert and --${prefix}-key go together`);
+  }
+  const read = (flag: string, path: string) => {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch (error) {
+      throw new UsageError(`cannot read --${flag} ${path}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  return { cert: read(`${prefix}-cert`, cert), key: read(`${prefix}-key`, key) };
 }

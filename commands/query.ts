@@ -8,7 +8,7 @@ import { Status } from "../grpc/status.ts";
 import { QueryError, type UserStats, UserStatsClient } from "../grpc/user_client.ts";
 import { userIdProblem } from "../cluster/sharding/entity.ts";
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
-import { type CommandSpec, durationFlag, endpointFlag } from "./flags.ts";
+import { type CommandSpec, durationFlag, endpointFlag, UsageError } from "./flags.ts";
 
 /** The interactive loop's prompt, as in the sample. */
 export const PROMPT = "Enter user id or :q to quit";
@@ -36,6 +36,13 @@ export const querySpec = {
       description: "deadline of each query",
     },
     json: { type: "boolean", description: "print one JSON object per answer" },
+    tls: { type: "boolean", description: "speak TLS to the nodes (their --grpc-tls-cert), trusting the system's CAs" },
+    ca: {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_GRPC_CA",
+      description: "with --tls, trust the PEM CA certificates in FILE instead",
+    },
   },
   details: `Examples:
   usershard query 7              User 7 has made 2 purchases for a total of 3096p
@@ -56,7 +63,14 @@ export function describeStats(stats: UserStats): string {
 export const queryCommand = defineCommand(querySpec, async (flags, ids) => {
   const targets = flags.grpc.split(",").map((endpoint) => endpointFlag("grpc", endpoint.trim(), "localhost"));
   const timeoutMs = durationFlag("timeout", flags.timeout);
-  const client = new UserStatsClient(targets);
+  if (flags.ca !== undefined && !flags.tls) throw new UsageError("--ca needs --tls");
+  let ca: string | undefined;
+  try {
+    ca = flags.ca === undefined ? undefined : Deno.readTextFileSync(flags.ca);
+  } catch (error) {
+    throw new UsageError(`cannot read --ca ${flags.ca}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const client = new UserStatsClient(targets, flags.tls ? { ca } : undefined);
   const format = (stats: UserStats) =>
     flags.json
       ? JSON.stringify({ id: stats.id, totalPurchases: stats.totalPurchases, amountSpent: stats.amountSpent })

@@ -32,8 +32,9 @@ export class NotGrpcError extends GrpcError {
 export class GrpcClient {
   readonly #http2: Http2Client;
 
-  constructor(hostname: string, port: number) {
-    this.#http2 = new Http2Client(hostname, port);
+  /** `tls`: over TLS, trusting the system's CAs or `ca` (PEM). */
+  constructor(hostname: string, port: number, tls?: { readonly ca?: string }) {
+    this.#http2 = new Http2Client(hostname, port, undefined, tls);
   }
 
   /**

@@ -155,12 +155,16 @@ export class GrpcServer {
     this.#http2 = http2;
   }
 
-  /** Serves `routes` on `host:port`; throws {@linkcode GrpcBindError} when the port cannot be bound. */
+  /**
+   * Serves `routes` on `host:port`, over TLS with `tls` (a PEM certificate
+   * chain and key); throws {@linkcode GrpcBindError} when the port cannot be bound.
+   */
   static start(
     host: string,
     port: number,
     routes: readonly Route[],
     limits: GrpcServerLimits = DEFAULT_SERVER_LIMITS,
+    tls?: { readonly cert: string; readonly key: string },
   ): GrpcServer {
     const byPath = new Map(routes.map((route) => [route.path, route]));
     const errors = rateLimited(LOGGED_ERRORS_PER_INTERVAL, LOG_INTERVAL_MS);
@@ -187,6 +191,7 @@ export class GrpcServer {
           hostname: host,
           port,
           handler,
+          tls,
           onConnectionError: (peer, end) =>
             errors((suppressed) =>
               log.info("gRPC connection from {peer} ended: {reason}{suppressed}", {

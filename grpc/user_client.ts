@@ -43,12 +43,15 @@ export class UserStatsClient {
   readonly #endpoints: Endpoint[];
   #current = 0;
 
-  /** @param targets `host:port` of each node, in the order to try them */
-  constructor(targets: string | readonly string[]) {
+  /**
+   * @param targets `host:port` of each node, in the order to try them
+   * @param tls speak TLS, trusting the system's CAs or `ca` (PEM)
+   */
+  constructor(targets: string | readonly string[], tls?: { readonly ca?: string }) {
     this.#endpoints = (typeof targets === "string" ? [targets] : targets).map((target) => {
       const colon = target.lastIndexOf(":");
       const host = target.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-      return { target, client: new GrpcClient(host, Number(target.slice(colon + 1))) };
+      return { target, client: new GrpcClient(host, Number(target.slice(colon + 1)), tls) };
     });
   }
 

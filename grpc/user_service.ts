@@ -54,6 +54,8 @@ export interface QueryObserver {
 export interface GrpcServerOptions {
   readonly host: string;
   readonly port: number;
+  /** Serve over TLS with this PEM certificate chain and key. */
+  readonly tls?: { readonly cert: string; readonly key: string };
   readonly source: UserTotalsSource;
   /** Whether the node can answer queries (for the health service). */
   readonly serving: () => boolean;
@@ -86,12 +88,21 @@ export function startGrpcServer(options: GrpcServerOptions): GrpcServer {
       throw error;
     }
   });
-  const server = GrpcServer.start(options.host, options.port, [
-    userStatsRoute,
-    ...healthRoutes([UserService.typeName], options.serving),
-    ...reflectionRoutes([file_users, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection]),
-  ]);
-  log.info("gRPC UserService on {address}", { address: `${options.host}:${options.port}` });
+  const server = GrpcServer.start(
+    options.host,
+    options.port,
+    [
+      userStatsRoute,
+      ...healthRoutes([UserService.typeName], options.serving),
+      ...reflectionRoutes([file_users, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection]),
+    ],
+    undefined,
+    options.tls,
+  );
+  log.info("gRPC UserService on {address}{tls}", {
+    address: `${options.host}:${options.port}`,
+    tls: options.tls ? " (TLS)" : "",
+  });
   return server;
 }
 

@@ -53,6 +53,8 @@ export interface ProcessorConfig {
   readonly mgmtPort: number;
   readonly grpcHost: string;
   readonly grpcPort: number;
+  /** gRPC over TLS with this PEM certificate chain and key; plaintext when absent. */
+  readonly grpcTls?: { readonly cert: string; readonly key: string };
   readonly seeds: readonly string[];
   readonly clusterName: string;
   readonly secret?: string;
@@ -223,6 +225,7 @@ export class ProcessorNode {
       const grpcServer = startGrpcServer({
         host: config.grpcHost,
         port: config.grpcPort,
+        tls: config.grpcTls,
         source: {
           userTotals: (userId, shard, timeoutMs) => sharding.region.userTotals(userId, timeoutMs, shard),
           shardOf,

@@ -28,11 +28,19 @@ export class Http2Client {
   #dialing: Promise<void> | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  readonly #tls: { readonly ca?: string } | undefined;
 
-  constructor(hostname: string, port: number, limits: ConnectionLimits = DEFAULT_LIMITS) {
+  /** `tls`: speak TLS (HTTP/2 by ALPN), trusting the system's CAs or `ca` (PEM). */
+  constructor(
+    hostname: string,
+    port: number,
+    limits: ConnectionLimits = DEFAULT_LIMITS,
+    tls?: { readonly ca?: string },
+  ) {
     this.#hostname = hostname;
     this.#port = port;
     this.#limits = limits;
+    this.#tls = tls;
   }
 
   /** `host:port`, as `:authority`. */
@@ -57,9 +65,27 @@ export class Http2Client {
   }
 
   async #dial(): Promise<void> {
-    let conn: Deno.TcpConn;
+    let conn: Deno.TcpConn | Deno.TlsConn;
     try {
-      conn = await Deno.connect({ hostname: this.#hostname, port: this.#port });
+      if (this.#tls) {
+        const tls = await Deno.connectTls({
+          hostname: this.#hostname,
+          port: this.#port,
+          caCerts: this.#tls.ca === undefined ? undefined : [this.#tls.ca],
+          alpnProtocols: ["h2"],
+        });
+        conn = tls;
+        // The handshake's failure (an untrusted certificate, a plaintext server) is the dial's.
+        await tls.handshake().catch((error) => {
+          tls.close();
+          throw new Error(`TLS handshake failed: ${error instanceof Error ? error.message : String(error)}`, {
+            cause: error,
+          });
+        });
+      } else {
+        conn = await Deno.connect({ hostname: this.#hostname, port: this.#port });
+        conn.setNoDelay(true);
+      }
     } catch (error) {
       throw new DialError(error instanceof Error ? error.message : String(error), { cause: error });
     }
@@ -67,7 +93,6 @@ export class Http2Client {
       conn.close();
       throw new DialError("the client is closed");
     }
-    conn.setNoDelay(true);
     const socket = new ConnectionSocket(conn, (hooks) => new Http2Connection("client", hooks, this.#limits));
     this.#sockets.add(socket);
     socket.run().finally(() => this.#sockets.delete(socket));

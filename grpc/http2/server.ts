@@ -26,6 +26,8 @@ export interface Http2ServerOptions {
   readonly onConnectionError?: (peer: string, end: ConnectionEnd) => void;
   /** An accept that failed (the server retries), for a log line. */
   readonly onAcceptError?: (error: Error) => void;
+  /** Serve over TLS (HTTP/2 negotiated by ALPN) with this PEM certificate chain and key. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 /** Default for {@linkcode Http2ServerOptions.maxConnections}. */
@@ -36,7 +38,7 @@ const ACCEPT_RETRY_MS = 100;
 
 /** A running HTTP/2 server. */
 export class Http2Server {
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: Deno.Listener<Deno.TcpConn> | Deno.TlsListener;
   readonly #options: Http2ServerOptions;
   readonly #sockets = new Set<ConnectionSocket>();
   readonly #ticker: ReturnType<typeof setInterval>;
@@ -46,7 +48,9 @@ export class Http2Server {
   /** Binds and starts accepting; throws what `Deno.listen` throws (a port in use: `Deno.errors.AddrInUse`). */
   constructor(options: Http2ServerOptions) {
     this.#options = options;
-    this.#listener = Deno.listen({ hostname: options.hostname, port: options.port });
+    this.#listener = options.tls
+      ? Deno.listenTls({ hostname: options.hostname, port: options.port, ...options.tls, alpnProtocols: ["h2"] })
+      : Deno.listen({ hostname: options.hostname, port: options.port });
     this.#ticker = setInterval(() => {
       const now = performance.now();
       for (const socket of this.#sockets) socket.tick(now);
@@ -67,7 +71,7 @@ export class Http2Server {
   async #acceptLoop(): Promise<void> {
     const max = this.#options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     while (!this.#closing) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.TcpConn | Deno.TlsConn;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
@@ -84,9 +88,9 @@ export class Http2Server {
     }
   }
 
-  #serve(conn: Deno.TcpConn): void {
+  #serve(conn: Deno.TcpConn | Deno.TlsConn): void {
     try {
-      conn.setNoDelay(true);
+      if ("setNoDelay" in conn) conn.setNoDelay(true);
     } catch {
       // A socket reset before this point: the first read will say so.
     }

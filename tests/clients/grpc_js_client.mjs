@@ -13,13 +13,18 @@
 // USERS: comma-separated ids to ask for, in turn.
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { readFileSync } from "node:fs";
 
 const [target, protoFile, pattern, userList] = process.argv.slice(2);
 const users = userList.split(",");
 const { UserService } = grpc.loadPackageDefinition(protoLoader.loadSync(protoFile, { longs: String, defaults: true }));
 
 const result = { ok: 0, failed: {}, answers: {} };
-const newClient = () => new UserService(target, grpc.credentials.createInsecure());
+// GRPC_TEST_CA: speak TLS, trusting the CA in that PEM file.
+const credentials = process.env.GRPC_TEST_CA
+  ? grpc.credentials.createSsl(readFileSync(process.env.GRPC_TEST_CA))
+  : grpc.credentials.createInsecure();
+const newClient = () => new UserService(target, credentials);
 
 const cancels = [];
 

@@ -13,11 +13,22 @@ PATTERN: ask         each user once
 USERS: comma-separated ids to ask for, in turn.
 """
 import json
+import os
 import sys
 
 import grpc
 
 target, pattern, user_list = sys.argv[1:4]
+# GRPC_TEST_CA: speak TLS, trusting the CA in that PEM file.
+ca = os.environ.get("GRPC_TEST_CA")
+
+
+def open_channel():
+    if ca is None:
+        return grpc.insecure_channel(target)
+    with open(ca, "rb") as pem:
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=pem.read()))
+
 users = user_list.split(",")
 result = {"ok": 0, "failed": {}, "answers": {}}
 
@@ -83,7 +94,7 @@ def record(user, future):
 
 
 def ask():
-    with grpc.insecure_channel(target) as channel:
+    with open_channel() as channel:
         call = user_stats(channel)
         for user in users:
             record(user, call.future(request(user), timeout=20))
@@ -91,7 +102,7 @@ def ask():
 
 def rounds():
     for _ in range(5):
-        channel = grpc.insecure_channel(target)
+        channel = open_channel()
         call = user_stats(channel)
         futures = [(users[i % len(users)], call.future(request(users[i % len(users)]), timeout=20)) for i in range(200)]
         for user, future in futures:
@@ -101,7 +112,7 @@ def rounds():
 
 def midflight():
     for _ in range(3):
-        channel = grpc.insecure_channel(target)
+        channel = open_channel()
         call = user_stats(channel)
         record(users[0], call.future(request(users[0]), timeout=20))
         futures = [(users[i % len(users)], call.future(request(users[i % len(users)]), timeout=20)) for i in range(300)]
@@ -112,7 +123,7 @@ def midflight():
 
 def sequential():
     for _ in range(3):
-        with grpc.insecure_channel(target) as channel:
+        with open_channel() as channel:
             call = user_stats(channel)
             for i in range(500):
                 user = users[i % len(users)]
@@ -120,7 +131,7 @@ def sequential():
 
 
 def services():
-    with grpc.insecure_channel(target) as channel:
+    with open_channel() as channel:
         check = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=None, response_deserializer=None)
         result["health"] = dict(fields(check(b"", timeout=20))).get(1, 0)
         result["services"] = {}

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { runUsershard } from "../support/cli.ts";
 import { nodePorts, shardsOf, startProcessor, withNodes } from "../support/cluster.ts";
-import { BROKERS, createTopic, testKafka } from "../support/kafka.ts";
+import { BROKERS, createTopic, testKafka, withTopic } from "../support/kafka.ts";
 import { exactOnEveryNode, SteadyStream } from "../support/totals.ts";
 import { eventually } from "../support/wait.ts";
 
@@ -105,4 +105,34 @@ Deno.test("a wrong password, an untrusted CA and a wrong host name are one line 
     assert.match(lines.at(-1)!, pattern, what);
     assert.ok(!stderr.includes(PASSWORD), `${what}: the password is not printed`);
   }
+});
+
+Deno.test("SASL_PLAINTEXT with PLAIN, from flags and the password from a file: produce gets through", async () => {
+  assert.ok(RUN_DIR !== "", "KAFKA_SECURED_RUN_DIR names the secured broker's folder (deno task test:secured)");
+  const passwordFile = `${Deno.makeTempDirSync()}/password`;
+  Deno.writeTextFileSync(passwordFile, `${PASSWORD}\n`);
+  await withTopic("secured-plain", async (topic) => {
+    const { code, stderr } = await runUsershard([
+      "produce",
+      "--count",
+      "5",
+      "--topic",
+      topic,
+      "--partitions",
+      "1",
+      "--brokers",
+      `localhost:${PORT + 3}`,
+      "--security-protocol",
+      "SASL_PLAINTEXT",
+      "--sasl-mechanism",
+      "PLAIN",
+      "--sasl-username",
+      "usershard",
+      "--sasl-password-file",
+      passwordFile,
+    ]);
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /sent 5 events to /);
+    assert.ok(!stderr.includes(PASSWORD), "the password is not printed");
+  });
 });

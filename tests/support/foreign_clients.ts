@@ -28,8 +28,16 @@ const PYTHON = "/usr/bin/python3";
 /** Patterns both clients know: see `tests/clients/*`. */
 export type Pattern = "ask" | "rounds" | "midflight" | "sequential";
 
-async function runClient(command: string, args: string[], cwd: string, timeoutMs: number): Promise<ClientRun> {
-  const child = new Deno.Command(command, { args, cwd, stdout: "piped", stderr: "piped" }).spawn();
+async function runClient(
+  command: string,
+  args: string[],
+  cwd: string,
+  timeoutMs: number,
+  ca: string | undefined,
+): Promise<ClientRun> {
+  // GRPC_TEST_CA: the clients speak TLS, trusting that CA (a PEM file).
+  const env: Record<string, string> = ca === undefined ? {} : { GRPC_TEST_CA: ca };
+  const child = new Deno.Command(command, { args, cwd, env, stdout: "piped", stderr: "piped" }).spawn();
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   const output = await child.output();
   clearTimeout(timer);
@@ -60,26 +68,29 @@ function installGrpcJs(): Promise<string> {
   return grpcJsFolder;
 }
 
-/** Runs the grpc-js client (`tests/clients/grpc_js_client.mjs`) on Node.js against `target`. */
+/** Runs the grpc-js client (`tests/clients/grpc_js_client.mjs`) on Node.js against `target`; over TLS with `ca`. */
 export async function grpcJs(
   target: string,
   pattern: Pattern | "killed",
   users: readonly string[],
   timeoutMs = 120_000,
+  ca?: string,
 ): Promise<ClientRun> {
   const folder = await installGrpcJs();
-  return runClient("node", ["grpc_js_client.mjs", target, USERS_PROTO, pattern, users.join(",")], folder, timeoutMs);
+  const args = ["grpc_js_client.mjs", target, USERS_PROTO, pattern, users.join(",")];
+  return runClient("node", args, folder, timeoutMs, ca);
 }
 
-/** Runs the grpcio client (`tests/clients/grpcio_client.py`) with Debian's Python against `target`. */
+/** Runs the grpcio client (`tests/clients/grpcio_client.py`) with Debian's Python against `target`; over TLS with `ca`. */
 export async function grpcio(
   target: string,
   pattern: Pattern | "services",
   users: readonly string[],
   timeoutMs = 120_000,
+  ca?: string,
 ): Promise<ClientRun> {
   const check = await new Deno.Command(PYTHON, { args: ["-c", "import grpc"], cwd: "/", stderr: "null" }).output()
     .catch(() => undefined);
   if (!check?.success) throw new Error(`${PYTHON} cannot import grpc: install Debian's python3-grpcio`);
-  return runClient(PYTHON, ["grpcio_client.py", target, pattern, users.join(",")], CLIENTS, timeoutMs);
+  return runClient(PYTHON, ["grpcio_client.py", target, pattern, users.join(",")], CLIENTS, timeoutMs, ca);
 }

@@ -449,7 +449,7 @@ Deno.test("restores of many shards at once through one reader each read their wh
   await withTopic("changelog-concurrent-reads", async (topic) => {
     const partitions = 16;
     const kafka = testKafka();
-    await createTopic(kafka, topic, partitions);
+    await createTopic(topic, partitions);
     // Uneven partitions, several fetches' worth in the largest, so that reads overlap at every stage.
     const sizes = Array.from({ length: partitions }, (_, p) => 200 + 700 * p);
     const producer = kafka.producer();

@@ -52,7 +52,7 @@ Deno.test("a shard that refuses events for a while: the consumer keeps its place
   withTopic("consumer-retry", async (topic) => {
     const kafka = testKafka("usershard-127.0.0.1-1");
     const purchases = knownPurchases(200, 20);
-    await createTopic(kafka, topic, 2);
+    await createTopic(topic, 2);
     await producePurchases(kafka, topic, purchases);
     const expected = [0, 1].map((p) => purchases.filter((e) => partitionFor(e.userId, 2) === p).length);
 
@@ -117,7 +117,7 @@ Deno.test("a shard that refuses events for a while: the consumer keeps its place
 
 Deno.test("a delivery that hangs does not hold up a rebalance: a node that joins the group gets its partitions", () =>
   withTopic("consumer-rebalance", async (topic) => {
-    await createTopic(testKafka(), topic, 4);
+    await createTopic(topic, 4);
     await producePurchases(testKafka(), topic, knownPurchases(200, 40));
     const stuck = 0;
     // Held until the test ends: past the 30 s rebalance timeout that a held-up group would wait for node 1.
@@ -175,7 +175,7 @@ Deno.test("deliveries that hang in ten of twelve partitions: the other two are d
   withTopic("consumer-stuck", async (topic) => {
     const kafka = testKafka("usershard-127.0.0.1-1");
     const partitions = 12;
-    await createTopic(kafka, topic, partitions);
+    await createTopic(topic, partitions);
     await producePurchases(kafka, topic, knownPurchases(600, 120, 1));
     // The last two of the first fetch's batches: behind more held partitions than there are slots.
     const free = new Set([10, 11]);
@@ -241,7 +241,7 @@ Deno.test("deliveries that hang in ten of twelve partitions: the other two are d
 Deno.test("a misplaced record while Kafka cannot say the partition count: neither skipped nor committed past until it can", () =>
   withTopic("consumer-count", async (topic) => {
     const kafka = testKafka("usershard-127.0.0.1-1");
-    await createTopic(kafka, topic, 2);
+    await createTopic(topic, 2);
     const users = Array.from({ length: 20 }, (_, i) => String(i));
     const inZero = users.filter((u) => partitionFor(u, 2) === 0);
     const stray = users.find((u) => partitionFor(u, 2) === 1)!;

@@ -45,7 +45,7 @@ async function settled(nodes: readonly NodePorts[], stream: Stream, shards: numb
  */
 async function streamingCluster(started: RunningUsershard[], stream: Stream, running = 3) {
   const kafka = testKafka();
-  await createTopic(kafka, stream.topic, 16);
+  await createTopic(stream.topic, 16);
   const ports = nodePorts(3);
   const nodes = await startCluster(ports.slice(0, running), stream, started);
   await settled(ports.slice(0, running), stream, 16);
@@ -203,7 +203,7 @@ Deno.test("the node running the coordinator killed while shards move: totals exa
 Deno.test("a shard whose state is far past one 16 MiB frame moves when a second node joins, exact on both", async () => {
   await withNodes("fault-large", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 2);
+    await createTopic(stream.topic, 2);
     const ports = nodePorts(2);
     const [a] = await startCluster(ports.slice(0, 1), stream, started);
     await settled(ports.slice(0, 1), stream, 2);

@@ -121,7 +121,7 @@ const goAwayCode = (frames: Frame[]) => {
 Deno.test("no client can take a node down; after each, the same process answers every user exactly", async (t) => {
   await withNodes("clients", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 8);
+    await createTopic(stream.topic, 8);
     const purchases = knownPurchases(400, 50, 21);
     await producePurchases(kafka, stream.topic, purchases);
     const expected = expectedTotals(purchases);

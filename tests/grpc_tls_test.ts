@@ -70,7 +70,7 @@ Deno.test("gRPC over TLS: usershard query, grpcio and grpc-js answer exactly; pl
   const tls = await certificates();
   await withNodes("grpc-tls", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 4);
+    await createTopic(stream.topic, 4);
     const purchases = knownPurchases(200, 20, 5);
     await producePurchases(kafka, stream.topic, purchases);
     const expected = expectedTotals(purchases);

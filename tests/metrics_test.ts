@@ -69,7 +69,7 @@ async function scrape(node: NodePorts): Promise<Sample[]> {
 Deno.test("GET /metrics on two nodes: promtool accepts it, and it adds up to what was produced and placed", async () => {
   await withNodes("metrics", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, PARTITIONS);
+    await createTopic(stream.topic, PARTITIONS);
     const [a, b] = nodePorts(2);
     started.push(startProcessor(a, [a, b], stream), startProcessor(b, [a, b], stream));
     // Placement settles before anything is produced, so no event is redelivered by a rebalance.

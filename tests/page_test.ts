@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 // deno-lint-ignore no-import-prefix
 import puppeteer, { type Browser, type Page } from "npm:puppeteer-core@25.16.0";
 import { addressOf, eventually, nodePorts, startProcessor, withNodes } from "./support/cluster.ts";
-import { createTopic, testKafka } from "./support/kafka.ts";
+import { createTopic } from "./support/kafka.ts";
 
 /** Debian's package, or whatever `CHROMIUM_BIN` names. */
 const CHROMIUM = Deno.env.get("CHROMIUM_BIN") ?? "/usr/bin/chromium";
@@ -59,7 +59,7 @@ Deno.test({
   sanitizeResources: false,
   fn: () =>
     withNodes("page", async (started, stream) => {
-      await createTopic(testKafka(), stream.topic, 128);
+      await createTopic(stream.topic, 128);
       const [a, b, c] = nodePorts(3);
       started.push(startProcessor(a, [a, b], stream), startProcessor(b, [a, b], stream));
       const browser = await launch();

@@ -29,7 +29,7 @@ async function committed(kafka: Kafka, stream: Stream): Promise<Map<number, numb
 Deno.test("a node cut off from its peers leaves the group at once: every partition goes on being processed; exact", async () => {
   await withNodes("partition-cut", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, SHARDS);
+    await createTopic(stream.topic, SHARDS);
     const [a, b, c] = nodePorts(3);
     const nodes = [startProcessor(a, [a, b], stream), startProcessor(b, [a, b], stream)];
     const cutNode = startProcessor(c, [a, b], stream, [], CUT_PREFIX);

@@ -44,7 +44,7 @@ Deno.test({
     const group = `${topic}-group`;
     const kafka = testKafka();
     try {
-      await createTopic(kafka, topic, 4);
+      await createTopic(topic, 4);
       const purchases = knownPurchases(200, 10, 5);
       await producePurchases(kafka, topic, purchases);
       const node = await ProcessorNode.start(config(topic, group));

@@ -47,7 +47,7 @@ Deno.test("produce creates the topic and every record lands in Java's partition 
 Deno.test("produce keeps an existing topic's partition count and says so", () =>
   withTopic("produce-existing", async (topic) => {
     const kafka = testKafka();
-    await createTopic(kafka, topic, 5);
+    await createTopic(topic, 5);
 
     const asked = await runUsershard(produceInto(topic, "--partitions", "12", "--rate", "0", "--count", "20"));
     assert.equal(asked.code, 0, asked.stderr);

@@ -57,7 +57,7 @@ async function allCoLocated(nodes: readonly NodePorts[], stream: Stream, shards:
 Deno.test("every node answers every user's totals, with two and then three nodes", async () => {
   await withNodes("query", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 16);
+    await createTopic(stream.topic, 16);
     const purchases = knownPurchases(800, 40, 11);
     await producePurchases(kafka, stream.topic, purchases);
     const expected = expectedTotals(purchases);
@@ -94,7 +94,7 @@ Deno.test("every node answers every user's totals, with two and then three nodes
 Deno.test("queries stay right while shards move: no zeros, no errors", async () => {
   await withNodes("query", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 16);
+    await createTopic(stream.topic, 16);
     const purchases = knownPurchases(600, 32, 12);
     await producePurchases(kafka, stream.topic, purchases);
     const expected = expectedTotals(purchases);
@@ -153,7 +153,7 @@ async function withStdoutClosed(args: readonly string[]): Promise<{ code: number
 Deno.test("the interactive loop: answers on stdout, the prompt on stderr, blank lines skipped, exit 1 after a failure", async () => {
   await withNodes("query", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 4);
+    await createTopic(stream.topic, 4);
     const purchases = [
       { userId: "7", product: "skis", quantity: 2, price: 1548 },
       { userId: "3", product: "rope", quantity: 1, price: 12060 },
@@ -428,7 +428,7 @@ function splitLines(): TransformStream<string, string> {
 Deno.test("the interactive loop outlives its node's restart, and moves on to the next --grpc node", async () => {
   await withNodes("query", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 4);
+    await createTopic(stream.topic, 4);
     await producePurchases(kafka, stream.topic, [{ userId: "7", product: "skis", quantity: 2, price: 1548 }]);
     const [a] = nodePorts(1);
     const first = startProcessor(a, [a], stream);

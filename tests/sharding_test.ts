@@ -106,7 +106,7 @@ async function exactTotals(nodes: readonly NodePorts[], stream: Stream, purchase
 Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three, always on their partition's consumer", async () => {
   await withNodes("walkthrough", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 128);
+    await createTopic(stream.topic, 128);
     const purchases = knownPurchases(600, 200);
     await producePurchases(kafka, stream.topic, purchases);
     const [a, b, c] = nodePorts(3);
@@ -231,10 +231,9 @@ Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three
 
 Deno.test("a node whose topic has another partition count is refused and exits with a clear error", async () => {
   await withNodes("mismatch", async (started, stream) => {
-    const kafka = testKafka();
     const other = { topic: `${stream.topic}-8`, group: stream.group };
-    await createTopic(kafka, stream.topic, 4);
-    await createTopic(kafka, other.topic, 8);
+    await createTopic(stream.topic, 4);
+    await createTopic(other.topic, 8);
     const [a, b, c] = nodePorts(3);
     started.push(startProcessor(a, [a, b], stream));
     await coLocated([a], stream, 4);
@@ -268,7 +267,7 @@ Deno.test("a node whose topic has another partition count is refused and exits w
 Deno.test("totals stay exact while nodes join and leave gracefully under a steady stream", async () => {
   await withNodes("exact", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 16);
+    await createTopic(stream.topic, 16);
     const [a, b, c, d] = nodePorts(4);
     const seeds = [a, b];
 
@@ -303,7 +302,7 @@ Deno.test("totals stay exact while nodes join and leave gracefully under a stead
 Deno.test("after kill -9 the lost shards restore from the changelog elsewhere: every total exact", async () => {
   await withNodes("crash", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 12);
+    await createTopic(stream.topic, 12);
     const before = knownPurchases(1200, 48, 3);
     const after = knownPurchases(600, 48, 4);
     const [a, b, c] = nodePorts(3);
@@ -331,7 +330,7 @@ Deno.test("after kill -9 the lost shards restore from the changelog elsewhere: e
 Deno.test("malformed records are logged, counted, skipped and committed past; the rest is processed", async () => {
   await withNodes("malformed", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 4);
+    await createTopic(stream.topic, 4);
     const good = knownPurchases(40, 8, 5);
     await producePurchases(kafka, stream.topic, good.slice(0, 20));
     const value = (fields: { userId?: string; quantity?: bigint; price?: bigint }) =>
@@ -388,7 +387,7 @@ Deno.test("malformed records are logged, counted, skipped and committed past; th
 Deno.test("a topic that grows while a node runs: the node stops with a clear error and skips nothing", async () => {
   await withNodes("resized", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 4);
+    await createTopic(stream.topic, 4);
     const before = knownPurchases(40, 20, 3);
     await producePurchases(kafka, stream.topic, before);
     const [a] = nodePorts(1);

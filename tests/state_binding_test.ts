@@ -36,7 +36,7 @@ const rebuildArgs = (stream: Stream) => [
 Deno.test("the topic deleted and created again: the node refuses with one line; rebuild counts the new topic", async () => {
   await withNodes("binding-recreated", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 8);
+    await createTopic(stream.topic, 8);
     await producePurchases(kafka, stream.topic, knownPurchases(300, 60, 1));
     const [ports] = nodePorts(1);
     const first = startProcessor(ports, [ports], stream);
@@ -50,7 +50,7 @@ Deno.test("the topic deleted and created again: the node refuses with one line; 
     await admin.disconnect();
     for (let tries = 0;; tries++) {
       try {
-        await createTopic(kafka, stream.topic, 8);
+        await createTopic(stream.topic, 8);
         break;
       } catch (error) {
         if (tries > 50) throw error;
@@ -86,7 +86,7 @@ Deno.test("the topic deleted and created again: the node refuses with one line; 
 Deno.test("the changelog deleted while the group kept its offsets: refused with what was lost; rebuild recounts", async () => {
   await withNodes("binding-lost", async (started, stream) => {
     const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 8);
+    await createTopic(stream.topic, 8);
     await producePurchases(kafka, stream.topic, knownPurchases(300, 60, 3));
     const [ports] = nodePorts(1);
     const first = startProcessor(ports, [ports], stream);
@@ -125,8 +125,7 @@ Deno.test("the changelog deleted while the group kept its offsets: refused with 
 
 Deno.test("nodes of one group that keep state differently (--state) refuse to work together", async () => {
   await withNodes("binding-state", async (started, stream) => {
-    const kafka = testKafka();
-    await createTopic(kafka, stream.topic, 4);
+    await createTopic(stream.topic, 4);
     const [a, b] = nodePorts(2);
     const durable = startProcessor(a, [a, b], stream);
     started.push(durable);

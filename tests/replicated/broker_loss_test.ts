@@ -18,7 +18,7 @@ const SHARDS = 16;
 /** Three nodes on a fresh topic, ready, every shard on its partition's consumer. */
 async function threeNodes(started: RunningUsershard[], stream: Stream) {
   const kafka = testKafka();
-  await createTopic(kafka, stream.topic, SHARDS);
+  await createTopic(stream.topic, SHARDS);
   const ports = nodePorts(3);
   const nodes = ports.map((p) => startProcessor(p, ports.slice(0, 2), stream));
   started.push(...nodes);

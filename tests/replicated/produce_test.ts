@@ -18,7 +18,7 @@ const USERS = 200;
 Deno.test("produce rides out kill -9 of the broker leading most partitions: exit 0, every event once", async () => {
   await withTopic("replicated-produce", async (topic) => {
     const kafka = testKafka();
-    await createTopic(kafka, topic, 16);
+    await createTopic(topic, 16);
     const producer = new RunningUsershard([
       "produce",
       ...["--topic", topic, "--brokers", BROKERS.join(",")],

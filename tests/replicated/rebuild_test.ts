@@ -10,7 +10,7 @@ import { BROKERS, createTopic, testKafka, uniqueName, withTopic } from "../suppo
 Deno.test("rebuild creates the changelog again with the copies it had", async () => {
   await withTopic("replicated-rebuild", async (topic) => {
     const kafka = testKafka();
-    await createTopic(kafka, topic, 4);
+    await createTopic(topic, 4);
     const group = uniqueName("replicated-rebuild-group");
     const changelog = `${group}-changelog`;
     const admin = kafka.admin();

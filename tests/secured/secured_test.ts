@@ -30,7 +30,7 @@ function clientProperties(edit: (text: string) => string): string {
 Deno.test("two nodes over SASL_SSL process, restore after kill -9 and answer exactly; the password is never printed", async () => {
   assert.ok(RUN_DIR !== "", "KAFKA_SECURED_RUN_DIR names the secured broker's folder (deno task test:secured)");
   await withNodes("secured", async (started, stream) => {
-    await createTopic(testKafka(), stream.topic, 8);
+    await createTopic(stream.topic, 8);
     const [a, b] = nodePorts(2);
     const nodes = [a, b].map((ports) => startProcessor(ports, [a, b], stream, SECURED));
     started.push(...nodes);

@@ -13,6 +13,7 @@ import { Buffer } from "node:buffer";
 import process from "node:process";
 import type { Admin } from "@platformatic/kafka";
 import { type ICustomPartitioner, Kafka, logLevel } from "kafkajs";
+import { ensureTopic } from "../../kafka/admin.ts";
 import { createAdmin } from "../../kafka/client.ts";
 import { partitionFor } from "../../kafka/partitioner.ts";
 import { purchaseMessage } from "../../kafka/producer.ts";
@@ -157,14 +158,15 @@ async function readTopicOnce(kafka: Kafka, topic: string, timeoutMs: number): Pr
  * Creates `topic` with `partitions` partitions and the brokers' default
  * replicas, as the commands do, and waits until every partition has a leader.
  */
-export async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
+export async function createTopic(topic: string, partitions: number): Promise<void> {
+  // Through the program's own ensureTopic, which waits for every broker to know the topic and its leaders: right
+  // after a broker's restart, kafkajs's waitForLeaders fails on a broker that does not know the topic yet.
+  const admin = testAdmin();
   try {
-    const created = await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-    if (!created) throw new Error(`topic ${topic} existed already`);
+    const info = await ensureTopic(admin, topic, partitions);
+    if (!info.created) throw new Error(`topic ${topic} existed already`);
   } finally {
-    await admin.disconnect();
+    await admin.close();
   }
 }
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { isValidTopicName } from "../kafka/admin.ts";
-import { type FlagSpec, UsageError } from "./flags.ts";
+import { fileFlag, type FlagSpec, UsageError } from "./flags.ts";
 import {
   clientProperties,
   type KafkaSecurity,
@@ -164,24 +164,18 @@ export function kafkaSecurityFlags(
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),
   readFile: (path: string) => string = (path) => Deno.readTextFileSync(path),
 ): KafkaSecurity | undefined {
-  const read = (what: string, path: string) => {
-    try {
-      return readFile(path);
-    } catch (error) {
-      throw new UsageError(`cannot read ${what} ${path}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  };
+  const read = (flag: string, path: string) => fileFlag(flag, path, readFile);
   try {
     const properties = flags["kafka-config"] === undefined
       ? { input: {} as SecurityInput, files: {} as Record<string, string | undefined> }
-      : clientProperties(read("--kafka-config", flags["kafka-config"]));
+      : clientProperties(read("kafka-config", flags["kafka-config"]));
     const file = (flag: "kafka-ca" | "kafka-cert" | "kafka-key", fromConfig: string | undefined) => {
       const path = flags[flag] ?? fromConfig;
-      return path === undefined ? undefined : read(`--${flag}`, path);
+      return path === undefined ? undefined : read(flag, path);
     };
     const passwordFile = flags["sasl-password-file"];
     const password = passwordFile !== undefined
-      ? read("--sasl-password-file", passwordFile).replace(/\r?\n$/, "")
+      ? read("sasl-password-file", passwordFile).replace(/\r?\n$/, "")
       : env("KAFKA_SASL_PASSWORD") ?? properties.input.password;
     return kafkaSecurity({
       protocol: flags["security-protocol"] ?? properties.input.protocol,

@@ -225,3 +225,19 @@ export function durationFlag(name: string, value: string): number {
   if (!ms) throw new UsageError(`--${name} must be a duration above zero like 500ms, 5s or 1m, got '${value}'`);
   return ms;
 }
+
+/**
+ * The text of the file that `--NAME` names; a {@linkcode UsageError} of one
+ * line when it cannot be read.
+ */
+export function fileFlag(
+  name: string,
+  path: string,
+  readFile: (path: string) => string = (path) => Deno.readTextFileSync(path),
+): string {
+  try {
+    return readFile(path);
+  } catch (error) {
+    throw new UsageError(`cannot read --${name} ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}

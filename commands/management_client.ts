@@ -52,11 +52,57 @@ export class ManagementError extends Error {
   override name = "ManagementError";
 }
 
-async function getJson<T>(base: string, path: string, timeoutMs: number, notFound?: () => string): Promise<T> {
+/**
+ * Reads the management endpoints of nodes, given as `host:port`: over HTTP,
+ * or over HTTPS with `tls` (trusting the system's CAs, or the PEM `ca`).
+ */
+export class ManagementClient {
+  readonly #scheme: "http" | "https";
+  readonly #http: Deno.HttpClient | undefined;
+
+  constructor(tls?: { readonly ca?: string }) {
+    this.#scheme = tls ? "https" : "http";
+    this.#http = tls?.ca === undefined ? undefined : Deno.createHttpClient({ caCerts: [tls.ca] });
+  }
+
+  /** Reads `GET /cluster/members` of the node at `endpoint`. */
+  members(endpoint: string, timeoutMs = 5000): Promise<MembersJson> {
+    return getJson<MembersJson>(this.#url(endpoint), "/cluster/members", timeoutMs, this.#http);
+  }
+
+  /** Reads `GET /cluster/shards/{type}` of the node at `endpoint`. */
+  shards(endpoint: string, type: string, timeoutMs = 5000): Promise<ShardsJson> {
+    const base = this.#url(endpoint);
+    return getJson<ShardsJson>(
+      base,
+      `/cluster/shards/${encodeURIComponent(type)}`,
+      timeoutMs,
+      this.#http,
+      () => `the node at ${base} has no shard type '${type}' (--type must be the node's consumer group, its --group)`,
+    );
+  }
+
+  /** Releases the connections. */
+  close(): void {
+    this.#http?.close();
+  }
+
+  #url(endpoint: string): string {
+    return `${this.#scheme}://${endpoint}`;
+  }
+}
+
+async function getJson<T>(
+  base: string,
+  path: string,
+  timeoutMs: number,
+  client: Deno.HttpClient | undefined,
+  notFound?: () => string,
+): Promise<T> {
   let response: Response;
   let text: string;
   try {
-    response = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+    response = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), client });
     text = await response.text();
   } catch (error) {
     const reason = error instanceof DOMException && error.name === "TimeoutError"
@@ -83,7 +129,8 @@ async function getJson<T>(base: string, path: string, timeoutMs: number, notFoun
 }
 
 function wrongPortHint(base: string): string {
-  return `(is ${base.replace(/^.*:/, "")} the node's management port? --node takes its --mgmt port)`;
+  const https = base.startsWith("http:") ? "; a node with --mgmt-tls-cert needs --tls" : "";
+  return `(is ${base.replace(/^.*:/, "")} the node's management port? --node takes its --mgmt port${https})`;
 }
 
 function describeFetchError(error: unknown, base: string): string {
@@ -92,23 +139,9 @@ function describeFetchError(error: unknown, base: string): string {
   const text = (cause instanceof Error ? cause.message : String(cause))
     .replace(/^error sending request .*?: client error \(\w+\): /, "");
   if (/refused/i.test(text)) return "connection refused (is a node running with that --mgmt port?)";
+  if (/certificate|tls|handshake/i.test(text)) return `TLS handshake failed: ${text}`;
   if (/dns error|unreachable|no route to host|timed out/i.test(text)) return text;
   // Something listens there but does not speak HTTP/1.1 ("invalid HTTP version parsed", "received unexpected
   // message from connection", "connection closed before message completed"): a remoting, gRPC or Kafka port.
   return `${text} ${wrongPortHint(base)}`;
-}
-
-/** Reads `GET /cluster/members` of the node at `base` (e.g. `http://localhost:8551`). */
-export function fetchMembers(base: string, timeoutMs = 5000): Promise<MembersJson> {
-  return getJson<MembersJson>(base, "/cluster/members", timeoutMs);
-}
-
-/** Reads `GET /cluster/shards/{type}` of the node at `base`. */
-export function fetchShards(base: string, type: string, timeoutMs = 5000): Promise<ShardsJson> {
-  return getJson<ShardsJson>(
-    base,
-    `/cluster/shards/${encodeURIComponent(type)}`,
-    timeoutMs,
-    () => `the node at ${base} has no shard type '${type}' (--type must be the node's consumer group, its --group)`,
-  );
 }

@@ -33,6 +33,7 @@ import { onStopSignal } from "./signals.ts";
 import {
   type CommandSpec,
   durationFlag,
+  fileFlag,
   type FlagValues,
   hostPortList,
   intFlag,
@@ -93,6 +94,25 @@ export const processSpec = {
       value: "FILE",
       env: "USERSHARD_GRPC_TLS_KEY",
       description: "the PEM key of --grpc-tls-cert",
+    },
+    "grpc-tls-client-ca": {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_GRPC_TLS_CLIENT_CA",
+      description:
+        "with --grpc-tls-cert, let in only gRPC clients with a certificate signed by a CA in FILE (mutual TLS)",
+    },
+    "mgmt-tls-cert": {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_MGMT_TLS_CERT",
+      description: "serve management over HTTPS with this PEM certificate chain (with --mgmt-tls-key)",
+    },
+    "mgmt-tls-key": {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_MGMT_TLS_KEY",
+      description: "the PEM key of --mgmt-tls-cert",
     },
     "mgmt-host": {
       type: "string",
@@ -258,7 +278,8 @@ function processorConfig(flags: FlagValues<typeof processSpec.flags>, partitions
     mgmtPort,
     grpcHost: flags["grpc-host"],
     grpcPort,
-    grpcTls: pemPair("grpc-tls", flags["grpc-tls-cert"], flags["grpc-tls-key"]),
+    grpcTls: grpcTls(flags["grpc-tls-cert"], flags["grpc-tls-key"], flags["grpc-tls-client-ca"]),
+    mgmtTls: pemPair("mgmt-tls", flags["mgmt-tls-cert"], flags["mgmt-tls-key"]),
     seeds,
     clusterName: flags["cluster-name"],
     secret,
@@ -280,12 +301,13 @@ function pemPair(prefix: string, cert: string | undefined, key: string | undefin
   if (cert === undefined || key === undefined) {
     throw new UsageError(`--${prefix}-cert and --${prefix}-key go together`);
   }
-  const read = (flag: string, path: string) => {
-    try {
-      return Deno.readTextFileSync(path);
-    } catch (error) {
-      throw new UsageError(`cannot read --${flag} ${path}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  };
-  return { cert: read(`${prefix}-cert`, cert), key: read(`${prefix}-key`, key) };
+  return { cert: fileFlag(`${prefix}-cert`, cert), key: fileFlag(`${prefix}-key`, key) };
+}
+
+/** The gRPC port's TLS: a certificate and key, and the CA of the clients' certificates for mutual TLS. */
+function grpcTls(cert: string | undefined, key: string | undefined, clientCa: string | undefined) {
+  const pair = pemPair("grpc-tls", cert, key);
+  if (clientCa === undefined) return pair;
+  if (pair === undefined) throw new UsageError("--grpc-tls-client-ca needs --grpc-tls-cert and --grpc-tls-key");
+  return { ...pair, clientCa: fileFlag("grpc-tls-client-ca", clientCa) };
 }

@@ -5,10 +5,11 @@
  * @module
  */
 import { Status } from "../grpc/status.ts";
+import type { ClientTls } from "../grpc/http2/client.ts";
 import { QueryError, type UserStats, UserStatsClient } from "../grpc/user_client.ts";
 import { userIdProblem } from "../cluster/sharding/entity.ts";
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
-import { type CommandSpec, durationFlag, endpointFlag, UsageError } from "./flags.ts";
+import { type CommandSpec, durationFlag, endpointFlag, fileFlag, UsageError } from "./flags.ts";
 
 /** The interactive loop's prompt, as in the sample. */
 export const PROMPT = "Enter user id or :q to quit";
@@ -43,6 +44,18 @@ export const querySpec = {
       env: "USERSHARD_GRPC_CA",
       description: "with --tls, trust the PEM CA certificates in FILE instead",
     },
+    cert: {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_GRPC_CERT",
+      description: "with --tls, present this PEM client certificate (to nodes with --grpc-tls-client-ca; with --key)",
+    },
+    key: {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_GRPC_KEY",
+      description: "the PEM key of --cert",
+    },
   },
   details: `Examples:
   usershard query 7              User 7 has made 2 purchases for a total of 3096p
@@ -59,18 +72,27 @@ export function describeStats(stats: UserStats): string {
   return `User ${stats.id} has made ${stats.totalPurchases} ${purchases} for a total of ${stats.amountSpent}p`;
 }
 
+/** What `--tls`, `--ca`, `--cert` and `--key` ask for; `undefined` for plaintext. */
+function clientTls(
+  flags: { tls: boolean; ca: string | undefined; cert: string | undefined; key: string | undefined },
+): ClientTls | undefined {
+  for (const flag of ["ca", "cert", "key"] as const) {
+    if (flags[flag] !== undefined && !flags.tls) throw new UsageError(`--${flag} needs --tls`);
+  }
+  if (!flags.tls) return undefined;
+  if ((flags.cert === undefined) !== (flags.key === undefined)) throw new UsageError("--cert and --key go together");
+  const read = (flag: "ca" | "cert" | "key") => {
+    const path = flags[flag];
+    return path === undefined ? undefined : fileFlag(flag, path);
+  };
+  return { ca: read("ca"), cert: read("cert"), key: read("key") };
+}
+
 /** `usershard query`. */
 export const queryCommand = defineCommand(querySpec, async (flags, ids) => {
   const targets = flags.grpc.split(",").map((endpoint) => endpointFlag("grpc", endpoint.trim(), "localhost"));
   const timeoutMs = durationFlag("timeout", flags.timeout);
-  if (flags.ca !== undefined && !flags.tls) throw new UsageError("--ca needs --tls");
-  let ca: string | undefined;
-  try {
-    ca = flags.ca === undefined ? undefined : Deno.readTextFileSync(flags.ca);
-  } catch (error) {
-    throw new UsageError(`cannot read --ca ${flags.ca}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-  const client = new UserStatsClient(targets, flags.tls ? { ca } : undefined);
+  const client = new UserStatsClient(targets, clientTls(flags));
   const format = (stats: UserStats) =>
     flags.json
       ? JSON.stringify({ id: stats.id, totalPurchases: stats.totalPurchases, amountSpent: stats.amountSpent })

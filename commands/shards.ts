@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { colocatedShards, fetchMembers, fetchShards, ManagementError, type ShardsJson } from "./management_client.ts";
+import { colocatedShards, ManagementClient, ManagementError, type ShardsJson } from "./management_client.ts";
 import { compactRanges } from "../cluster/management/shard_ranges.ts";
 import { CliError, defineCommand, StdoutClosed, writeStdout } from "./command.ts";
-import { type CommandSpec, endpointFlag, UsageError } from "./flags.ts";
+import { type CommandSpec, endpointFlag, fileFlag, UsageError } from "./flags.ts";
 
 /** Flags of `usershard shards`. */
 export const shardsSpec = {
@@ -37,6 +37,16 @@ export const shardsSpec = {
     },
     all: { type: "boolean", description: "ask every member and show the cluster's placement and co-location" },
     json: { type: "boolean", description: "print JSON instead of a table" },
+    tls: {
+      type: "boolean",
+      description: "speak HTTPS to the nodes (their --mgmt-tls-cert), trusting the system's CAs",
+    },
+    ca: {
+      type: "string",
+      value: "FILE",
+      env: "USERSHARD_MGMT_CA",
+      description: "with --tls, trust the PEM CA certificates in FILE instead",
+    },
   },
   details: `Examples:
   usershard shards --node 8552
@@ -46,26 +56,30 @@ export const shardsSpec = {
 /** `usershard shards`. */
 export const shardsCommand = defineCommand(shardsSpec, async (flags, positionals) => {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const base = `http://${endpointFlag("node", flags.node, flags.host)}`;
+  const endpoint = endpointFlag("node", flags.node, flags.host);
+  if (flags.ca !== undefined && !flags.tls) throw new UsageError("--ca needs --tls");
+  const client = new ManagementClient(flags.tls ? { ca: flags.ca && fileFlag("ca", flags.ca) } : undefined);
   try {
-    if (flags.all) await printAll(base, flags.type, flags.json);
-    else await printOne(base, flags.type, flags.json);
+    if (flags.all) await printAll(client, endpoint, flags.type, flags.json);
+    else await printOne(client, endpoint, flags.type, flags.json);
     return 0;
   } catch (error) {
     if (error instanceof ManagementError) throw new CliError(error.message);
     throw error;
+  } finally {
+    client.close();
   }
 });
 
-async function printOne(base: string, type: string, json: boolean): Promise<void> {
-  const shards = await fetchShards(base, type);
+async function printOne(client: ManagementClient, endpoint: string, type: string, json: boolean): Promise<void> {
+  const shards = await client.shards(endpoint, type);
   const colocated = colocatedShards(shards);
   if (json) return writeStdout(JSON.stringify({ ...shards, colocated }, null, 2) + "\n");
-  const members = await fetchMembers(base);
+  const members = await client.members(endpoint);
   const consumed = shards.consumedPartitions && new Set(shards.consumedPartitions);
   const rows = [...shards.regions].sort((a, b) => Number(a.shardId) - Number(b.shardId));
   const lines = [
-    `Shards of ${type} on ${members.selfNode} (management ${base.slice(7)})`,
+    `Shards of ${type} on ${members.selfNode} (management ${endpoint})`,
     "shard  entities  partition consumed here",
     ...rows.map((r) =>
       `${r.shardId.padStart(5)}  ${String(r.numEntities).padStart(8)}  ${
@@ -99,8 +113,8 @@ interface NodeShards {
  * fails (exit 1) with one line on stderr: a script must not take a partial
  * picture for the whole. With no members there is nothing to show at all.
  */
-async function printAll(base: string, type: string, json: boolean): Promise<void> {
-  const members = await fetchMembers(base);
+async function printAll(client: ManagementClient, endpoint: string, type: string, json: boolean): Promise<void> {
+  const members = await client.members(endpoint);
   const live = members.members.filter((m) => m.status === "Up" || m.status === "Leaving");
   if (live.length === 0) {
     throw new ManagementError(
@@ -111,7 +125,7 @@ async function printAll(base: string, type: string, json: boolean): Promise<void
     live.map(async (m) => {
       if (!m.management) return { node: m.node, management: "", error: "its management address is unknown" };
       try {
-        const shards = await fetchShards(`http://${m.management}`, type);
+        const shards = await client.shards(m.management, type);
         return { node: m.node, management: m.management, shards, colocated: colocatedShards(shards) };
       } catch (error) {
         return {

@@ -16,7 +16,7 @@ import {
   type MessageShape,
   toBinary,
 } from "@bufbuild/protobuf";
-import { Http2Client } from "./http2/client.ts";
+import { type ClientTls, Http2Client } from "./http2/client.ts";
 import { ErrorCode } from "./http2/frame.ts";
 import type { HeaderField } from "./http2/hpack.ts";
 import type { Http2Stream } from "./http2/stream.ts";
@@ -32,8 +32,8 @@ export class NotGrpcError extends GrpcError {
 export class GrpcClient {
   readonly #http2: Http2Client;
 
-  /** `tls`: over TLS, trusting the system's CAs or `ca` (PEM). */
-  constructor(hostname: string, port: number, tls?: { readonly ca?: string }) {
+  /** `tls`: over TLS. */
+  constructor(hostname: string, port: number, tls?: ClientTls) {
     this.#http2 = new Http2Client(hostname, port, undefined, tls);
   }
 

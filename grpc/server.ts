@@ -21,7 +21,7 @@ import {
 import { getLogger } from "@logtape/logtape";
 import { ErrorCode } from "./http2/frame.ts";
 import type { HeaderField } from "./http2/hpack.ts";
-import { Http2Server } from "./http2/server.ts";
+import { Http2Server, type ServerTls } from "./http2/server.ts";
 import type { Http2Stream } from "./http2/stream.ts";
 import { encodeMessage, encodeStatusMessage, MAX_TIMER_MS, MessageReader, parseTimeout } from "./protocol.ts";
 import { GrpcError, Status } from "./status.ts";
@@ -156,16 +156,16 @@ export class GrpcServer {
   }
 
   /**
-   * Serves `routes` on `host:port`, over TLS with `tls` (a PEM certificate
-   * chain and key); throws {@linkcode GrpcBindError} when the port cannot be bound.
+   * Serves `routes` on `host:port`, over TLS with `tls` (mutual when it has
+   * a client CA); rejects with {@linkcode GrpcBindError} when the port cannot be bound.
    */
-  static start(
+  static async start(
     host: string,
     port: number,
     routes: readonly Route[],
     limits: GrpcServerLimits = DEFAULT_SERVER_LIMITS,
-    tls?: { readonly cert: string; readonly key: string },
-  ): GrpcServer {
+    tls?: ServerTls,
+  ): Promise<GrpcServer> {
     const byPath = new Map(routes.map((route) => [route.path, route]));
     const errors = rateLimited(LOGGED_ERRORS_PER_INTERVAL, LOG_INTERVAL_MS);
     const refusals = rateLimited(LOGGED_ERRORS_PER_INTERVAL, LOG_INTERVAL_MS);
@@ -187,7 +187,7 @@ export class GrpcServer {
     };
     try {
       return new GrpcServer(
-        new Http2Server({
+        await Http2Server.listen({
           hostname: host,
           port,
           handler,
@@ -199,6 +199,10 @@ export class GrpcServer {
                 reason: end.reason,
                 suppressed: suppressed > 0 ? ` (and ${suppressed} more since the last such line)` : "",
               })
+            ),
+          onTlsRefused: (peer, reason) =>
+            errors(() =>
+              log.info("gRPC connection from {peer} refused: TLS handshake failed: {reason}", { peer, reason })
             ),
           onAcceptError: (error) =>
             errors(() => log.warning("gRPC port {address}: accept failed, retrying: {error}", { address, error })),

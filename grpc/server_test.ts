@@ -16,13 +16,14 @@ import {
 } from "./server.ts";
 import { GrpcError, Status } from "./status.ts";
 import { within } from "../cluster/remoting/errors.ts";
+import { certificates } from "../tests/support/certificates.ts";
 
 /** A server with test routes on a free port, and a client of it; both closed after `run`. */
 async function withServer(
   run: (client: GrpcClient, port: number) => Promise<void>,
   limits: Partial<GrpcServerLimits> = {},
 ): Promise<void> {
-  const server = GrpcServer.start("127.0.0.1", 0, [
+  const server = await GrpcServer.start("127.0.0.1", 0, [
     unary(UserService.method.userStats, async (request, context) => {
       if (request.id === "slow") await new Promise((resolve) => setTimeout(resolve, 2_000));
       if (request.id === "big") return { id: "b".repeat(200_000) };
@@ -129,7 +130,7 @@ Deno.test("a port in use is one GrpcBindError; a port that is no gRPC server is 
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (taken.addr as Deno.NetAddr).port;
   try {
-    assert.throws(() => GrpcServer.start("127.0.0.1", port, []), (error: Error) => {
+    await assert.rejects(GrpcServer.start("127.0.0.1", port, []), (error: Error) => {
       assert.ok(error instanceof GrpcBindError);
       assert.equal(error.message, `gRPC port 127.0.0.1:${port} is already in use`);
       return true;
@@ -208,4 +209,36 @@ Deno.test("an answer the client does not read is reset at the deadline, not left
       raw.close();
     }
   });
+});
+
+Deno.test("mutual TLS: a client with a certificate the CA signed gets large answers, many at once; one without is refused, and the server serves on", async () => {
+  const files = await certificates();
+  const [ca, cert, key, clientCert, clientKey] = await Promise.all(
+    [files.ca, files.cert, files.key, files.clientCert, files.clientKey].map((path) => Deno.readTextFile(path)),
+  );
+  const big = "b".repeat(200_000);
+  const server = await GrpcServer.start(
+    "127.0.0.1",
+    0,
+    [unary(stats, (request) => Promise.resolve({ id: request.id === "big" ? big : request.id }))],
+    DEFAULT_SERVER_LIMITS,
+    { cert, key, clientCa: ca },
+  );
+  const signed = new GrpcClient("localhost", server.addr.port, { ca, cert: clientCert, key: clientKey });
+  const anonymous = new GrpcClient("localhost", server.addr.port, { ca });
+  try {
+    const answers = await Promise.all(Array.from({ length: 20 }, () => signed.unary(stats, { id: "big" }, 20_000)));
+    assert.ok(answers.every((answer) => answer.id === big));
+    await assert.rejects(anonymous.unary(stats, { id: "7" }, 5000));
+    assert.equal((await signed.unary(stats, { id: "7" }, 5000)).id, "7");
+    const tls = { cert, key, clientCa: ca };
+    await assert.rejects(
+      GrpcServer.start("127.0.0.1", server.addr.port, [], DEFAULT_SERVER_LIMITS, tls),
+      GrpcBindError,
+    );
+  } finally {
+    signed.close();
+    anonymous.close();
+    await server.close();
+  }
 });

@@ -7,7 +7,7 @@
  */
 import { UserService } from "../proto/gen/users_pb.ts";
 import { GrpcClient, NotGrpcError } from "./client.ts";
-import { DialError } from "./http2/client.ts";
+import { type ClientTls, DialError } from "./http2/client.ts";
 import { StreamRefusedError } from "./http2/connection.ts";
 import { StreamResetError } from "./http2/stream.ts";
 import { GrpcError, Status, statusName } from "./status.ts";
@@ -41,13 +41,15 @@ interface Endpoint {
 /** Asks nodes for users' totals, one connection per node, the first node that answers first. */
 export class UserStatsClient {
   readonly #endpoints: Endpoint[];
+  readonly #tls: ClientTls | undefined;
   #current = 0;
 
   /**
    * @param targets `host:port` of each node, in the order to try them
-   * @param tls speak TLS, trusting the system's CAs or `ca` (PEM)
+   * @param tls speak TLS, trusting the system's CAs or `ca` (PEM), with a client certificate if given
    */
-  constructor(targets: string | readonly string[], tls?: { readonly ca?: string }) {
+  constructor(targets: string | readonly string[], tls?: ClientTls) {
+    this.#tls = tls;
     this.#endpoints = (typeof targets === "string" ? [targets] : targets).map((target) => {
       const colon = target.lastIndexOf(":");
       const host = target.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
@@ -72,7 +74,7 @@ export class UserStatsClient {
           amountSpent: Number(response.amountSpent),
         };
       } catch (error) {
-        failure = describe(endpoint.target, error);
+        failure = describe(endpoint.target, error, this.#tls);
         if (!failure.nodeFailed) throw failure;
         this.#current = (this.#current + 1) % this.#endpoints.length;
       }
@@ -86,7 +88,7 @@ export class UserStatsClient {
   }
 }
 
-function describe(target: string, error: unknown): QueryError {
+function describe(target: string, error: unknown, tls: ClientTls | undefined): QueryError {
   const port = target.replace(/^.*:/, "");
   const notGrpc = `(is ${port} a usershard gRPC port? --grpc takes the node's --grpc port)`;
   const nodeFailure = (message: string) => new QueryError(Status.UNAVAILABLE, message, true);
@@ -103,6 +105,13 @@ function describe(target: string, error: unknown): QueryError {
   }
   if (error instanceof StreamResetError && error.connectionEnd) {
     const end = error.connectionEnd;
+    if (!end.handshaken && tls) {
+      // A server that refuses the client's certificate ends the connection right after the TLS handshake.
+      const hint = tls.cert === undefined
+        ? "a node with --grpc-tls-client-ca lets in only clients with a certificate its CA signed: give --cert and --key"
+        : "does the node's --grpc-tls-client-ca trust the CA that signed this client certificate, --cert?";
+      return nodeFailure(`${target} closed the TLS connection before answering: ${end.reason} (${hint})`);
+    }
     if (!end.handshaken) return nodeFailure(`${target} does not answer as a gRPC server: ${end.reason} ${notGrpc}`);
     return nodeFailure(`the connection to ${target} broke before it answered: ${end.reason}`);
   }

@@ -13,6 +13,7 @@ import { file_grpc_reflection_v1_reflection } from "../proto/gen/grpc/reflection
 import { file_users, UserService } from "../proto/gen/users_pb.ts";
 import { ShardUnavailableError } from "../cluster/sharding/region.ts";
 import { healthRoutes } from "./health.ts";
+import type { ServerTls } from "./http2/server.ts";
 import { reflectionRoutes } from "./reflection.ts";
 import { type CallContext, GrpcServer, unary } from "./server.ts";
 import { GrpcError, Status, statusName } from "./status.ts";
@@ -54,8 +55,8 @@ export interface QueryObserver {
 export interface GrpcServerOptions {
   readonly host: string;
   readonly port: number;
-  /** Serve over TLS with this PEM certificate chain and key. */
-  readonly tls?: { readonly cert: string; readonly key: string };
+  /** Serve over TLS, requiring client certificates when it names a client CA. */
+  readonly tls?: ServerTls;
   readonly source: UserTotalsSource;
   /** Whether the node can answer queries (for the health service). */
   readonly serving: () => boolean;
@@ -64,8 +65,8 @@ export interface GrpcServerOptions {
   readonly observer?: QueryObserver;
 }
 
-/** Starts the server; throws {@linkcode GrpcBindError} when the port cannot be bound. */
-export function startGrpcServer(options: GrpcServerOptions): GrpcServer {
+/** Starts the server; rejects with {@linkcode GrpcBindError} when the port cannot be bound. */
+export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const userStatsRoute = unary(UserService.method.userStats, async (request, context) => {
     const started = performance.now();
     const { source, observer } = options;
@@ -88,7 +89,7 @@ export function startGrpcServer(options: GrpcServerOptions): GrpcServer {
       throw error;
     }
   });
-  const server = GrpcServer.start(
+  const server = await GrpcServer.start(
     options.host,
     options.port,
     [
@@ -101,7 +102,7 @@ export function startGrpcServer(options: GrpcServerOptions): GrpcServer {
   );
   log.info("gRPC UserService on {address}{tls}", {
     address: `${options.host}:${options.port}`,
-    tls: options.tls ? " (TLS)" : "",
+    tls: options.tls === undefined ? "" : options.tls.clientCa === undefined ? " (TLS)" : " (mutual TLS)",
   });
   return server;
 }

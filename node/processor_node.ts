@@ -21,6 +21,7 @@ import { Sharding } from "../cluster/sharding/sharding.ts";
 import { MEMORY_STORAGE, type ShardStorage } from "../cluster/sharding/shard_storage.ts";
 import type { NodeTimings } from "../cluster/timings.ts";
 import { GrpcBindError, startGrpcServer } from "../grpc/user_service.ts";
+import type { ServerTls } from "../grpc/http2/server.ts";
 import { ensureTopic, partitionCount } from "../kafka/admin.ts";
 import { groupPlacement, nodeClientId } from "../kafka/assignment.ts";
 import {
@@ -53,8 +54,10 @@ export interface ProcessorConfig {
   readonly mgmtPort: number;
   readonly grpcHost: string;
   readonly grpcPort: number;
-  /** gRPC over TLS with this PEM certificate chain and key; plaintext when absent. */
-  readonly grpcTls?: { readonly cert: string; readonly key: string };
+  /** gRPC over TLS (mutual when it names a client CA); plaintext when absent. */
+  readonly grpcTls?: ServerTls;
+  /** Management over HTTPS with this PEM certificate chain and key; HTTP when absent. */
+  readonly mgmtTls?: { readonly cert: string; readonly key: string };
   readonly seeds: readonly string[];
   readonly clusterName: string;
   readonly secret?: string;
@@ -206,7 +209,7 @@ export class ProcessorNode {
         pendingAsks: () => cluster.remoting.pendingAsks,
         consumerLag: () => lag.read(),
       });
-      const management = startManagement(config.mgmtHost, config.mgmtPort, {
+      const management = startManagement(config.mgmtHost, config.mgmtPort, config.mgmtTls, {
         snapshot: () => cluster.snapshot(),
         isReady: () => sharding.isReady(),
         notReadyReason: () => sharding.notReadyReason(),
@@ -222,7 +225,7 @@ export class ProcessorNode {
         ],
       });
       closers.push(() => management.shutdown());
-      const grpcServer = startGrpcServer({
+      const grpcServer = await startGrpcServer({
         host: config.grpcHost,
         port: config.grpcPort,
         tls: config.grpcTls,

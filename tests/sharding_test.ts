@@ -171,7 +171,7 @@ Deno.test("the walkthrough: 128 shards on one node, 64 each on two, ~43 on three
     for (const [i, port] of [a.remoting, a.grpc].entries()) {
       assert.match(
         mistakes[i].stderr,
-        new RegExp(`\\(is ${port} the node's management port\\? --node takes its --mgmt port\\)\n$`),
+        new RegExp(`\\(is ${port} the node's management port\\? --node takes its --mgmt port; .* needs --tls\\)\n$`),
       );
     }
     assert.match(

@@ -88,13 +88,24 @@ export async function handleManagement(request: Request, source: ManagementSourc
   return json({ message: `no route ${path}` }, 404);
 }
 
-/** Starts the management HTTP server; throws `BindError` when the port is taken. */
-export function startManagement(hostname: string, port: number, source: ManagementSource): Deno.HttpServer {
+/**
+ * Starts the management HTTP server, over HTTPS with `tls` (a PEM
+ * certificate chain and key); throws `BindError` when the port is taken.
+ */
+export function startManagement(
+  hostname: string,
+  port: number,
+  tls: { readonly cert: string; readonly key: string } | undefined,
+  source: ManagementSource,
+): Deno.HttpServer {
+  const scheme = tls ? "https" : "http";
   try {
     return Deno.serve({
       hostname,
       port,
-      onListen: () => log.info("management HTTP on http://{hostname}:{port}", { hostname, port }),
+      ...tls,
+      onListen: () =>
+        log.info(`management ${scheme.toUpperCase()} on ${scheme}://{hostname}:{port}`, { hostname, port }),
       onError: (error) => {
         log.error("management request failed: {error}", { error: String(error) });
         return json({ message: "internal error" }, 500);

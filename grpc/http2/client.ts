@@ -18,6 +18,13 @@ export class DialError extends Error {
 
 const TICK_MS = 1_000;
 
+/** A client's TLS: the PEM CA certificates it trusts (the system's when absent), and its own certificate and key for a server that asks for one. */
+export interface ClientTls {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
 /** A client of one HTTP/2 endpoint. */
 export class Http2Client {
   readonly #hostname: string;
@@ -28,14 +35,14 @@ export class Http2Client {
   #dialing: Promise<void> | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
   #closed = false;
-  readonly #tls: { readonly ca?: string } | undefined;
+  readonly #tls: ClientTls | undefined;
 
-  /** `tls`: speak TLS (HTTP/2 by ALPN), trusting the system's CAs or `ca` (PEM). */
+  /** `tls`: speak TLS (HTTP/2 by ALPN). */
   constructor(
     hostname: string,
     port: number,
     limits: ConnectionLimits = DEFAULT_LIMITS,
-    tls?: { readonly ca?: string },
+    tls?: ClientTls,
   ) {
     this.#hostname = hostname;
     this.#port = port;
@@ -68,10 +75,12 @@ export class Http2Client {
     let conn: Deno.TcpConn | Deno.TlsConn;
     try {
       if (this.#tls) {
+        const { ca, cert, key } = this.#tls;
         const tls = await Deno.connectTls({
           hostname: this.#hostname,
           port: this.#port,
-          caCerts: this.#tls.ca === undefined ? undefined : [this.#tls.ca],
+          caCerts: ca === undefined ? undefined : [ca],
+          ...(cert !== undefined && key !== undefined ? { cert, key } : {}),
           alpnProtocols: ["h2"],
         });
         conn = tls;

@@ -1,6 +1,6 @@
 /**
  * An HTTP/2 server over cleartext TCP with prior knowledge (h2c), as gRPC
- * clients speak it: it accepts connections, gives each its own state machine
+ * clients speak it, or over TLS (h2 by ALPN), mutual if asked: it accepts connections, gives each its own state machine
  * and socket loop, and hands every request stream to one handler. A
  * connection that misbehaves ends alone; accept errors (out of file
  * descriptors, say) are logged and retried; nothing a client does reaches
@@ -10,7 +10,8 @@
  */
 import { type ConnectionEnd, type ConnectionLimits, DEFAULT_LIMITS, Http2Connection } from "./connection.ts";
 import { ErrorCode } from "./frame.ts";
-import { ConnectionSocket } from "./socket.ts";
+import { MutualTlsListener } from "./mutual_tls_listener.ts";
+import { type ByteConn, ConnectionSocket } from "./socket.ts";
 import type { Http2Stream } from "./stream.ts";
 
 /** How a server is set up. */
@@ -26,8 +27,24 @@ export interface Http2ServerOptions {
   readonly onConnectionError?: (peer: string, end: ConnectionEnd) => void;
   /** An accept that failed (the server retries), for a log line. */
   readonly onAcceptError?: (error: Error) => void;
-  /** Serve over TLS (HTTP/2 negotiated by ALPN) with this PEM certificate chain and key. */
-  readonly tls?: { readonly cert: string; readonly key: string };
+  /** Serve over TLS (HTTP/2 negotiated by ALPN). */
+  readonly tls?: ServerTls;
+  /** A client refused during the TLS handshake (mutual TLS), for a log line. */
+  readonly onTlsRefused?: (peer: string, reason: string) => void;
+}
+
+/** A server's TLS: its PEM certificate chain and key, and the CA that must have signed every client's certificate (mutual TLS) if any. */
+export interface ServerTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly clientCa?: string;
+}
+
+/** Where connections come from: `Deno.listen`, `Deno.listenTls`, or a {@linkcode MutualTlsListener}. */
+interface Listener {
+  readonly addr: Deno.Addr;
+  accept(): Promise<ByteConn>;
+  close(): void;
 }
 
 /** Default for {@linkcode Http2ServerOptions.maxConnections}. */
@@ -38,19 +55,38 @@ const ACCEPT_RETRY_MS = 100;
 
 /** A running HTTP/2 server. */
 export class Http2Server {
-  readonly #listener: Deno.Listener<Deno.TcpConn> | Deno.TlsListener;
+  readonly #listener: Listener;
   readonly #options: Http2ServerOptions;
   readonly #sockets = new Set<ConnectionSocket>();
   readonly #ticker: ReturnType<typeof setInterval>;
   #closing = false;
   readonly #accepting: Promise<void>;
 
-  /** Binds and starts accepting; throws what `Deno.listen` throws (a port in use: `Deno.errors.AddrInUse`). */
-  constructor(options: Http2ServerOptions) {
+  /**
+   * Binds and starts accepting; rejects with what `Deno.listen` throws (a
+   * port in use: `Deno.errors.AddrInUse`). Mutual TLS stands on `node:tls`,
+   * because `Deno.listenTls` cannot ask for a client certificate.
+   */
+  static async listen(options: Http2ServerOptions): Promise<Http2Server> {
+    const { hostname, port, tls } = options;
+    const alpnProtocols = ["h2"];
+    if (tls?.clientCa !== undefined) {
+      const { cert, key, clientCa } = tls;
+      const onRefused = options.onTlsRefused;
+      return new Http2Server(
+        options,
+        await MutualTlsListener.listen({ hostname, port, cert, key, clientCa, alpnProtocols, onRefused }),
+      );
+    }
+    const listener = tls
+      ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key, alpnProtocols })
+      : Deno.listen({ hostname, port });
+    return new Http2Server(options, listener);
+  }
+
+  private constructor(options: Http2ServerOptions, listener: Listener) {
     this.#options = options;
-    this.#listener = options.tls
-      ? Deno.listenTls({ hostname: options.hostname, port: options.port, ...options.tls, alpnProtocols: ["h2"] })
-      : Deno.listen({ hostname: options.hostname, port: options.port });
+    this.#listener = listener;
     this.#ticker = setInterval(() => {
       const now = performance.now();
       for (const socket of this.#sockets) socket.tick(now);
@@ -71,7 +107,7 @@ export class Http2Server {
   async #acceptLoop(): Promise<void> {
     const max = this.#options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     while (!this.#closing) {
-      let conn: Deno.TcpConn | Deno.TlsConn;
+      let conn: ByteConn;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
@@ -88,9 +124,9 @@ export class Http2Server {
     }
   }
 
-  #serve(conn: Deno.TcpConn | Deno.TlsConn): void {
+  #serve(conn: ByteConn): void {
     try {
-      if ("setNoDelay" in conn) conn.setNoDelay(true);
+      conn.setNoDelay?.(true);
     } catch {
       // A socket reset before this point: the first read will say so.
     }

@@ -14,9 +14,18 @@ export const CLOSE_GRACE_MS = 5_000;
 
 const READ_BUFFER_BYTES = 64 << 10;
 
+/** What a connection needs of its socket: Deno's TCP and TLS connections have it, and so do a mutual TLS listener's. */
+export interface ByteConn {
+  readonly remoteAddr: Deno.Addr;
+  read(into: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  close(): void;
+  setNoDelay?(noDelay: boolean): void;
+}
+
 /** Drives one connection over one socket. */
 export class ConnectionSocket {
-  readonly #conn: Deno.Conn;
+  readonly #conn: ByteConn;
   readonly #h2: Http2Connection;
   #writing = false;
   #closed = false;
@@ -30,7 +39,7 @@ export class ConnectionSocket {
    * @param connect builds the state machine with the hooks this socket gives it
    */
   constructor(
-    conn: Deno.Conn,
+    conn: ByteConn,
     connect: (hooks: { writable(): void; closed(end: ConnectionEnd): void }) => Http2Connection,
   ) {
     this.#conn = conn;
@@ -129,5 +138,6 @@ export class ConnectionSocket {
 }
 
 function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  // rustls ends some messages with a link to its manual, which says nothing to the user of a command.
+  return (error instanceof Error ? error.message : String(error)).replace(/: https:\/\/docs\.rs\/\S+$/, "");
 }

@@ -20,9 +20,11 @@ const users = userList.split(",");
 const { UserService } = grpc.loadPackageDefinition(protoLoader.loadSync(protoFile, { longs: String, defaults: true }));
 
 const result = { ok: 0, failed: {}, answers: {} };
-// GRPC_TEST_CA: speak TLS, trusting the CA in that PEM file.
+// GRPC_TEST_CA: speak TLS, trusting the CA in that PEM file; GRPC_TEST_CERT and
+// GRPC_TEST_KEY: present this client certificate (mutual TLS).
+const pem = (name) => (process.env[name] ? readFileSync(process.env[name]) : null);
 const credentials = process.env.GRPC_TEST_CA
-  ? grpc.credentials.createSsl(readFileSync(process.env.GRPC_TEST_CA))
+  ? grpc.credentials.createSsl(pem("GRPC_TEST_CA"), pem("GRPC_TEST_KEY"), pem("GRPC_TEST_CERT"))
   : grpc.credentials.createInsecure();
 const newClient = () => new UserService(target, credentials);
 

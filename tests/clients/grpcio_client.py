@@ -19,15 +19,27 @@ import sys
 import grpc
 
 target, pattern, user_list = sys.argv[1:4]
-# GRPC_TEST_CA: speak TLS, trusting the CA in that PEM file.
+# GRPC_TEST_CA: speak TLS, trusting the CA in that PEM file; GRPC_TEST_CERT and
+# GRPC_TEST_KEY: present this client certificate (mutual TLS).
 ca = os.environ.get("GRPC_TEST_CA")
+cert = os.environ.get("GRPC_TEST_CERT")
+key = os.environ.get("GRPC_TEST_KEY")
+
+
+def read(path):
+    if path is None:
+        return None
+    with open(path, "rb") as pem:
+        return pem.read()
 
 
 def open_channel():
     if ca is None:
         return grpc.insecure_channel(target)
-    with open(ca, "rb") as pem:
-        return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=pem.read()))
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert)
+    )
+    return grpc.secure_channel(target, credentials)
 
 users = user_list.split(",")
 result = {"ok": 0, "failed": {}, "answers": {}}

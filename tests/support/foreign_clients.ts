@@ -25,6 +25,13 @@ const CLIENTS = new URL("../clients/", import.meta.url).pathname;
 const USERS_PROTO = new URL("../../proto/users.proto", import.meta.url).pathname;
 const PYTHON = "/usr/bin/python3";
 
+/** TLS for a foreign client: the PEM files of the CA it trusts, and of its own certificate and key if it has one. */
+export interface ForeignClientTls {
+  readonly ca: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
 /** Patterns both clients know: see `tests/clients/*`. */
 export type Pattern = "ask" | "rounds" | "midflight" | "sequential";
 
@@ -33,10 +40,14 @@ async function runClient(
   args: string[],
   cwd: string,
   timeoutMs: number,
-  ca: string | undefined,
+  tls: ForeignClientTls | undefined,
 ): Promise<ClientRun> {
-  // GRPC_TEST_CA: the clients speak TLS, trusting that CA (a PEM file).
-  const env: Record<string, string> = ca === undefined ? {} : { GRPC_TEST_CA: ca };
+  // GRPC_TEST_CA: the clients speak TLS, trusting that CA; GRPC_TEST_CERT and GRPC_TEST_KEY: with this client certificate.
+  const env: Record<string, string> = {};
+  if (tls) env.GRPC_TEST_CA = tls.ca;
+  if (tls?.cert !== undefined && tls.key !== undefined) {
+    Object.assign(env, { GRPC_TEST_CERT: tls.cert, GRPC_TEST_KEY: tls.key });
+  }
   const child = new Deno.Command(command, { args, cwd, env, stdout: "piped", stderr: "piped" }).spawn();
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   const output = await child.output();
@@ -68,29 +79,29 @@ function installGrpcJs(): Promise<string> {
   return grpcJsFolder;
 }
 
-/** Runs the grpc-js client (`tests/clients/grpc_js_client.mjs`) on Node.js against `target`; over TLS with `ca`. */
+/** Runs the grpc-js client (`tests/clients/grpc_js_client.mjs`) on Node.js against `target`; over TLS with `tls`. */
 export async function grpcJs(
   target: string,
   pattern: Pattern | "killed",
   users: readonly string[],
   timeoutMs = 120_000,
-  ca?: string,
+  tls?: ForeignClientTls,
 ): Promise<ClientRun> {
   const folder = await installGrpcJs();
   const args = ["grpc_js_client.mjs", target, USERS_PROTO, pattern, users.join(",")];
-  return runClient("node", args, folder, timeoutMs, ca);
+  return runClient("node", args, folder, timeoutMs, tls);
 }
 
-/** Runs the grpcio client (`tests/clients/grpcio_client.py`) with Debian's Python against `target`; over TLS with `ca`. */
+/** Runs the grpcio client (`tests/clients/grpcio_client.py`) with Debian's Python against `target`; over TLS with `tls`. */
 export async function grpcio(
   target: string,
   pattern: Pattern | "services",
   users: readonly string[],
   timeoutMs = 120_000,
-  ca?: string,
+  tls?: ForeignClientTls,
 ): Promise<ClientRun> {
   const check = await new Deno.Command(PYTHON, { args: ["-c", "import grpc"], cwd: "/", stderr: "null" }).output()
     .catch(() => undefined);
   if (!check?.success) throw new Error(`${PYTHON} cannot import grpc: install Debian's python3-grpcio`);
-  return runClient(PYTHON, ["grpcio_client.py", target, pattern, users.join(",")], CLIENTS, timeoutMs, ca);
+  return runClient(PYTHON, ["grpcio_client.py", target, pattern, users.join(",")], CLIENTS, timeoutMs, tls);
 }

@@ -20,6 +20,7 @@ import {
 } from "./common_flags.ts";
 import { onStopSignal } from "./signals.ts";
 import { logFormatFlag, logLevelFlag, setUpLogging } from "./logging.ts";
+import { kafkaPrincipal, notAuthorized } from "../kafka/authorization.ts";
 import { createAdmin, kafkaErrorLine } from "../kafka/client.ts";
 import { ensureTopic } from "../kafka/admin.ts";
 import { seededRandom } from "../cluster/seeded_random.ts";
@@ -107,7 +108,9 @@ export const produceCommand = defineCommand(produceSpec, async (flags, positiona
     const sent = error instanceof ProduceFailed
       ? `; ${error.sent} events were acknowledged before that, and are in the topic once each; the rest were not sent`
       : "";
-    throw new CliError(`${kafkaErrorLine(error instanceof ProduceFailed ? error.cause : error, brokers)}${sent}`);
+    const cause = error instanceof ProduceFailed ? error.cause : error;
+    const refused = notAuthorized(cause, [{ operation: "Write", resource: "Topic", name: topicName }]);
+    throw new CliError(`${kafkaErrorLine(refused ?? cause, brokers, kafkaPrincipal(kafka.security))}${sent}`);
   } finally {
     stopListening();
     await Promise.allSettled([producer?.close(), admin.close()]);

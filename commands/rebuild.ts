@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { kafkaPrincipal } from "../kafka/authorization.ts";
 import { createAdmin, kafkaErrorLine } from "../kafka/client.ts";
 import { OffsetsReader } from "../kafka/offsets.ts";
 import { planRebuild, rebuild, RebuildRefused } from "../kafka/rebuild.ts";
@@ -68,7 +69,7 @@ export const rebuildCommand = defineCommand(rebuildSpec, async (flags, positiona
     return 0;
   } catch (error) {
     if (error instanceof RebuildRefused) throw new CliError(error.message);
-    throw new CliError(kafkaErrorLine(error, brokers));
+    throw new CliError(kafkaErrorLine(error, brokers, kafkaPrincipal(kafka.security)));
   } finally {
     await admin.close().catch(() => {});
     await offsets.close().catch(() => {});

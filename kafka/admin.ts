@@ -6,7 +6,9 @@
  */
 import { type Admin, type ClusterPartitionMetadata, ConfigResourceTypes } from "@platformatic/kafka";
 import { getLogger } from "@logtape/logtape";
+import { asking } from "./authorization.ts";
 import { errorChain } from "./client.ts";
+import { kafkaErrorCode } from "./error_codes.ts";
 
 const log = getLogger(["usershard", "kafka"]);
 
@@ -33,7 +35,10 @@ export const TOPIC_READY_TIMEOUT_MS = 30_000;
 export async function partitionCount(admin: Admin, topic: string): Promise<number | undefined> {
   const topics = await admin.listTopics();
   if (!topics.includes(topic)) return undefined;
-  return await knownPartitionCount(admin, topic, false);
+  return await asking(
+    { operation: "Describe", resource: "Topic", name: topic },
+    () => knownPartitionCount(admin, topic, false),
+  );
 }
 
 /** The copies each partition of `topic` has, or `undefined` when it does not exist. */
@@ -80,7 +85,10 @@ export async function ensureTopic(
   const configs = Object.entries(config).map(([name, value]) => ({ name, value }));
   let created = true;
   try {
-    await admin.createTopics({ topics: [topic], partitions, replicas: replicationFactor, configs });
+    await asking(
+      { operation: "Create", resource: "Topic", name: topic },
+      () => admin.createTopics({ topics: [topic], partitions, replicas: replicationFactor, configs }),
+    );
   } catch (error) {
     // Another process created it since it was listed: it is there, which is all this asks.
     if (!hasKafkaError(error, ["TOPIC_ALREADY_EXISTS"])) throw error;
@@ -129,17 +137,9 @@ function isTopicNotReady(error: unknown): boolean {
     errorChain(error).some((e) => e.message.startsWith("Unknown topic "));
 }
 
-/**
- * Whether Kafka refused with one of `codes` (its error names), anywhere in
- * `error`: the client gathers one error per attempt and per partition, so
- * the code sought need not be the first.
- */
-function hasKafkaError(error: unknown, codes: readonly string[], depth = 0): boolean {
-  if (!(error instanceof Error) || depth > 6) return false;
-  const { apiId, errors } = error as Error & { apiId?: unknown; errors?: unknown };
-  if (typeof apiId === "string" && codes.includes(apiId)) return true;
-  const inner: unknown[] = Array.isArray(errors) ? errors : [];
-  return [...inner, error.cause].some((e) => hasKafkaError(e, codes, depth + 1));
+/** Whether Kafka refused with one of `codes` (its error names), anywhere in `error`. */
+function hasKafkaError(error: unknown, codes: readonly string[]): boolean {
+  return kafkaErrorCode(error, (code) => codes.includes(code)) !== undefined;
 }
 
 /** The replicas a topic gets when none are asked for: the brokers' `default.replication.factor`. */

@@ -28,11 +28,13 @@ import {
 } from "../cluster/sharding/shard_storage.ts";
 import { within } from "../cluster/remoting/errors.ts";
 import { DEFAULT_KAFKA_TIMINGS } from "../cluster/timings.ts";
-import { defaultReplicationFactor, ensureTopic } from "./admin.ts";
+import { defaultReplicationFactor, ensureTopic, partitionCount } from "./admin.ts";
+import { asking, kafkaPrincipal, notAuthorized, type Permission } from "./authorization.ts";
 import { decodeMarker, encodeMarker, type InputMarker, judgeRestore, MARKER_KEY } from "./input_binding.ts";
 import type { OffsetsReader } from "./offsets.ts";
 import { PartitionReader } from "./partition_reader.ts";
 import { clientOptions } from "./client.ts";
+import { TransactionalProducer } from "./transactional_producer.ts";
 import type { KafkaSecurity } from "./security.ts";
 
 const log = getLogger(["usershard", "changelog"]);
@@ -123,17 +125,25 @@ export async function ensureChangelog(
   shards: number,
   replicationFactor?: number,
 ): Promise<void> {
-  const replicas = replicationFactor ?? await defaultReplicationFactor(admin);
+  const replicas = replicationFactor ?? await brokersReplicationFactor(admin, topic);
   const info = await ensureTopic(admin, topic, shards, {
     requested: false,
-    replicationFactor: replicas,
-    config: { "cleanup.policy": "compact", "min.insync.replicas": String(changelogMinInSync(replicas)) },
+    replicationFactor: replicas ?? -1,
+    config: {
+      "cleanup.policy": "compact",
+      ...(replicas === undefined ? {} : { "min.insync.replicas": String(changelogMinInSync(replicas)) }),
+    },
   });
   if (info.created) {
     log.info(
       "created changelog topic {topic} with {shards} partitions (compacted, {replicas} replicas, min.insync.replicas " +
         "{minIsr})",
-      { topic, shards, replicas, minIsr: changelogMinInSync(replicas) },
+      {
+        topic,
+        shards,
+        replicas: replicas ?? "the brokers' default of",
+        minIsr: replicas === undefined ? "the brokers' default" : changelogMinInSync(replicas),
+      },
     );
   }
   if (info.partitions !== shards) {
@@ -142,13 +152,17 @@ export async function ensureChangelog(
         "another topic layout; give this topic another --group",
     );
   }
-  const [described] = await admin.describeConfigs({
-    resources: [{
-      resourceType: ConfigResourceTypes.TOPIC,
-      resourceName: topic,
-      configurationKeys: ["cleanup.policy"],
-    }],
-  });
+  const [described] = await asking(
+    { operation: "DescribeConfigs", resource: "Topic", name: topic },
+    () =>
+      admin.describeConfigs({
+        resources: [{
+          resourceType: ConfigResourceTypes.TOPIC,
+          resourceName: topic,
+          configurationKeys: ["cleanup.policy"],
+        }],
+      }),
+  );
   const policy = described?.configs.find((c) => c.name === "cleanup.policy")?.value;
   // Retention would delete users whose totals did not change for a while.
   if (typeof policy === "string" && policy !== "compact") {
@@ -156,6 +170,27 @@ export async function ensureChangelog(
       `changelog topic ${topic} has cleanup.policy=${policy}, which deletes state; it must be compact ` +
         `(kafka-configs --alter --entity-type topics --entity-name ${topic} --add-config cleanup.policy=compact)`,
     );
+  }
+}
+
+/**
+ * The brokers' `default.replication.factor`, read only when the changelog is
+ * to be made; `undefined` when the topic exists, or when this principal may
+ * not read the brokers' configuration (a managed Kafka seldom lets it): the
+ * topic then gets the brokers' defaults for replicas and `min.insync.replicas`.
+ */
+async function brokersReplicationFactor(admin: Admin, topic: string): Promise<number | undefined> {
+  if (await partitionCount(admin, topic) !== undefined) return undefined;
+  try {
+    return await defaultReplicationFactor(admin);
+  } catch (error) {
+    if (!notAuthorized(error, [])) throw error;
+    log.info(
+      "this principal may not read the brokers' default.replication.factor (DescribeConfigs on the cluster): " +
+        "{topic} gets the brokers' defaults for replicas and min.insync.replicas (--replication-factor chooses)",
+      { topic },
+    );
+    return undefined;
   }
 }
 
@@ -250,8 +285,10 @@ export class KafkaShardStorage implements ShardStorage {
    */
   async open(shard: number): Promise<ShardLog> {
     const { topic, brokers, clientId, security, input, offsets } = this.#settings;
+    const principal = kafkaPrincipal(security);
+    const writing = writePermissions(topic);
     const started = performance.now();
-    const producer = new Producer({
+    const producer = new TransactionalProducer({
       ...clientOptions({ brokers, clientId: `${clientId}-shard-${shard}`, security }),
       transactionalId: `${topic}-${shard}`,
       idempotent: true,
@@ -270,36 +307,46 @@ export class KafkaShardStorage implements ShardStorage {
     });
     try {
       // The first transaction calls InitProducerId: from here on no earlier owner's write can commit.
-      const first = await producer.beginTransaction();
+      const first = await asking(writing, () => producer.beginTransaction(), principal);
       const fenced = performance.now();
-      const [changelogBounds, inputBounds, topicId, committed] = await Promise.all([
-        offsets.bounds(topic, [shard]),
-        offsets.bounds(input.topic, [shard]),
-        offsets.topicId(input.topic),
-        offsets.committed(input.group, input.topic),
-      ]);
+      const [changelogBounds, inputBounds, topicId, committed] = await asking(
+        [{ operation: "Describe", resource: "Group", name: input.group }],
+        () =>
+          Promise.all([
+            offsets.bounds(topic, [shard]),
+            offsets.bounds(input.topic, [shard]),
+            offsets.topicId(input.topic),
+            offsets.committed(input.group, input.topic),
+          ]),
+        principal,
+      );
       if (topicId === undefined) throw new Error(`topic ${input.topic} does not exist (any more?)`);
       const logStart = changelogBounds.get(shard)?.start ?? 0;
       const entities = new Map<string, UserTotals>();
       let marker: InputMarker | undefined;
       let lastOffset = -1;
-      const records = await this.#reader.readAll(topic, shard, logStart, (record) => {
-        if (record.key === null) return;
-        const user = record.key.toString("utf8");
-        if (user === MARKER_KEY) {
-          if (record.value) marker = decodeMarker(record.value);
-          return;
-        }
-        if (record.value === null) {
-          entities.delete(user);
-          return;
-        }
-        const value = decodeChangelogValue(record.value);
-        // A value this version cannot read (a newer build's): restoring without it would lose the user.
-        if (!value) throw new Error(`${topic}/${shard} holds a value for user ${user} this version cannot read`);
-        entities.set(user, value.totals);
-        if (value.shardOffset > lastOffset) lastOffset = value.shardOffset;
-      });
+      const records = await asking(
+        { operation: "Read", resource: "Topic", name: topic },
+        () =>
+          this.#reader.readAll(topic, shard, logStart, (record) => {
+            if (record.key === null) return;
+            const user = record.key.toString("utf8");
+            if (user === MARKER_KEY) {
+              if (record.value) marker = decodeMarker(record.value);
+              return;
+            }
+            if (record.value === null) {
+              entities.delete(user);
+              return;
+            }
+            const value = decodeChangelogValue(record.value);
+            // A value this version cannot read (a newer build's): restoring without it would lose the user.
+            if (!value) throw new Error(`${topic}/${shard} holds a value for user ${user} this version cannot read`);
+            entities.set(user, value.totals);
+            if (value.shardOffset > lastOffset) lastOffset = value.shardOffset;
+          }),
+        principal,
+      );
       const verdict = judgeRestore(
         { changelog: topic, partition: shard, logStart, marker, users: entities.size, lastOffset },
         {
@@ -314,15 +361,17 @@ export class KafkaShardStorage implements ShardStorage {
       let next: Transaction | undefined = first;
       if (verdict.writeMarker) {
         // Before any event of this partition is counted: from now on its offsets and this partition go together.
-        await first.send({
-          messages: [{
-            topic,
-            partition: shard,
-            key: Buffer.from(MARKER_KEY),
-            value: encodeMarker({ topic: input.topic, topicId }),
-          }],
-        });
-        await first.commit();
+        await asking(writing, async () => {
+          await first.send({
+            messages: [{
+              topic,
+              partition: shard,
+              key: Buffer.from(MARKER_KEY),
+              value: encodeMarker({ topic: input.topic, topicId }),
+            }],
+          });
+          await first.commit();
+        }, principal);
         next = undefined;
       }
       log.info(
@@ -348,7 +397,7 @@ export class KafkaShardStorage implements ShardStorage {
         ? undefined
         : { shard, lastOffset, entities: [...entities] };
       const writeTimeoutMs = this.#settings.writeTimeoutMs ?? DEFAULT_KAFKA_TIMINGS.changelogWriteTimeoutMs;
-      return new KafkaShardLog(producer, topic, shard, next, writeTimeoutMs, restored);
+      return new KafkaShardLog(producer, topic, shard, next, writeTimeoutMs, restored, principal);
     } catch (error) {
       await producer.close(true).catch(() => {});
       throw error;
@@ -368,6 +417,7 @@ class KafkaShardLog implements ShardLog {
   readonly #topic: string;
   readonly #shard: number;
   readonly #writeTimeoutMs: number;
+  readonly #principal: string;
   #next: Transaction | undefined;
 
   constructor(
@@ -376,8 +426,10 @@ class KafkaShardLog implements ShardLog {
     shard: number,
     first: Transaction | undefined,
     writeTimeoutMs: number,
-    restored?: ShardSnapshot,
+    restored: ShardSnapshot | undefined,
+    principal: string,
   ) {
+    this.#principal = principal;
     this.#producer = producer;
     this.#topic = topic;
     this.#shard = shard;
@@ -424,7 +476,7 @@ class KafkaShardLog implements ShardLog {
       if (isFenced(error)) {
         throw new ShardFencedError(`shard ${this.#shard} was opened by another node; this copy may no longer write`);
       }
-      throw error;
+      throw notAuthorized(error, writePermissions(this.#topic), this.#principal) ?? error;
     }
   }
 
@@ -434,6 +486,15 @@ class KafkaShardLog implements ShardLog {
     this.#next = undefined;
     await this.#producer.close(true);
   }
+}
+
+/** What a changelog write needs: to write the topic, under transactional ids that start with its name, idempotently. */
+function writePermissions(topic: string): Permission[] {
+  return [
+    { operation: "Write", resource: "Topic", name: topic },
+    { operation: "Write", resource: "TransactionalId", name: `${topic}-`, prefixed: true },
+    { operation: "IdempotentWrite", resource: "Cluster", name: "kafka-cluster" },
+  ];
 }
 
 /** Kafka's ways of saying that a newer producer holds the transactional id, wherever the client nests them. */

@@ -6,6 +6,8 @@
  * @module
  */
 import { Admin, type BaseOptions } from "@platformatic/kafka";
+import { findNotAuthorized } from "./authorization.ts";
+import { kafkaErrorCode } from "./error_codes.ts";
 import type { KafkaSecurity } from "./security.ts";
 
 /** How to reach Kafka. */
@@ -77,7 +79,8 @@ export function createAdmin(settings: KafkaSettings): Admin {
 }
 
 /**
- * One line that says what went wrong talking to Kafka, naming the brokers.
+ * One line that says what went wrong talking to Kafka, naming the brokers;
+ * for a request an ACL did not allow, also `principal` and the ACL it needs.
  *
  * @example
  * ```ts
@@ -86,12 +89,17 @@ export function createAdmin(settings: KafkaSettings): Admin {
  * // "cannot reach Kafka at localhost:9092: connect ECONNREFUSED 127.0.0.1:9092 (is a broker running? …)"
  * ```
  */
-export function kafkaErrorLine(error: unknown, brokers: readonly string[]): string {
+export function kafkaErrorLine(error: unknown, brokers: readonly string[], principal?: string): string {
   const chain = errorChain(error);
   const messages = chain.map((e) => e.message);
   const detail = chain.length > 0 ? withBrokerReason(chain[chain.length - 1]) : String(error);
   const where = brokers.join(",");
-  const refusal = kafkaRefusal(error);
+  const notAuthorized = findNotAuthorized(error);
+  if (notAuthorized) return `Kafka at ${where}: ${(principal ? notAuthorized.of(principal) : notAuthorized).message}`;
+  const refusal = kafkaErrorCode(
+    error,
+    (code) => /AUTHORIZATION_FAILED$|^SASL_AUTHENTICATION_FAILED$|^UNSUPPORTED_SASL/.test(code),
+  );
   if (refusal) {
     const said = withBrokerReason(refusal.error);
     if (refusal.code === "SASL_AUTHENTICATION_FAILED" || refusal.code === "UNSUPPORTED_SASL_MECHANISM") {
@@ -127,20 +135,6 @@ function tlsReason(message: string): string {
     return "the broker's certificate is not signed by a trusted CA; give its CA with --kafka-ca";
   }
   return "is the listener TLS? SASL_PLAINTEXT and PLAINTEXT listeners do not speak it";
-}
-
-/** The error, anywhere in `error`'s causes, by which Kafka refused to authenticate or authorize, and its code. */
-function kafkaRefusal(error: unknown, depth = 0): { code: string; error: Error } | undefined {
-  if (!(error instanceof Error) || depth > 6) return undefined;
-  const { apiId, errors } = error as Error & { apiId?: unknown; errors?: unknown };
-  if (typeof apiId === "string" && /AUTHORIZATION_FAILED$|^SASL_AUTHENTICATION_FAILED$|^UNSUPPORTED_SASL/.test(apiId)) {
-    return { code: apiId, error };
-  }
-  for (const inner of [...(Array.isArray(errors) ? errors : []), error.cause]) {
-    const found = kafkaRefusal(inner, depth + 1);
-    if (found) return found;
-  }
-  return undefined;
 }
 
 /**

@@ -28,6 +28,14 @@ import { ConsumerProgress, type Delivery, type FetchAt, type Locate } from "./co
 import { committedRecords, type FetchedPartition } from "./fetched_records.ts";
 import { FetchedBatches } from "./fetched_batches.ts";
 import { clientOptions, type KafkaSettings } from "./client.ts";
+import {
+  AUTHORIZATION_FAILURES,
+  kafkaPrincipal,
+  notAuthorized,
+  type Permission,
+  refusal,
+  RefusalLog,
+} from "./authorization.ts";
 import { errorText } from "../cluster/error_text.ts";
 import { DEFAULT_KAFKA_TIMINGS, type KafkaTimings } from "../cluster/timings.ts";
 
@@ -128,6 +136,7 @@ export class ConsumerPipeline {
   #resizeCheck: Promise<boolean | undefined> | undefined;
   /** Work in hand (deliveries, fetches, commits), for stopping. */
   readonly #inHand = new Set<Promise<unknown>>();
+  readonly #refusals = new RefusalLog();
 
   constructor(options: PipelineOptions) {
     this.#o = options;
@@ -180,11 +189,13 @@ export class ConsumerPipeline {
     // retries): join again a little later, as long as this run lasts.
     consumer.on("error", (error: unknown) => {
       if (this.#consumer !== consumer || !this.#running) return;
-      log.warn("the Kafka consumer could not rejoin group {group} ({error}); trying again in {ms} ms", {
-        group: o.group,
-        error: errorText(error),
-        ms: REJOIN_AFTER_MS,
-      });
+      if (!this.#refused(`joining group ${o.group}`, error, [this.#readGroup, this.#readTopic])) {
+        log.warn("the Kafka consumer could not rejoin group {group} ({error}); trying again in {ms} ms", {
+          group: o.group,
+          error: errorText(error),
+          ms: REJOIN_AFTER_MS,
+        });
+      }
       setTimeout(() => {
         if (this.#consumer === consumer && this.#running) {
           this.#join(consumer).catch((e) => consumer.emit("error", e));
@@ -200,7 +211,41 @@ export class ConsumerPipeline {
   }
 
   async #join(consumer: Consumer): Promise<void> {
-    await consumer.joinGroup({});
+    try {
+      await consumer.joinGroup({});
+    } catch (error) {
+      throw notAuthorized(error, [this.#readGroup, this.#readTopic], kafkaPrincipal(this.#o.kafka.security)) ?? error;
+    }
+    this.#allowed(`joining group ${this.#o.group}`);
+  }
+
+  get #readGroup(): Permission {
+    return { operation: "Read", resource: "Group", name: this.#o.group };
+  }
+
+  get #readTopic(): Permission {
+    return { operation: "Read", resource: "Topic", name: this.#o.topic };
+  }
+
+  /**
+   * When Kafka refused `what` by ACL: logs it (once while it lasts) and
+   * returns true; the caller retries as it does after any failure, so a node
+   * that loses a permission goes on where it stopped once it has it again.
+   */
+  #refused(what: string, error: unknown, needs: readonly Permission[]): boolean {
+    const refused = notAuthorized(error, needs, kafkaPrincipal(this.#o.kafka.security));
+    if (!refused) return false;
+    if (this.#refusals.refused(what, refused.message, Date.now())) {
+      log.warn("{what}: {refusal}; trying again until it is allowed, and nothing is lost meanwhile", {
+        what,
+        refusal: refused.message,
+      });
+    }
+    return true;
+  }
+
+  #allowed(what: string): void {
+    if (this.#refusals.allowed(what)) log.info("{what}: Kafka allows it again", { what });
   }
 
   #assignment(partitions: readonly number[]): void {
@@ -246,12 +291,16 @@ export class ConsumerPipeline {
             offset: BigInt(offset),
             leaderEpoch: -1,
           })),
-        }).then(() => progress.committed(offsets), (error) => {
+        }).then(() => {
+          this.#allowed(`committing offsets of ${this.#o.group}`);
+          progress.committed(offsets);
+        }, (error) => {
+          progress.commitFailed(Date.now());
+          if (this.#refused(`committing offsets of ${this.#o.group}`, error, [this.#readGroup])) return;
           log.warn("committing offsets of {group} failed ({error}); trying again in a second", {
             group: this.#o.group,
             error: errorText(error),
           });
-          progress.commitFailed(Date.now());
         }),
       );
     }
@@ -286,12 +335,17 @@ export class ConsumerPipeline {
         else progress.located(partition, run, Number(at));
       }
     } catch (error) {
+      for (const { partition, run } of partitions) progress.locateFailed(partition, run, Date.now());
+      const needs = [{ ...this.#readGroup, operation: "Describe" as const }, {
+        ...this.#readTopic,
+        operation: "Describe" as const,
+      }];
+      if (this.#refused(`reading where ${topic} starts for ${this.#o.group}`, error, needs)) return;
       log.warn("could not read where partitions {partitions} of {topic} start ({error}); trying again in a second", {
         partitions: `[${partitions.map((p) => p.partition).join(",")}]`,
         topic,
         error: errorText(error),
       });
-      for (const { partition, run } of partitions) progress.locateFailed(partition, run, Date.now());
     }
   }
 
@@ -319,8 +373,9 @@ export class ConsumerPipeline {
         }
       }));
     } catch (error) {
-      log.warn("fetching {topic} failed ({error}); trying again in a second", { topic, error: errorText(error) });
       for (const at of wanted) progress.fetchFailed(at.partition, at.run, Date.now());
+      if (this.#refused(`reading ${topic}`, error, [this.#readTopic])) return;
+      log.warn("fetching {topic} failed ({error}); trying again in a second", { topic, error: errorText(error) });
     } finally {
       progress.fetchDone();
     }
@@ -379,6 +434,13 @@ export class ConsumerPipeline {
       this.#fetched.keep(partition, run, offset, []);
       return progress.fetched(partition, run, offset, start, 0);
     }
+    const authorization = AUTHORIZATION_FAILURES[answer.errorCode];
+    if (authorization !== undefined) {
+      progress.fetchFailed(partition, run, Date.now());
+      const refused = refusal(authorization, [this.#readTopic], kafkaPrincipal(this.#o.kafka.security));
+      this.#refused(`reading ${this.#o.topic}`, refused, [this.#readTopic]);
+      return;
+    }
     if (answer.errorCode !== 0) {
       log.warn("fetching {topic}/{partition} at {offset} failed with Kafka error {code}; trying again in a second", {
         topic: this.#o.topic,
@@ -388,6 +450,7 @@ export class ConsumerPipeline {
       });
       return progress.fetchFailed(partition, run, Date.now());
     }
+    this.#allowed(`reading ${this.#o.topic}`);
     const { records, next } = committedRecords(answer, offset);
     if (next > offset) this.#fetched.keep(partition, run, offset, records);
     progress.fetched(partition, run, offset, next, records.length);

@@ -31,6 +31,7 @@ import {
   KafkaShardStorage,
   refuseLostChangelog,
 } from "../kafka/changelog.ts";
+import { kafkaPrincipal } from "../kafka/authorization.ts";
 import { createAdmin, kafkaErrorLine, type KafkaSettings } from "../kafka/client.ts";
 import { ConsumerPipeline } from "../kafka/consumer.ts";
 import type { KafkaSecurity } from "../kafka/security.ts";
@@ -122,6 +123,7 @@ export class ProcessorNode {
     const admin = createAdmin(settings);
     const changelog = changelogTopicFor(group);
     const offsets = new OffsetsReader(settings);
+    const principal = kafkaPrincipal(config.security);
     let shardCount: number;
     try {
       shardCount = (await ensureTopic(admin, topic, config.partitions, {
@@ -136,7 +138,7 @@ export class ProcessorNode {
       await admin.close().catch(() => {});
       await offsets.close().catch(() => {});
       throw new ProcessorError(
-        error instanceof ChangelogLayoutError ? error.message : kafkaErrorLine(error, brokers),
+        error instanceof ChangelogLayoutError ? error.message : kafkaErrorLine(error, brokers, principal),
       );
     }
     log.info("topic {topic} has {count} partitions: {count} shards, consumer group {group}, state {state}", {
@@ -274,7 +276,9 @@ export class ProcessorNode {
           // It may have joined the group before failing: leave it, so that its partitions go to others at once.
           await pipeline.stop().catch(() => {});
           throw new ProcessorError(
-            `could not start consuming ${config.topic}: ${kafkaErrorLine(error, config.brokers)}`,
+            `could not start consuming ${config.topic}: ${
+              kafkaErrorLine(error, config.brokers, kafkaPrincipal(config.security))
+            }`,
           );
         });
         consuming = true;

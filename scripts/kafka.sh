@@ -11,6 +11,8 @@
 #   scripts/kafka.sh libs        fetch the jars if needed and print their folder
 #   scripts/kafka.sh pid [N]     print the pid of broker N (default 1) this script started (tests freeze it)
 #   scripts/kafka.sh stop-broker N   stop broker N alone (a rolling restart; `start` brings it back)
+#   scripts/kafka.sh acls ARGS   Kafka's kafka-acls.sh with ARGS, on the first broker's plaintext listener
+#   scripts/kafka.sh configs ARGS    Kafka's kafka-configs.sh the same way (SCRAM users, say)
 #
 # Example, a local cluster of three:
 #   KAFKA_BROKERS=localhost:29092,localhost:29094,localhost:29096 scripts/kafka.sh start
@@ -67,16 +69,19 @@ java_bin() {
 }
 
 fetch_libs() {
-  [ -f "$libs/.complete" ] && return 0
+  # The marker holds the pom's checksum: a pom that asks for more jars fetches them again.
+  local wanted
+  wanted="$(cksum <"$here/pom.xml")"
+  [ "$(cat "$libs/.complete" 2>/dev/null)" = "$wanted" ] && return 0
   command -v mvn >/dev/null || fail "no mvn found: Maven fetches the Kafka jars (apt install maven)"
   say "fetching Apache Kafka $kafka_version from Maven Central into $libs"
-  rm -rf "$libs"
+  # Added to, not emptied: a broker already running reads its jars from here.
   mkdir -p "$libs"
   if ! mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$libs" >"$home/mvn.log" 2>&1; then
     fail "mvn could not fetch the Kafka jars (see $home/mvn.log): $(grep -m1 -E 'ERROR' "$home/mvn.log" || tail -n1 "$home/mvn.log")"
   fi
-  touch "$libs/.complete"
+  echo "$wanted" >"$libs/.complete"
 }
 
 probe_class() {
@@ -131,7 +136,11 @@ voters() {
 sasl_user=usershard
 
 # KAFKA_SECURED=1 (one broker): two more listeners, SASL_SSL on the port + 2 and SASL_PLAINTEXT on
-# the port + 3, taking PLAIN and SCRAM-SHA-256/512 for the user "usershard". A CA and a certificate
+# the port + 3, taking PLAIN and SCRAM-SHA-256/512 for the user "usershard". ACLs are enforced
+# (StandardAuthorizer): `start` allows the user everything on every topic, group and transactional
+# id, and IdempotentWrite on the cluster (not Create: a topic's own ACLs then decide), and `acls`
+# changes that; the plaintext and controller listeners
+# (User:ANONYMOUS) are super users. A CA and a certificate
 # for the broker's host name (and no other name) are made with openssl, and a random password,
 # once, in <run dir>/tls; <run dir>/client.properties holds what a client needs, in Java's form.
 secure() {
@@ -162,6 +171,8 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 ssl.keystore.type=PEM
 ssl.keystore.location=$tls/broker.pem
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
 EOF_SECURED
   local listener mechanism
   for listener in sasl_ssl sasl_plaintext; do
@@ -238,6 +249,7 @@ start() {
     if [ "$mine" -gt 0 ]; then limit=5000; else limit=$answer_ms; fi
     if info="$(probe "$java" "$limit" 2>/dev/null)" && [[ "$info" == *", $count broker(s)" ]] && all_listening; then
       say "a broker already answers at $bootstrap ($info)"
+      grant_secured_user
       echo "$bootstrap"
       return 0
     fi
@@ -262,6 +274,7 @@ start() {
     fi
   done
   say "broker ready at $bootstrap ($info)"
+  grant_secured_user
   echo "$bootstrap"
 }
 
@@ -320,6 +333,26 @@ status() {
   say "a broker answers at $bootstrap ($info)"
 }
 
+# One of Kafka's own command-line tools (kafka-acls.sh is AclCommand, kafka-configs.sh ConfigCommand)
+# against the first broker's plaintext listener.
+tool() {
+  local java class="$1"
+  shift
+  java="$(java_bin)"
+  fetch_libs
+  "$java" -Dusershard.log.level=WARN -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$libs/*" \
+    "$class" --bootstrap-server "$(host_of 1):$(port_of 1)" "$@"
+}
+acls() { tool org.apache.kafka.tools.AclCommand "$@"; }
+
+# A secured broker's user may do what usershard does, as a real deployment's ACLs would allow.
+grant_secured_user() {
+  [ -n "${KAFKA_SECURED:-}" ] || return 0
+  { acls --add --allow-principal "User:$sasl_user" --operation All --topic '*' --group '*' --transactional-id '*' &&
+    acls --add --allow-principal "User:$sasl_user" --operation IdempotentWrite --cluster; } >/dev/null ||
+    fail "could not give User:$sasl_user its ACLs (kafka-acls)"
+}
+
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
@@ -329,5 +362,7 @@ case "${1:-start}" in
   libs) java_bin >/dev/null; fetch_libs; echo "$libs" ;;
   pid) i="$(broker_index "${2:-1}")"; running_pid "$i" || fail "no broker $i started by this script runs at $(host_of "$i"):$(port_of "$i")" ;;
   stop-broker) stop_one "$(broker_index "${2:-}")" ;;
-  *) fail "unknown command '$1' (expected start, stop, reset, status, libs, pid, stop-broker or help)" ;;
+  acls) shift; acls "$@" ;;
+  configs) shift; tool kafka.admin.ConfigCommand "$@" ;;
+  *) fail "unknown command '$1' (expected start, stop, reset, status, libs, pid, stop-broker, acls, configs or help)" ;;
 esac

@@ -11,6 +11,7 @@ import { nodePorts, shardsOf, startProcessor, withNodes } from "../support/clust
 import { BROKERS, createTopic, testKafka, withTopic } from "../support/kafka.ts";
 import { exactOnEveryNode, SteadyStream } from "../support/totals.ts";
 import { eventually } from "../support/wait.ts";
+import { allow, deny, newUser, PRINCIPAL } from "./acls.ts";
 
 const RUN_DIR = Deno.env.get("KAFKA_SECURED_RUN_DIR") ?? "";
 const CLIENT_PROPERTIES = `${RUN_DIR}/client.properties`;
@@ -134,5 +135,118 @@ Deno.test("SASL_PLAINTEXT with PLAIN, from flags and the password from a file: p
     assert.equal(code, 0, stderr);
     assert.match(stderr, /sent 5 events to /);
     assert.ok(!stderr.includes(PASSWORD), "the password is not printed");
+  });
+});
+
+Deno.test("a missing ACL is one line naming the permission and the ACL; a running node that loses one says so, retries and loses nothing", async () => {
+  assert.ok(RUN_DIR !== "", "KAFKA_SECURED_RUN_DIR names the secured broker's folder (deno task test:secured)");
+  // Every denial is taken back, whatever happens: the broker outlives the test.
+  const denials = new Set<() => Promise<void>>();
+  const denied = async (...args: Parameters<typeof deny>): Promise<() => Promise<void>> => {
+    const allow = await deny(...args);
+    denials.add(allow);
+    return () => {
+      denials.delete(allow);
+      return allow();
+    };
+  };
+  await withNodes("secured-acl", async (started, stream) => {
+    await createTopic(stream.topic, 4);
+    const changelog = `${stream.group}-changelog`;
+    const [ports] = nodePorts(1);
+    try {
+      const allowCreate = await denied("Create", "topic", changelog);
+      const refused = startProcessor(ports, [ports], stream, SECURED);
+      started.push(refused);
+      assert.equal((await refused.exited(60_000)).code, 1, "a node that may not create its changelog exits 1");
+      assert.equal(
+        refused.stderr.trim().split("\n").at(-1),
+        `usershard process: Kafka at ${SASL_SSL}: ${PRINCIPAL} is not authorized to create topic ${changelog} ` +
+          `(TOPIC_AUTHORIZATION_FAILED); the ACL that allows it: kafka-acls.sh --add --allow-principal ${PRINCIPAL} ` +
+          `--operation Create --topic ${changelog}`,
+      );
+      await allowCreate();
+
+      const node = startProcessor(ports, [ports], stream, SECURED);
+      started.push(node);
+      await node.waitForOutput(/node ready/, 90_000);
+      const flow = new SteadyStream(stream.topic, { users: 30, perSecond: 100 });
+      try {
+        await flow.reach(200);
+        const allowRead = await denied("Read", "topic", stream.topic);
+        await node.waitForOutput(
+          new RegExp(
+            `reading ${stream.topic}: ${PRINCIPAL} is not authorized to read topic ${stream.topic} ` +
+              `\\(TOPIC_AUTHORIZATION_FAILED\\); the ACL that allows it: .* --operation Read --topic ${stream.topic}; ` +
+              "trying again until it is allowed",
+          ),
+          60_000,
+        );
+        await flow.reach(flow.sent + 200);
+        await allowRead();
+        await node.waitForOutput(new RegExp(`reading ${stream.topic}: Kafka allows it again`), 60_000);
+
+        const allowWrite = await denied("Write", "topic", changelog);
+        await node.waitForOutput(
+          new RegExp(`a changelog write failed \\(${PRINCIPAL} is not authorized to write topic ${changelog} `),
+          60_000,
+        );
+        await flow.reach(flow.sent + 200);
+        await allowWrite();
+        await flow.reach(flow.sent + 200);
+      } finally {
+        await flow.stop();
+      }
+      await exactOnEveryNode(testKafka(), stream.topic, [ports]);
+      assert.ok(node.running, "the node ran through it all");
+      assert.equal(
+        node.stderr.match(new RegExp(`reading ${stream.topic}: ${PRINCIPAL} is not authorized`, "g"))?.length,
+        1,
+        "the lost permission is said once while it lasts, not at every retry",
+      );
+    } finally {
+      await Promise.all([...denials].map((allow) => allow()));
+    }
+  });
+});
+
+Deno.test("with only the ACLs the README lists, a node processes, restores after kill -9 and answers exactly", async () => {
+  assert.ok(RUN_DIR !== "", "KAFKA_SECURED_RUN_DIR names the secured broker's folder (deno task test:secured)");
+  await withNodes("secured-min", async (started, stream) => {
+    await createTopic(stream.topic, 4);
+    const changelog = `${stream.group}-changelog`;
+    const user = await newUser(`minimal-${crypto.randomUUID().slice(0, 8)}`, CLIENT_PROPERTIES);
+    const to = ["--allow-principal", user.principal];
+    const operations = (...names: string[]) => names.flatMap((name) => ["--operation", name]);
+    await allow([...to, ...operations("Read", "Describe"), "--topic", stream.topic, "--group", stream.group]);
+    await allow([...to, ...operations("Create", "Describe", "DescribeConfigs", "Read", "Write"), "--topic", changelog]);
+    await allow([
+      ...to,
+      ...operations("Write", "Describe"),
+      ...["--transactional-id", `${changelog}-`, "--resource-pattern-type", "prefixed"],
+    ]);
+    await allow([...to, ...operations("IdempotentWrite"), "--cluster"]);
+
+    const [ports] = nodePorts(1);
+    const flags = ["--brokers", SASL_SSL, "--kafka-config", user.properties];
+    const first = startProcessor(ports, [ports], stream, flags);
+    started.push(first);
+    await first.waitForOutput(/node ready/, 90_000);
+    const flow = new SteadyStream(stream.topic, { users: 30, perSecond: 100 });
+    try {
+      await flow.reach(300);
+      first.kill("SIGKILL");
+      await first.exited();
+      const second = startProcessor(ports, [ports], stream, flags);
+      started.push(second);
+      await second.waitForOutput(/node ready/, 90_000);
+      await flow.reach(flow.sent + 300);
+    } finally {
+      await flow.stop();
+    }
+    await exactOnEveryNode(testKafka(), stream.topic, [ports]);
+    const logs = started.map((node) => node.stderr).join("\n");
+    assert.match(logs, /restored shard \d+ from \S+: [1-9]\d* users/, "the second node restored what the first wrote");
+    assert.doesNotMatch(logs, /AUTHORIZATION_FAILED/, "no request was refused");
   });
 });

@@ -110,7 +110,7 @@ export const KAFKA_SECURITY_FLAGS = {
     type: "string",
     value: "MECHANISM",
     env: "KAFKA_SASL_MECHANISM",
-    description: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (sasl.mechanism)",
+    description: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (sasl.mechanism)",
   },
   "sasl-username": {
     type: "string",
@@ -123,6 +123,13 @@ export const KAFKA_SECURITY_FLAGS = {
     value: "FILE",
     env: "KAFKA_SASL_PASSWORD_FILE",
     description: "a file holding the SASL password (trailing newline ignored)",
+  },
+  "sasl-token-file": {
+    type: "string",
+    value: "FILE",
+    env: "KAFKA_SASL_TOKEN_FILE",
+    description: "for OAUTHBEARER, a file holding the token; read again at each authentication, so whatever " +
+      "refreshes it there is followed",
   },
   "kafka-ca": {
     type: "string",
@@ -173,6 +180,10 @@ export function kafkaSecurityFlags(
       const path = flags[flag] ?? fromConfig;
       return path === undefined ? undefined : read(flag, path);
     };
+    const tokenFile = flags["sasl-token-file"];
+    // Read now, so that a missing file is a usage error; then at each authentication, for a refreshed token.
+    if (tokenFile !== undefined) read("sasl-token-file", tokenFile);
+    const token = tokenFile === undefined ? undefined : () => readFile(tokenFile).trim();
     const passwordFile = flags["sasl-password-file"];
     const password = passwordFile !== undefined
       ? read("sasl-password-file", passwordFile).replace(/\r?\n$/, "")
@@ -182,6 +193,7 @@ export function kafkaSecurityFlags(
       mechanism: flags["sasl-mechanism"] ?? properties.input.mechanism,
       username: flags["sasl-username"] ?? properties.input.username,
       password,
+      token,
       ca: file("kafka-ca", properties.files.ca) ?? properties.input.ca,
       cert: file("kafka-cert", properties.files.cert),
       key: file("kafka-key", properties.files.key),

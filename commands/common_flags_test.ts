@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { type KafkaSecurityFlags, kafkaSecurityFlags } from "./common_flags.ts";
 import { UsageError } from "./flags.ts";
+import type { KafkaSecurity } from "../kafka/security.ts";
 
 const none: KafkaSecurityFlags = {
   "security-protocol": undefined,
   "sasl-mechanism": undefined,
   "sasl-username": undefined,
   "sasl-password-file": undefined,
+  "sasl-token-file": undefined,
   "kafka-ca": undefined,
   "kafka-cert": undefined,
   "kafka-key": undefined,
@@ -23,6 +25,13 @@ const files: Record<string, string> = {
     "ssl.truststore.location=/etc/ca.pem",
   ].join("\n"),
 };
+/** The user and password SASL settings hold; fails for a token. */
+function passwordSasl(security: KafkaSecurity | undefined): { username: string; password: string; mechanism: string } {
+  const sasl = security?.sasl;
+  assert.ok(sasl && "password" in sasl, "user and password SASL");
+  return { username: sasl.username, password: sasl.password(), mechanism: sasl.mechanism };
+}
+
 const readFile = (path: string) => {
   if (!(path in files)) throw new Error("No such file or directory");
   return files[path];
@@ -35,9 +44,9 @@ Deno.test("no security flags: PLAINTEXT", () => {
 Deno.test("the password comes from a file (its newline dropped) before KAFKA_SASL_PASSWORD, never from a flag", () => {
   const flags = { ...none, "security-protocol": "SASL_SSL", "sasl-mechanism": "PLAIN", "sasl-username": "app" };
   const env = (name: string) => (name === "KAFKA_SASL_PASSWORD" ? "from-env" : undefined);
-  assert.equal(kafkaSecurityFlags(flags, env, readFile)?.sasl?.password(), "from-env");
+  assert.equal(passwordSasl(kafkaSecurityFlags(flags, env, readFile)).password, "from-env");
   const withFile = { ...flags, "sasl-password-file": "/run/secrets/kafka" };
-  assert.equal(kafkaSecurityFlags(withFile, env, readFile)?.sasl?.password(), "from-file");
+  assert.equal(passwordSasl(kafkaSecurityFlags(withFile, env, readFile)).password, "from-file");
 });
 
 Deno.test("a properties file gives everything; flags win over it", () => {
@@ -47,17 +56,14 @@ Deno.test("a properties file gives everything; flags win over it", () => {
     readFile,
   );
   assert.equal(fromConfig?.protocol, "SASL_SSL");
-  assert.equal(fromConfig?.sasl?.mechanism, "SCRAM-SHA-512");
-  assert.equal(fromConfig?.sasl?.username, "cfg");
-  assert.equal(fromConfig?.sasl?.password(), "from-config");
+  assert.deepEqual(passwordSasl(fromConfig), { mechanism: "SCRAM-SHA-512", username: "cfg", password: "from-config" });
   assert.equal(fromConfig?.tls?.ca, "CA PEM");
   const overridden = kafkaSecurityFlags(
     { ...none, "kafka-config": "/etc/client.properties", "sasl-username": "flag", "sasl-mechanism": "PLAIN" },
     () => undefined,
     readFile,
   );
-  assert.equal(overridden?.sasl?.username, "flag");
-  assert.equal(overridden?.sasl?.mechanism, "PLAIN");
+  assert.deepEqual(passwordSasl(overridden), { mechanism: "PLAIN", username: "flag", password: "from-config" });
 });
 
 Deno.test("mistakes are usage errors of one line, without the password", () => {
@@ -69,4 +75,21 @@ Deno.test("mistakes are usage errors of one line, without the password", () => {
   refused({ ...none, "kafka-ca": "/nowhere.pem", "security-protocol": "SSL" }, /cannot read --kafka-ca \/nowhere\.pem/);
   refused({ ...none, "security-protocol": "SASL_SSL", "sasl-username": "app" }, /needs a SASL mechanism/);
   refused({ ...none, "sasl-password-file": "/missing" }, /cannot read --sasl-password-file \/missing/);
+});
+
+Deno.test("OAUTHBEARER reads its token from the file at each authentication, and names the token's subject", () => {
+  const claims = btoa(JSON.stringify({ sub: "app", exp: 2_000_000_000 })).replace(/=+$/, "");
+  const tokens = [`eyJhbGciOiJub25lIn0.${claims}.`, "second-token"];
+  const flags = { ...none, "security-protocol": "SASL_SSL", "sasl-mechanism": "OAUTHBEARER", "sasl-token-file": "/t" };
+  const security = kafkaSecurityFlags(flags, () => undefined, (path) => (path === "/t" ? `${tokens[0]}\n` : ""));
+  const sasl = security?.sasl;
+  assert.ok(sasl?.mechanism === "OAUTHBEARER");
+  assert.equal(sasl.subject, "app");
+  assert.equal(sasl.token(), tokens[0]);
+  tokens.shift();
+  assert.equal(sasl.token(), "second-token", "a refreshed token is read the next time");
+  assert.throws(
+    () => kafkaSecurityFlags({ ...flags, "sasl-mechanism": "PLAIN", "sasl-username": "app" }, () => "pw", readFile),
+    /cannot read --sasl-token-file \/t/,
+  );
 });

@@ -117,7 +117,9 @@ export async function asking<T>(
  * ```
  */
 export function kafkaPrincipal(security: KafkaSecurity | undefined): string {
-  if (security?.sasl) return `User:${security.sasl.username}`;
+  const sasl = security?.sasl;
+  if (sasl?.mechanism === "OAUTHBEARER") return sasl.subject ? `User:${sasl.subject}` : "the token's principal";
+  if (sasl) return `User:${sasl.username}`;
   if (security?.tls?.cert !== undefined) return "the client certificate's principal (User:CN=…)";
   return security?.protocol === "SSL" ? "User:ANONYMOUS (TLS without a client certificate)" : "User:ANONYMOUS";
 }

@@ -53,10 +53,9 @@ function securityOptions(security: KafkaSecurity | undefined): Pick<BaseOptions,
     // sends that name (unless it is an IP address, which TLS does not allow as a server name).
     options.tls = { ca, cert, key, rejectUnauthorized: true };
   }
-  if (security.sasl) {
-    const { mechanism, username, password } = security.sasl;
-    options.sasl = { mechanism, username, password };
-  }
+  const sasl = security.sasl;
+  if (sasl?.mechanism === "OAUTHBEARER") options.sasl = { mechanism: sasl.mechanism, token: () => sasl.token() };
+  else if (sasl) options.sasl = { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password };
   return options;
 }
 
@@ -98,17 +97,17 @@ export function kafkaErrorLine(error: unknown, brokers: readonly string[], princ
   if (notAuthorized) return `Kafka at ${where}: ${(principal ? notAuthorized.of(principal) : notAuthorized).message}`;
   const refusal = kafkaErrorCode(
     error,
-    (code) => /AUTHORIZATION_FAILED$|^SASL_AUTHENTICATION_FAILED$|^UNSUPPORTED_SASL/.test(code),
+    (code) => /AUTHORIZATION_FAILED$|^SASL_AUTHENTICATION_FAILED$|^UNSUPPORTED_SASL|^ILLEGAL_SASL_STATE$/.test(code),
   );
   if (refusal) {
     const said = withBrokerReason(refusal.error);
-    if (refusal.code === "SASL_AUTHENTICATION_FAILED" || refusal.code === "UNSUPPORTED_SASL_MECHANISM") {
-      return `Kafka at ${where} refused the SASL authentication (${
-        refusal.code === "UNSUPPORTED_SASL_MECHANISM"
-          ? "the broker does not offer this mechanism"
-          : "wrong user or password"
-      }): ${said}`;
-    }
+    const why = {
+      SASL_AUTHENTICATION_FAILED: "wrong user or password",
+      UNSUPPORTED_SASL_MECHANISM: "the broker does not offer this mechanism",
+      // An OAUTHBEARER token the broker refuses leaves the client's exchange unfinished, and the next request says so.
+      ILLEGAL_SASL_STATE: "with OAUTHBEARER: an invalid or expired token, or one not meant for this broker",
+    }[refusal.code];
+    if (why !== undefined) return `Kafka at ${where} refused the SASL authentication (${why}): ${said}`;
     const what = refusal.code.slice(0, -"_AUTHORIZATION_FAILED".length).toLowerCase().replaceAll("_", " ");
     return `Kafka at ${where} did not authorize this (an ACL on the ${what} is missing for this user): ${said}`;
   }

@@ -17,7 +17,7 @@ export const SECURITY_PROTOCOLS = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_S
 export type SecurityProtocol = typeof SECURITY_PROTOCOLS[number];
 
 /** The `sasl.mechanism` values usershard speaks. */
-export const SASL_MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] as const;
+export const SASL_MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] as const;
 /** One of {@linkcode SASL_MECHANISMS}. */
 export type SaslMechanism = typeof SASL_MECHANISMS[number];
 
@@ -28,12 +28,29 @@ export interface KafkaTls {
   readonly key?: string;
 }
 
-/** SASL credentials; the password only through {@linkcode KafkaSasl.password}. */
-export interface KafkaSasl {
-  readonly mechanism: SaslMechanism;
+/** SASL with a user and a password (PLAIN, SCRAM); the password only through {@linkcode PasswordSasl.password}. */
+export interface PasswordSasl {
+  readonly mechanism: Exclude<SaslMechanism, "OAUTHBEARER">;
   readonly username: string;
   readonly password: () => string;
 }
+
+/**
+ * SASL/OAUTHBEARER with a token that something else obtains and refreshes
+ * (an identity provider's client, a Kubernetes projected token): the token
+ * is read from its file at each authentication, so a refreshed one is used
+ * from the next connection on.
+ */
+export interface TokenSasl {
+  readonly mechanism: "OAUTHBEARER";
+  /** The token now; throws when its file cannot be read. */
+  readonly token: () => string;
+  /** The token's subject (its `sub` claim), which Kafka takes for the principal's name, when it has one. */
+  readonly subject?: string;
+}
+
+/** SASL credentials. */
+export type KafkaSasl = PasswordSasl | TokenSasl;
 
 /** A secured connection's settings; absent means PLAINTEXT. */
 export interface KafkaSecurity {
@@ -48,6 +65,8 @@ export interface SecurityInput {
   readonly mechanism?: string;
   readonly username?: string;
   readonly password?: string;
+  /** For OAUTHBEARER: reads the token, each time it is needed. */
+  readonly token?: () => string;
   /** PEM text. */
   readonly ca?: string;
   readonly cert?: string;
@@ -67,7 +86,7 @@ export class SecuritySettingError extends Error {
  * @example
  * ```ts
  * const security = kafkaSecurity({ protocol: "SASL_SSL", mechanism: "SCRAM-SHA-512", username: "app", password: "s3cret" });
- * security?.sasl?.username; // "app"
+ * security?.sasl?.mechanism; // "SCRAM-SHA-512"
  * ```
  */
 export function kafkaSecurity(input: SecurityInput): KafkaSecurity | undefined {
@@ -101,14 +120,48 @@ export function kafkaSecurity(input: SecurityInput): KafkaSecurity | undefined {
           (input.mechanism ? `, got '${input.mechanism}'` : ""),
       );
     }
+    if (input.token && mechanism !== "OAUTHBEARER") {
+      throw new SecuritySettingError(`a token is for SASL mechanism OAUTHBEARER, not ${mechanism}`);
+    }
+    if (mechanism === "OAUTHBEARER") {
+      if (!input.token) throw new SecuritySettingError("OAUTHBEARER needs a token: --sasl-token-file");
+      const token = input.token;
+      security.sasl = { mechanism, token, subject: tokenSubject(token()) };
+      return security;
+    }
     if (!input.username) throw new SecuritySettingError(`${protocol} needs a SASL user name`);
     if (input.password === undefined || input.password === "") {
       throw new SecuritySettingError(`${protocol} needs the SASL password (KAFKA_SASL_PASSWORD or a password file)`);
     }
     const password = input.password;
-    security.sasl = { mechanism: mechanism as SaslMechanism, username: input.username, password: () => password };
+    security.sasl = {
+      mechanism: mechanism as PasswordSasl["mechanism"],
+      username: input.username,
+      password: () => password,
+    };
   }
   return security;
+}
+
+/**
+ * The `sub` claim of a JWT, which Kafka's OAUTHBEARER validators take for the
+ * principal's name; `undefined` for a token that is no JWT or has none.
+ *
+ * @example
+ * ```ts
+ * tokenSubject("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhcHAifQ."); // "app"
+ * ```
+ */
+export function tokenSubject(token: string): string | undefined {
+  const payload = token.split(".")[1];
+  if (payload === undefined) return undefined;
+  try {
+    const base64 = payload.replaceAll("-", "+").replaceAll("_", "/");
+    const claims = JSON.parse(atob(base64 + "=".repeat((4 - base64.length % 4) % 4)));
+    return typeof claims?.sub === "string" ? claims.sub : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

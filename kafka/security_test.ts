@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { clientProperties, kafkaSecurity, SecuritySettingError } from "./security.ts";
+import { clientProperties, kafkaSecurity, SecuritySettingError, tokenSubject } from "./security.ts";
 
 Deno.test("PLAINTEXT is no security at all; a mechanism alone means SASL_SSL", () => {
   assert.equal(kafkaSecurity({}), undefined);
@@ -16,9 +16,18 @@ Deno.test("the password is behind a function: printing or serialising the settin
     username: "app",
     password: "s3cr3t",
   })!;
-  assert.equal(security.sasl?.password(), "s3cr3t");
+  assert.ok(security.sasl && "password" in security.sasl);
+  assert.equal(security.sasl.password(), "s3cr3t");
   assert.ok(!JSON.stringify(security).includes("s3cr3t"));
   assert.ok(!Deno.inspect(security, { depth: 10 }).includes("s3cr3t"));
+});
+
+Deno.test("a token's subject is its JWT sub claim; a token that is no JWT has none", () => {
+  assert.equal(tokenSubject("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhcHAifQ."), "app");
+  assert.equal(tokenSubject("opaque"), undefined);
+  assert.equal(tokenSubject("a.not-base64!.c"), undefined);
+  const security = kafkaSecurity({ mechanism: "OAUTHBEARER", token: () => "opaque" });
+  assert.equal(security?.sasl?.mechanism, "OAUTHBEARER");
 });
 
 Deno.test("settings that cannot work are one line each", () => {
@@ -35,6 +44,11 @@ Deno.test("settings that cannot work are one line each", () => {
   refused({ protocol: "PLAINTEXT", ca: "pem" }, /needs SSL or SASL_SSL/);
   refused({ protocol: "SSL", cert: "pem" }, /needs its key/);
   refused({ protocol: "SSL", mechanism: "PLAIN" }, /needs SASL_PLAINTEXT or SASL_SSL/);
+  refused({ protocol: "SASL_SSL", mechanism: "OAUTHBEARER" }, /OAUTHBEARER needs a token: --sasl-token-file/);
+  refused(
+    { mechanism: "PLAIN", username: "app", password: "pw", token: () => "t" },
+    /a token is for SASL mechanism OAUTHBEARER/,
+  );
 });
 
 Deno.test("a Java client properties file, as a managed Kafka hands it out", () => {

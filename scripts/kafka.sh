@@ -136,7 +136,8 @@ voters() {
 sasl_user=usershard
 
 # KAFKA_SECURED=1 (one broker): two more listeners, SASL_SSL on the port + 2 and SASL_PLAINTEXT on
-# the port + 3, taking PLAIN and SCRAM-SHA-256/512 for the user "usershard". ACLs are enforced
+# the port + 3, taking PLAIN and SCRAM-SHA-256/512 for the user "usershard", and OAUTHBEARER with
+# Kafka's unsecured (unsigned) tokens, for development only, whose `sub` claim is the principal. ACLs are enforced
 # (StandardAuthorizer): `start` allows the user everything on every topic, group and transactional
 # id, and IdempotentWrite on the cluster (not Create: a topic's own ACLs then decide), and `acls`
 # changes that; the plaintext and controller listeners
@@ -164,11 +165,12 @@ secure() {
   password="$(cat "$tls/password")"
   local plain="org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user=\"$password\";"
   local scram="org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  local oauth="org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
   cat >>"$dir/server.properties" <<EOF_SECURED
 listeners=PLAINTEXT://$bind:$port,CONTROLLER://$bind:$(controller_of 1),SASL_SSL://$bind:$((port + 2)),SASL_PLAINTEXT://$bind:$((port + 3))
 advertised.listeners=PLAINTEXT://$host:$port,SASL_SSL://$host:$((port + 2)),SASL_PLAINTEXT://$host:$((port + 3))
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT
-sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER
 ssl.keystore.type=PEM
 ssl.keystore.location=$tls/broker.pem
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
@@ -177,6 +179,7 @@ EOF_SECURED
   local listener mechanism
   for listener in sasl_ssl sasl_plaintext; do
     echo "listener.name.$listener.plain.sasl.jaas.config=$plain" >>"$dir/server.properties"
+    echo "listener.name.$listener.oauthbearer.sasl.jaas.config=$oauth" >>"$dir/server.properties"
     for mechanism in scram-sha-256 scram-sha-512; do
       echo "listener.name.$listener.$mechanism.sasl.jaas.config=$scram" >>"$dir/server.properties"
     done

@@ -250,3 +250,52 @@ Deno.test("with only the ACLs the README lists, a node processes, restores after
     assert.doesNotMatch(logs, /AUTHORIZATION_FAILED/, "no request was refused");
   });
 });
+
+/** An unsigned JWT for `subject`, expiring `seconds` from now: what the broker's development validator takes. */
+function unsecuredToken(subject: string, seconds: number): string {
+  const base64url = (value: unknown) =>
+    btoa(JSON.stringify(value)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  const now = Math.floor(Date.now() / 1000);
+  return `${base64url({ alg: "none" })}.${base64url({ sub: subject, iat: now, exp: now + seconds })}.`;
+}
+
+Deno.test("OAUTHBEARER with a token from a file: a node processes exactly; an expired token is one line, exit 1", async () => {
+  assert.ok(RUN_DIR !== "", "KAFKA_SECURED_RUN_DIR names the secured broker's folder (deno task test:secured)");
+  const folder = await Deno.makeTempDir();
+  const tokenFile = `${folder}/token`;
+  const oauth = (file: string) => [
+    ...["--brokers", SASL_SSL, "--security-protocol", "SASL_SSL", "--sasl-mechanism", "OAUTHBEARER"],
+    ...["--sasl-token-file", file, "--kafka-ca", `${RUN_DIR}/tls/ca.pem`],
+  ];
+  await Deno.writeTextFile(tokenFile, unsecuredToken("usershard", 3600));
+  await withNodes("secured-oauth", async (started, stream) => {
+    await createTopic(stream.topic, 4);
+    const [ports] = nodePorts(1);
+    const node = startProcessor(ports, [ports], stream, oauth(tokenFile));
+    started.push(node);
+    await node.waitForOutput(/node ready/, 90_000);
+    const flow = new SteadyStream(stream.topic, { users: 20, perSecond: 100 });
+    try {
+      await flow.reach(300);
+    } finally {
+      await flow.stop();
+    }
+    await exactOnEveryNode(testKafka(), stream.topic, [ports]);
+  });
+
+  const expired = `${folder}/expired`;
+  await Deno.writeTextFile(expired, unsecuredToken("usershard", -60));
+  const { code, stderr } = await runUsershard([
+    "produce",
+    "--count",
+    "1",
+    "--topic",
+    "secured-oauth",
+    ...oauth(expired),
+  ]);
+  assert.equal(code, 1, stderr);
+  assert.match(
+    stderr.trim().split("\n").at(-1)!,
+    /refused the SASL authentication \(with OAUTHBEARER: an invalid or expired token/,
+  );
+});

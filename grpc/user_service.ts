@@ -6,40 +6,34 @@
  *
  * @module
  */
-import { userIdProblem, type UserTotals } from "../cluster/sharding/entity.ts";
+import { userIdProblem } from "../cluster/sharding/entity.ts";
 import { getLogger } from "@logtape/logtape";
 import { file_grpc_health_v1_health } from "../proto/gen/grpc/health/v1/health_pb.ts";
 import { file_grpc_reflection_v1_reflection } from "../proto/gen/grpc/reflection/v1/reflection_pb.ts";
 import { file_users, UserService } from "../proto/gen/users_pb.ts";
-import { ShardUnavailableError } from "../cluster/sharding/region.ts";
+import { type QueryFailure, queryUser, UserQueryError, type UserTotalsSource } from "../cluster/sharding/user_query.ts";
 import { healthRoutes } from "./health.ts";
 import type { ServerTls } from "./http2/server.ts";
 import { reflectionRoutes } from "./reflection.ts";
-import { type CallContext, GrpcServer, unary } from "./server.ts";
+import { GrpcServer, unary } from "./server.ts";
 import { GrpcError, Status, statusName } from "./status.ts";
 
 export { GrpcBindError, GrpcServer } from "./server.ts";
 
 const log = getLogger(["usershard", "grpc"]);
 
-/**
- * How long before the client's deadline the server stops waiting for a shard,
- * to send its own answer in time: 200 ms, or a fifth of a shorter deadline.
- */
-const DEADLINE_MARGIN_MS = 200;
-
-/** The shortest wait for a shard, however close the client's deadline is. */
-const MIN_SHARD_WAIT_MS = 50;
-
 /** Where the totals come from: the shard region. */
-export interface UserTotalsSource {
-  /** The totals of `userId`, whose shard is `shard` (computed once per query). */
-  userTotals(userId: string, shard: number, timeoutMs: number): Promise<UserTotals>;
-  /** The shard of a user, for error messages. */
-  shardOf(userId: string): number;
+export interface GrpcUserSource extends UserTotalsSource {
   /** Whether `shard` is hosted on this node, so that its queries are answered here. */
   hosts(shard: number): boolean;
 }
+
+/** The gRPC status of each way a query fails. */
+const FAILURE_STATUS: Readonly<Record<QueryFailure, number>> = {
+  invalid: Status.INVALID_ARGUMENT,
+  unavailable: Status.UNAVAILABLE,
+  deadline: Status.DEADLINE_EXCEEDED,
+};
 
 /** Hears of every query answered (the node's metrics). */
 export interface QueryObserver {
@@ -57,7 +51,7 @@ export interface GrpcServerOptions {
   readonly port: number;
   /** Serve over TLS, requiring client certificates when it names a client CA. */
   readonly tls?: ServerTls;
-  readonly source: UserTotalsSource;
+  readonly source: GrpcUserSource;
   /** Whether the node can answer queries (for the health service). */
   readonly serving: () => boolean;
   /** Longest wait for a shard when the client sets no earlier deadline. */
@@ -71,22 +65,22 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const started = performance.now();
     const { source, observer } = options;
     const id = request.id;
-    const problem = userIdProblem(id);
-    if (problem !== undefined) {
-      // A refused id counts as local: it goes nowhere.
-      observer?.answered(statusName(Status.INVALID_ARGUMENT), "local", (performance.now() - started) / 1000);
-      throw new GrpcError(Status.INVALID_ARGUMENT, problem);
-    }
-    const shard = source.shardOf(id);
-    const where = source.hosts(shard) ? "local" : "forwarded";
+    // A refused id counts as local: it goes nowhere.
+    const where = userIdProblem(id) === undefined && !source.hosts(source.shardOf(id)) ? "forwarded" : "local";
     try {
-      const totals = await userStats(id, shard, context, options);
+      const totals = await queryUser(source, id, {
+        askTimeoutMs: options.askTimeoutMs,
+        deadlineMs: context.timeoutMs(),
+      });
       observer?.answered("OK", where, (performance.now() - started) / 1000);
       return { id, totalPurchases: BigInt(totals.totalPurchases), amountSpent: BigInt(totals.amountSpent) };
     } catch (error) {
-      const code = error instanceof GrpcError ? error.code : Status.UNKNOWN;
+      const refusal = error instanceof UserQueryError
+        ? new GrpcError(FAILURE_STATUS[error.failure], error.message)
+        : error;
+      const code = refusal instanceof GrpcError ? refusal.code : Status.UNKNOWN;
       observer?.answered(statusName(code), where, (performance.now() - started) / 1000);
-      throw error;
+      throw refusal;
     }
   });
   const server = await GrpcServer.start(
@@ -105,34 +99,4 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     tls: options.tls === undefined ? "" : options.tls.clientCa === undefined ? " (TLS)" : " (mutual TLS)",
   });
   return server;
-}
-
-async function userStats(
-  id: string,
-  shard: number,
-  context: CallContext,
-  options: GrpcServerOptions,
-): Promise<UserTotals> {
-  // The client's own timer ends the call at its deadline with a bare "deadline exceeded". Giving up a margin
-  // earlier lets this message, naming the shard, reach the client instead.
-  const clientMs = context.timeoutMs() ?? Infinity;
-  const beforeClientMs = Math.max(MIN_SHARD_WAIT_MS, clientMs - Math.min(DEADLINE_MARGIN_MS, clientMs / 5));
-  const limitedByClient = beforeClientMs < options.askTimeoutMs;
-  const timeoutMs = Math.min(beforeClientMs, options.askTimeoutMs);
-  try {
-    return await options.source.userTotals(id, shard, timeoutMs);
-  } catch (error) {
-    if (!(error instanceof ShardUnavailableError)) throw error;
-    if (limitedByClient) {
-      const clientDeadline = `the client's deadline of ${Math.round(clientMs)} ms`;
-      throw new GrpcError(
-        Status.DEADLINE_EXCEEDED,
-        `shard ${shard} of user ${id} did not answer before ${clientDeadline}: ${error.message}`,
-      );
-    }
-    throw new GrpcError(
-      Status.UNAVAILABLE,
-      `shard ${shard} of user ${id} could not be reached within ${options.askTimeoutMs} ms: ${error.message}`,
-    );
-  }
 }

@@ -14,7 +14,9 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { json, startManagement } from "../cluster/management/management.ts";
-import { ClusterNode, type RemovalReason } from "../cluster/membership/cluster_node.ts";
+import { shardingRoutes } from "../cluster/management/sharding_routes.ts";
+import { ClusterNode } from "../cluster/membership/cluster_node.ts";
+import type { RemovalReason } from "../cluster/membership/membership.ts";
 import { BindError, within } from "../cluster/remoting/errors.ts";
 import type { NodeId } from "../cluster/remoting/node.ts";
 import { Sharding } from "../cluster/sharding/sharding.ts";
@@ -86,6 +88,9 @@ const REMOVED_WHY: Record<Exclude<RemovalReason, "left">, string> = {
     "cut off), and the others took its shards over; it left the Kafka group and exits, to be started again",
   replaced: "a newer incarnation of this node took over its address; this one exits",
   exitTimeout: "the leader did not confirm this node's exit in time; it exits anyway",
+  anotherCluster: "this node's cluster met a larger one (or an older one of the same size) through a seed, after " +
+    "a partition or restart had split the cluster in two; this node left its own and exits, to be started again " +
+    "and join the other",
 };
 
 /** A node that cannot start or go on, with one line that says why. */
@@ -216,9 +221,7 @@ export class ProcessorNode {
         isReady: () => sharding.isReady(),
         notReadyReason: () => sharding.notReadyReason(),
         routes: [
-          sharding.managementRoute(() => pipeline.assigned),
-          sharding.userRoute(),
-          ...sharding.operatorRoutes(),
+          ...shardingRoutes(sharding, () => pipeline.assigned),
           async (path) =>
             path === "/stats"
               ? json({ ...pipeline.stats, hostedShards: sharding.region.hostedCount, lag: totalLag(await lag.read()) })
@@ -232,7 +235,7 @@ export class ProcessorNode {
         port: config.grpcPort,
         tls: config.grpcTls,
         source: {
-          userTotals: (userId, shard, timeoutMs) => sharding.region.userTotals(userId, timeoutMs, shard),
+          userTotals: (userId, timeoutMs, shard) => sharding.region.userTotals(userId, timeoutMs, shard),
           shardOf,
           hosts: (shard) => sharding.region.hosts(shard),
         },

@@ -4,12 +4,14 @@
  * are exactly what the topic's own records add up to.
  */
 import assert from "node:assert/strict";
+import { seededRandom } from "../cluster/seeded_random.ts";
 import { nodeClientId } from "../kafka/assignment.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import {
   eventually,
   type NodePorts,
   nodePorts,
+  ready,
   shardsOf,
   startProcessor,
   type Stream,
@@ -61,7 +63,7 @@ function steadyStream(stream: Stream, seed?: number): SteadyStream {
 async function startCluster(ports: readonly NodePorts[], stream: Stream, started: RunningUsershard[]) {
   const nodes = ports.map((port) => startProcessor(port, ports.slice(0, 2), stream));
   started.push(...nodes);
-  await Promise.all(nodes.map((node) => node.waitForOutput(/node ready/, 60_000)));
+  await Promise.all(nodes.map((node, i) => ready(node, ports[i], 60_000)));
   return nodes;
 }
 
@@ -72,20 +74,24 @@ function nextOutput(node: RunningUsershard, pattern: RegExp, timeoutMs = 60_000)
 }
 
 Deno.test("kill -9 of a random node, three times during a steady stream: every total exact on every node", async () => {
+  // FAULT_SEED replays a run: the seed picks the victims and the stream's events, and is printed.
+  const seed = Number(Deno.env.get("FAULT_SEED") ?? Math.floor(Math.random() * 2 ** 31));
+  console.log(`FAULT_SEED=${seed}`);
+  const random = seededRandom(seed);
   await withNodes("fault-kill", async (started, stream) => {
     const { kafka, ports, nodes } = await streamingCluster(started, stream);
-    const steady = steadyStream(stream);
+    const steady = steadyStream(stream, seed);
     try {
       for (let round = 0; round < 3; round++) {
         await steady.reach(steady.sent + 800);
-        const victim = Math.floor(Math.random() * ports.length);
+        const victim = Math.floor(random() * ports.length);
         console.log(`round ${round + 1}: kill -9 of node ${victim + 1} after ${steady.sent} events`);
         nodes[victim].kill("SIGKILL");
         await nodes[victim].exited();
         // The same address again: a new incarnation of the node.
         nodes[victim] = startProcessor(ports[victim], ports.slice(0, 2), stream);
         started.push(nodes[victim]);
-        await nodes[victim].waitForOutput(/node ready/, 90_000);
+        await ready(nodes[victim], ports[victim]);
       }
       await steady.reach(steady.sent + 800);
     } finally {
@@ -114,7 +120,7 @@ Deno.test("a node frozen with SIGSTOP past failure detection and the Kafka sessi
       await nodes[2].exited(60_000);
       nodes[2] = startProcessor(ports[2], ports.slice(0, 2), stream);
       started.push(nodes[2]);
-      await nodes[2].waitForOutput(/node ready/, 90_000);
+      await ready(nodes[2], ports[2]);
       await steady.reach(steady.sent + 800);
     } finally {
       await steady.stop();
@@ -190,7 +196,7 @@ Deno.test("the node running the coordinator killed while shards move: totals exa
       await steady.reach(steady.sent + 800);
       nodes[0] = startProcessor(ports[0], seeds, stream);
       started.push(nodes[0]);
-      await nodes[0].waitForOutput(/node ready/, 90_000);
+      await ready(nodes[0], ports[0]);
       await steady.reach(steady.sent + 800);
     } finally {
       await steady.stop();

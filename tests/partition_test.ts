@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { Kafka } from "kafkajs";
 import { UserStatsClient } from "../grpc/user_client.ts";
-import { eventually, nodePorts, shardsOf, startProcessor, type Stream, withNodes } from "./support/cluster.ts";
+import { eventually, nodePorts, ready, shardsOf, startProcessor, type Stream, withNodes } from "./support/cluster.ts";
 import { CUT_PREFIX, NetworkCut } from "./support/cut.ts";
 import { createTopic, testKafka } from "./support/kafka.ts";
 import { exactOnEveryNode, SteadyStream } from "./support/totals.ts";
@@ -35,7 +35,7 @@ Deno.test("a node cut off from its peers leaves the group at once: every partiti
     const cutNode = startProcessor(c, [a, b], stream, [], CUT_PREFIX);
     nodes.push(cutNode);
     started.push(...nodes);
-    await Promise.all(nodes.map((node) => node.waitForOutput(/node ready/, 90_000)));
+    await Promise.all(nodes.map((node, i) => ready(node, [a, b, c][i])));
     await eventually("every shard on its partition's consumer, some on the node to cut", async () => {
       const views = await Promise.all([a, b, c].map((n) => shardsOf(n, stream.group)));
       return views.every((v) => v && v.shards.length > 0 && JSON.stringify(v.shards) === JSON.stringify(v.consumed)) &&

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { runUsershard } from "./support/cli.ts";
-import { nodePorts, startProcessor, type Stream, withNodes } from "./support/cluster.ts";
+import { nodePorts, ready, startProcessor, type Stream, withNodes } from "./support/cluster.ts";
 import { BROKERS, createTopic, knownPurchases, producePurchases, testKafka } from "./support/kafka.ts";
 import type { RunningUsershard } from "./support/process.ts";
 import { exactOnEveryNode } from "./support/totals.ts";
@@ -129,7 +129,7 @@ Deno.test("nodes of one group that keep state differently (--state) refuse to wo
     const [a, b] = nodePorts(2);
     const durable = startProcessor(a, [a, b], stream);
     started.push(durable);
-    await durable.waitForOutput(/node ready/, 60_000);
+    await ready(durable, a, 60_000);
     const memory = startProcessor(b, [a, b], stream, ["--state", "memory"]);
     started.push(memory);
     const { code } = await memory.exited(60_000);

@@ -8,12 +8,13 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { ClusterTimings } from "../timings.ts";
-import { liveMembers, oldestOf, reachabilityOf, unreachableMembers } from "./gossip.ts";
+import { liveMembers, oldestOf, reachabilityOf, TAKES_PART, unreachableMembers } from "./gossip.ts";
 import { type Member } from "./members.ts";
 import { type NodeId, sameNode } from "../remoting/node.ts";
-import { Membership, type MembershipAction, type MembershipEvent } from "./membership.ts";
+import { Membership, type MembershipAction, type MembershipEvent, type RemovalReason } from "./membership.ts";
 import { membershipFromBody, membershipToBody } from "./membership_codec.ts";
-import { type Body, type Inbound, type InboundHandler, Remoting, type RemotingObserver } from "../remoting/remoting.ts";
+import { Remoting, type RemotingObserver } from "../remoting/remoting.ts";
+import type { Body, Inbound, InboundHandler, Transport, TransportFactory } from "../remoting/transport.ts";
 
 const log = getLogger(["usershard", "cluster"]);
 
@@ -32,6 +33,11 @@ export interface ClusterNodeOptions {
   readonly timings: ClusterTimings;
   /** Hears of every frame to and from peers. */
   readonly remotingObserver?: RemotingObserver;
+  /**
+   * The transport to run on instead of TCP remoting on `bindHost:bindPort`
+   * (the simulations' in-memory network); its node must be `self`.
+   */
+  readonly transport?: TransportFactory;
 }
 
 /** A point-in-time picture of the cluster, as this node sees it. */
@@ -46,12 +52,9 @@ export interface ClusterSnapshot {
   readonly oldest?: NodeId;
 }
 
-/** Why this node stopped being a member. */
-export type RemovalReason = "left" | "downed" | "replaced" | "exitTimeout";
-
 /** One node's membership, running: remoting + state machine + timers. */
 export class ClusterNode {
-  readonly remoting: Remoting;
+  readonly remoting: Transport;
   readonly #membership: Membership;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #listeners = new Set<(event: MembershipEvent) => void>();
@@ -64,7 +67,8 @@ export class ClusterNode {
       { self: options.self, seeds: options.seeds, timings: options.timings, management: options.management },
       this.#clock(),
     );
-    this.remoting = Remoting.start(
+    const handler: InboundHandler = (message, isRequest) => this.#receive(message, isRequest);
+    this.remoting = options.transport ? options.transport(handler) : Remoting.start(
       {
         self: options.self,
         bindHost: options.bindHost,
@@ -73,7 +77,7 @@ export class ClusterNode {
         secret: options.secret,
         observer: options.remotingObserver,
       },
-      (message, isRequest) => this.#receive(message, isRequest),
+      handler,
     );
     this.#timer = setInterval(() => this.#step({ type: "tick", now: this.#clock() }), TICK_MS);
     log.info("node {self} (uid {uid}) starting; seeds {seeds}", {
@@ -110,7 +114,7 @@ export class ClusterNode {
   heard(): { heard: number; of: number } {
     const state = this.#membership.state;
     const { unreachable } = reachabilityOf(state, this.self);
-    const taking = liveMembers(state).filter((m) => ["Joining", "Up", "Leaving"].includes(m.status));
+    const taking = liveMembers(state).filter((m) => TAKES_PART.includes(m.status));
     return { heard: taking.filter((m) => !unreachable.has(m.node.address)).length, of: taking.length };
   }
 
@@ -235,9 +239,23 @@ export class ClusterNode {
       case "oldestChanged":
         log.info("oldest member is now {oldest}", { oldest: event.oldest?.address ?? "nobody" });
         break;
+      case "metCluster":
+        log.warn(
+          "seed {via} is in another cluster ({theirs} members, oldest {theirsOldest}) than this node's " +
+            "({mine}, oldest {mineOldest}): the cluster split in two; this node gives way and leaves to join it",
+          {
+            via: event.via,
+            theirs: event.theirs.members,
+            theirsOldest: event.theirs.oldest,
+            mine: event.mine.members,
+            mineOldest: event.mine.oldest,
+          },
+        );
+        break;
       case "selfRemoved":
         if (event.reason === "downed") log.error("this node was downed by the rest of the cluster");
         else if (event.reason === "replaced") log.error("a newer incarnation of this node took over its address");
+        else if (event.reason === "anotherCluster") log.error("this node left its cluster to join another one");
         else if (event.reason === "exitTimeout") {
           log.warn("the leader did not confirm the exit in time; leaving anyway");
         } else log.info("this node left the cluster");

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { hasQuorum, isMajority } from "./quorum.ts";
 import { isActive, type Member, type MemberStatus, statusRank } from "./members.ts";
 import { compareAddresses, type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
 
@@ -132,7 +133,8 @@ export interface Reachability {
   readonly downable: readonly Member[];
 }
 
-const TAKES_PART: readonly MemberStatus[] = ["Joining", "Up", "Leaving"];
+/** The statuses of the members that take part: counted for a quorum, and told of as members. */
+export const TAKES_PART: readonly MemberStatus[] = ["Joining", "Up", "Leaving"];
 
 /**
  * Reachability as `viewer` sees it. Only observers that the viewer's own
@@ -166,39 +168,46 @@ export function reachabilityOf(state: GossipState, viewer: NodeId): Reachability
   for (const m of state.members.values()) {
     if (m.status !== "Removed" && reporters.has(nodeKey(m.node))) unreachable.set(m.node.address, m);
   }
-  // The quorum rests on what the viewer itself hears: a trusted peer's report about the viewer (or
-  // about a member the viewer hears) must not take the viewer's own side away from it.
-  const reachable = participants.filter((m) => sameNode(m.node, viewer) || !unheard.has(nodeKey(m.node))).length;
   const downable = participants.filter((m) => {
     const key = nodeKey(m.node);
     const voters = trusted.has(key) ? trusted.size - 1 : trusted.size;
-    return !sameNode(m.node, viewer) && (reporters.get(key)?.size ?? 0) * 2 > voters;
+    return !sameNode(m.node, viewer) && isMajority(reporters.get(key)?.size ?? 0, voters);
   });
-  return { trusted, unreachable, quorum: reachable * 2 >= participants.length, downable };
+  return { trusted, unreachable, quorum: holdsQuorum(state, participants, viewer), downable };
+}
+
+/**
+ * Whether the participants `node` itself hears (and itself) are a quorum. It
+ * rests on the node's own reports only: a trusted peer's report about the
+ * node, or about a member the node hears, must not take the node's side away from it.
+ */
+function holdsQuorum(state: GossipState, participants: readonly Member[], node: NodeId): boolean {
+  const observation = state.observations.get(node.address);
+  const unheard = new Set(
+    observation && sameNode(observation.observer, node) ? observation.unreachable.map(nodeKey) : [],
+  );
+  const reachable = participants.filter((m) => sameNode(m.node, node) || !unheard.has(nodeKey(m.node))).length;
+  return hasQuorum(reachable, participants.length);
 }
 
 /**
  * The leader as `viewer` sees it: the lowest address among Up and Leaving
  * members that no observer it trusts reports unreachable, the viewer itself
- * always a candidate while Up or Leaving (as in Akka). Undefined when there
- * is none: an unreachable member never leads.
+ * always a candidate while Up or Leaving (as in Akka), and only when there is
+ * none such, among Joining members alike. Undefined when there is none: an
+ * unreachable member never leads.
  */
 export function leaderOf(state: GossipState, viewer: NodeId): Member | undefined {
   const { unreachable } = reachabilityOf(state, viewer);
   const participants = liveMembers(state).filter((m) => TAKES_PART.includes(m.status));
   // A member whose own reports leave it without a quorum cannot do a leader's duties (it downs
   // nobody), so it must not stand in the way of one that can.
-  const hasQuorum = (node: NodeId) => {
-    const observation = state.observations.get(node.address);
-    const unheard = new Set(
-      observation && sameNode(observation.observer, node) ? observation.unreachable.map(nodeKey) : [],
-    );
-    const reachable = participants.filter((m) => sameNode(m.node, node) || !unheard.has(nodeKey(m.node))).length;
-    return reachable * 2 >= participants.length;
-  };
-  return liveMembers(state).find((m) =>
-    isActive(m.status) && (sameNode(m.node, viewer) || !unreachable.has(m.node.address)) && hasQuorum(m.node)
-  );
+  const candidate = (m: Member) =>
+    (sameNode(m.node, viewer) || !unreachable.has(m.node.address)) && holdsQuorum(state, participants, m.node);
+  // With no Up or Leaving member left to lead (they died while others were still joining), a Joining one leads,
+  // as in Akka: else nobody would ever move the Joining members Up, nor down the dead.
+  return liveMembers(state).find((m) => isActive(m.status) && candidate(m)) ??
+    liveMembers(state).find((m) => m.status === "Joining" && candidate(m));
 }
 
 /** The oldest Up or Leaving member: lowest up-number, then lowest address. */

@@ -8,14 +8,19 @@
  * The rules:
  * - Joining: a node asks every other seed "are you in a cluster?" and joins
  *   through the first that says yes. Only the first seed in the list may form
- *   a new cluster, and only when no other seed said yes in time.
+ *   a new cluster, and only when no other seed said yes in time (two rounds
+ *   at least, even when every other seed said no at once). An Up member
+ *   tells every seed that is not in its cluster, unasked, that it is in one:
+ *   seeds restarted while the cluster lives on in non-seed members join it
+ *   rather than form a second cluster beside it.
  * - The view is gossiped and merged (see `gossip.ts`). Each node judges
  *   reachability for itself: it trusts its own failure detector and the
  *   reports of the observers that detector hears, never those of an observer
  *   it cannot hear (which may be dead, its last report stale for good).
  * - The leader, as a node sees it, is the lowest Up or Leaving address that no
- *   trusted observer reports unreachable; the node itself is always a
- *   candidate, and an unreachable member never is. The node that sees itself
+ *   trusted observer reports unreachable (a Joining one when no Up or Leaving
+ *   member can lead); the node itself is always a candidate, and an
+ *   unreachable member never is. The node that sees itself
  *   lead moves Joining members Up unless a trusted observer reports them
  *   unreachable, and removes Down and Exiting ones.
  * - Downing: the leader downs a member that a strict majority of the trusted
@@ -53,18 +58,42 @@ import {
   type Reachability,
   reachabilityOf,
   sameGossip,
+  TAKES_PART,
   unreachableMembers,
   withMember,
   withObservation,
   withoutIncarnations,
 } from "./gossip.ts";
 import { isActive, type Member, type MemberStatus, statusRank } from "./members.ts";
-import { type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
+import { compareAddresses, type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
+
+/** What a member says of its cluster when it tells a seed that is not in it: which of two clusters is joined. */
+export interface ClusterFigures {
+  /** Members that take part (Joining, Up, Leaving). */
+  readonly members: number;
+  /** The address of the oldest member. */
+  readonly oldest: string;
+}
+
+/**
+ * Whether a cluster of `theirs` is the one that a member of a cluster of
+ * `mine` must join: the larger one, and of two of a size the one whose oldest
+ * member has the lower address. Both sides decide alike.
+ *
+ * @example
+ * ```ts
+ * joinsTheirs({ members: 1, oldest: "10.0.0.1:2551" }, { members: 2, oldest: "10.0.0.2:2551" }); // true
+ * ```
+ */
+export function joinsTheirs(mine: ClusterFigures, theirs: ClusterFigures): boolean {
+  if (theirs.members !== mine.members) return theirs.members > mine.members;
+  return compareAddresses(theirs.oldest, mine.oldest) < 0;
+}
 
 /** What members say to each other about membership. */
 export type MembershipMessage =
   | { readonly type: "initJoin" }
-  | { readonly type: "initJoinAck" }
+  | { readonly type: "initJoinAck"; readonly cluster?: ClusterFigures }
   | { readonly type: "initJoinNack" }
   | { readonly type: "join"; readonly management: string }
   | { readonly type: "welcome"; readonly state: GossipState }
@@ -83,7 +112,16 @@ export type MembershipEvent =
   | { readonly type: "joiningVia"; readonly seed: string }
   | { readonly type: "joinTimedOut"; readonly seed: string }
   | { readonly type: "formedCluster" }
-  | { readonly type: "selfRemoved"; readonly reason: "left" | "downed" | "replaced" | "exitTimeout" };
+  | {
+    readonly type: "metCluster";
+    readonly via: string;
+    readonly theirs: ClusterFigures;
+    readonly mine: ClusterFigures;
+  }
+  | { readonly type: "selfRemoved"; readonly reason: RemovalReason };
+
+/** Why a node stopped being a member. */
+export type RemovalReason = "left" | "downed" | "replaced" | "exitTimeout" | "anotherCluster";
 
 /** What the caller must carry out after a step. */
 export type MembershipAction =
@@ -150,6 +188,7 @@ export class Membership {
   // When each incarnation was last told that it (or a member it still counts) is gone.
   readonly #toldGone = new Map<string, number>();
   #exitingSince: number | undefined;
+  #lastSeedNotice = -Infinity;
 
   constructor(config: MembershipConfig, now: number) {
     this.#self = config.self;
@@ -243,6 +282,48 @@ export class Membership {
     this.#expire(now);
     this.#gossip(now);
     this.#awaitRemoval(now);
+    this.#tellAbsentSeeds(now);
+  }
+
+  /** Members that take part, and the oldest member's address: what this node tells of its cluster. */
+  #figures(): ClusterFigures {
+    return {
+      members: liveMembers(this.#state).filter((m) => TAKES_PART.includes(m.status)).length,
+      oldest: oldestOf(this.#state)?.node.address ?? this.#self.address,
+    };
+  }
+
+  /**
+   * A member of another cluster told this seed of it. Two clusters cannot
+   * merge their views, so the members of one leave to join the other: this
+   * node leaves (and exits, to be started again) when its cluster is the one
+   * to give way, else it tells the other cluster's member of this one, so that
+   * it gives way.
+   */
+  #meetCluster(from: NodeId, theirs: ClusterFigures): void {
+    const sender = this.#state.members.get(from.address);
+    if (sender && TAKES_PART.includes(sender.status)) return;
+    const mine = this.#figures();
+    if (!joinsTheirs(mine, theirs)) return this.#send(from.address, { type: "initJoinAck", cluster: mine });
+    this.#emit({ type: "metCluster", via: from.address, theirs, mine });
+    this.#gone("anotherCluster");
+  }
+
+  /**
+   * An unasked "yes, in a cluster" to each seed that is not an active member
+   * of this one, every `joinRetryIntervalMs`: a seed that is discovering joins
+   * through this node (its `initJoinAck` rule), well before the first seed
+   * would form a cluster of its own after `seedTimeoutMs`. A seed that is a
+   * member somewhere takes no notice.
+   */
+  #tellAbsentSeeds(now: number): void {
+    if (this.selfMember?.status !== "Up" || now - this.#lastSeedNotice < this.#t.joinRetryIntervalMs) return;
+    this.#lastSeedNotice = now;
+    const active = new Set(
+      liveMembers(this.#state).filter((m) => TAKES_PART.includes(m.status)).map((m) => m.node.address),
+    );
+    const cluster = this.#figures();
+    for (const seed of this.#otherSeeds()) if (!active.has(seed)) this.#send(seed, { type: "initJoinAck", cluster });
   }
 
   #otherSeeds(): string[] {
@@ -252,7 +333,10 @@ export class Membership {
   #discover(phase: Phase & { name: "discovering" }, now: number): void {
     const others = this.#otherSeeds();
     const isFirstSeed = this.#seeds[0] === this.#self.address;
-    const everyoneSaidNo = others.every((seed) => phase.nacked.has(seed));
+    // Even when every other seed says no, a cluster may live on in members that are no seeds: they tell the
+    // seeds so every joinRetryIntervalMs (#tellAbsentSeeds), so the first seed waits two of those first.
+    const everyoneSaidNo = others.every((seed) => phase.nacked.has(seed)) &&
+      now - phase.since >= 2 * this.#t.joinRetryIntervalMs;
     if (isFirstSeed && (everyoneSaidNo || now - phase.since >= this.#t.seedTimeoutMs)) {
       this.#state = withMember(EMPTY_GOSSIP, {
         node: this.#self,
@@ -290,6 +374,7 @@ export class Membership {
         return;
       }
       case "initJoinAck":
+        if (phase.name === "member" && message.cluster) return this.#meetCluster(from, message.cluster);
         if (phase.name !== "discovering") return;
         this.#phase = { name: "joining", via: from.address, since: now };
         this.#send(from.address, { type: "join", management: this.#management });
@@ -384,7 +469,7 @@ export class Membership {
     if (entry.status === "Down") return this.#gone("downed");
   }
 
-  #gone(reason: "left" | "downed" | "replaced" | "exitTimeout"): void {
+  #gone(reason: RemovalReason): void {
     this.#phase = { name: "gone" };
     this.#emit({ type: "selfRemoved", reason });
   }

@@ -21,7 +21,7 @@ import type { GossipState, Observation } from "./gossip.ts";
 import { type Member, type MemberStatus } from "./members.ts";
 import { nodeFromProto, nodeToProto } from "../remoting/node.ts";
 import type { MembershipMessage } from "./membership.ts";
-import type { Body } from "../remoting/remoting.ts";
+import type { Body } from "../remoting/transport.ts";
 
 const STATUS_TO_PROTO: Record<MemberStatus, StatusProto> = {
   Joining: StatusProto.JOINING,
@@ -79,7 +79,7 @@ export function membershipToBody(message: MembershipMessage): Body {
     case "initJoin":
       return { case: "initJoin", value: create(InitJoinSchema) };
     case "initJoinAck":
-      return { case: "initJoinAck", value: create(InitJoinAckSchema) };
+      return { case: "initJoinAck", value: create(InitJoinAckSchema, message.cluster ?? {}) };
     case "initJoinNack":
       return { case: "initJoinNack", value: create(InitJoinNackSchema) };
     case "join":
@@ -103,8 +103,10 @@ export function membershipFromBody(body: Body): MembershipMessage | undefined {
   switch (body.case) {
     case "initJoin":
       return { type: "initJoin" };
-    case "initJoinAck":
-      return { type: "initJoinAck" };
+    case "initJoinAck": {
+      const { members, oldest } = body.value;
+      return members > 0 ? { type: "initJoinAck", cluster: { members, oldest } } : { type: "initJoinAck" };
+    }
     case "initJoinNack":
       return { type: "initJoinNack" };
     case "join":

@@ -38,7 +38,7 @@ Deno.test("non-first seeds wait for the first seed; when it comes, one cluster f
   assert.equal(sim.events.get(B)!.some((e) => e.type === "formedCluster"), false);
 });
 
-Deno.test("the first seed forms a cluster at once when every other seed answers 'not in a cluster'", () => {
+Deno.test("the first seed forms a cluster before the seed timeout when every other seed answers 'not in a cluster'", () => {
   const sim = new SimCluster();
   sim.start(B);
   sim.advance(500);
@@ -80,6 +80,41 @@ Deno.test("a killed member is seen unreachable, downed, removed; its restart joi
   assert.ok(restarted.self.uid !== oldUid);
   sim.advanceUntil(() => sim.allSee(allUp), 20_000, "rejoin");
   assert.equal(sim.nodes.get(A)!.state.members.get(C)!.node.uid, restarted.self.uid);
+});
+
+Deno.test("both seeds killed in turn while a third member lives on: restarted, they join its cluster instead of forming a second", () => {
+  // Found by cluster/sharding/cluster_sim_test.ts (seed 5): the first seed formed a new cluster once the other seed was
+  // silent, while the third node, alone, went on as a cluster of its own; a query there read its stale copies.
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  // One after the other, so that each time the survivors hold a quorum and remove the dead.
+  sim.kill(B);
+  sim.advanceUntil(() => sim.allSee({ [A]: "Up", [C]: "Up" }), 30_000, "B removed");
+  sim.kill(A);
+  sim.advanceUntil(() => sim.allSee({ [C]: "Up" }), 30_000, "C alone");
+  sim.start(A);
+  sim.start(B);
+  sim.advanceUntil(() => sim.allSee(allUp), 30_000, "one cluster of three");
+  assert.ok(
+    !sim.events.get(A)!.some((e) => e.type === "formedCluster"),
+    "the restarted first seed joined the live cluster rather than forming one",
+  );
+});
+
+Deno.test("the only Up member dies while another is still Joining: the Joining one leads, downs it and goes Up", () => {
+  // Found by cluster/sharding/cluster_sim_test.ts (seed 14): with no Up member left, nobody led, so the Joining
+  // members (and every node that joined through them later) stayed Joining for good.
+  const sim = new SimCluster();
+  sim.start(A);
+  sim.advanceUntil(() => sim.nodes.get(A)!.isMember, 10_000, "A forming");
+  sim.start(B);
+  sim.advanceUntil(() => sim.nodes.get(B)!.selfMember?.status === "Joining", 10_000, "B joining");
+  sim.kill(A);
+  assert.equal(sim.statuses(B)[A], "Up");
+  sim.advanceUntil(() => JSON.stringify(sim.statuses(B)) === JSON.stringify({ [B]: "Up" }), 30_000, "B alone, Up");
+  sim.start(A);
+  sim.advanceUntil(() => sim.allSee({ [A]: "Up", [B]: "Up" }), 30_000, "A back");
 });
 
 for (const victim of [A, B]) {

@@ -20,39 +20,18 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
-import { type Envelope, EnvelopeSchema, FailureSchema } from "../../proto/gen/cluster_pb.ts";
+import { type Envelope, EnvelopeSchema } from "../../proto/gen/cluster_pb.ts";
 import { errorText } from "../error_text.ts";
-import { BindError, RemotingError, within } from "./errors.ts";
+import { BindError, failureError, failureOf, Refusal, RemotingError, within } from "./errors.ts";
 import { FrameSeal, helloProof, NONCE_BYTES, sameBytes, welcomeProof } from "./handshake.ts";
 import { Link, MAX_QUEUED_BYTES } from "./link.ts";
 import { nodeFromProto, type NodeId, nodeKey, nodeToProto, splitAddress } from "./node.ts";
+import type { Body, Inbound, InboundHandler, Target, Transport } from "./transport.ts";
 
 const log = getLogger(["usershard", "remoting"]);
 
 /** Bumped whenever the envelope changes incompatibly; peers must agree. */
 export const PROTOCOL_VERSION = 2;
-
-/** The message part of an envelope (everything but the handshake). */
-export type Body = Envelope["body"];
-
-/** A message that arrived, with the verified identity of its sender. */
-export interface Inbound {
-  readonly from: NodeId;
-  readonly body: Body;
-}
-
-/**
- * Handles an inbound message. For a request, the returned body is the reply
- * (a thrown error becomes a `failure` reply); for a tell it is ignored.
- */
-export type InboundHandler = (message: Inbound, isRequest: boolean) => Body | undefined | Promise<Body | undefined>;
-
-/**
- * Whom a message is for: an incarnation ({@linkcode NodeId}), which must be
- * the one listening there, or a bare `host:port` when any will do (membership
- * messages, which check incarnations themselves).
- */
-export type Target = NodeId | string;
 
 /** Hears of every frame after a handshake (the node's metrics). */
 export interface RemotingObserver {
@@ -95,7 +74,7 @@ interface Peer {
 }
 
 /** This node's end of the cluster's TCP mesh. */
-export class Remoting {
+export class Remoting implements Transport {
   readonly #config: Required<Omit<RemotingConfig, "secret" | "observer">> & Pick<RemotingConfig, "secret" | "observer">;
   readonly #listener: Deno.TcpListener;
   readonly #handler: InboundHandler;
@@ -229,7 +208,7 @@ export class Remoting {
       if (!pending || pending.link !== link) return;
       this.#pending.delete(envelope.correlationId);
       clearTimeout(pending.timer);
-      if (envelope.body.case === "failure") pending.reject(new RemotingError(envelope.body.value.message));
+      if (envelope.body.case === "failure") pending.reject(failureError(envelope.body.value));
       else pending.resolve({ from, body: envelope.body });
       return;
     }
@@ -238,14 +217,13 @@ export class Remoting {
       if (!isRequest || link.isClosed) return;
       link.send(create(EnvelopeSchema, { correlationId: envelope.correlationId, reply: true, body }));
     };
-    const fail = (error: unknown) =>
-      answer({ case: "failure", value: create(FailureSchema, { message: errorText(error) }) });
+    const fail = (error: unknown) => answer({ case: "failure", value: failureOf(error) });
     const self = this.#config.self;
     if (envelope.toUid !== 0n && envelope.toUid !== BigInt(self.uid)) {
       const refusal = `${self.address} is incarnation ${self.uid}, not ${envelope.toUid}: ` +
         `${envelope.body.case ?? "the message"} was meant for a previous life of this node`;
       log.debug("refused {kind} from {from}: {refusal}", { kind: envelope.body.case, from: from.address, refusal });
-      fail(refusal);
+      fail(new RemotingError(refusal, Refusal.WRONG_INCARNATION));
       return;
     }
     try {
@@ -434,7 +412,7 @@ export class Remoting {
     if (this.#isSelf(target)) {
       const reply = await this.#toSelf(target, body, true);
       if (!reply) throw new RemotingError(`no reply to ${body.case}`);
-      if (reply.case === "failure") throw new RemotingError(reply.value.message);
+      if (reply.case === "failure") throw failureError(reply.value);
       return { from: this.#config.self, body: reply };
     }
     const deadline = Date.now() + timeoutMs;
@@ -467,12 +445,15 @@ export class Remoting {
   async #toSelf(target: Target, body: Body, isRequest: boolean): Promise<Body | undefined> {
     try {
       if (typeof target !== "string" && target.uid !== this.#config.self.uid) {
-        throw new RemotingError(`${body.case} was meant for ${nodeKey(target)}, a previous life of this node`);
+        throw new RemotingError(
+          `${body.case} was meant for ${nodeKey(target)}, a previous life of this node`,
+          Refusal.WRONG_INCARNATION,
+        );
       }
       return await this.#handler({ from: this.#config.self, body }, isRequest);
     } catch (error) {
       if (!isRequest) throw error;
-      return { case: "failure", value: create(FailureSchema, { message: errorText(error) }) };
+      return { case: "failure", value: failureOf(error) };
     }
   }
 

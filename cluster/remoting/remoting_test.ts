@@ -2,10 +2,11 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { EnvelopeSchema } from "../../proto/gen/cluster_pb.ts";
 import { RawPeer } from "../../tests/support/raw_peer.ts";
-import { RemotingError } from "./errors.ts";
+import { Refusal, RemotingError } from "./errors.ts";
 import { FrameSeal, helloProof, NONCE_BYTES, welcomeProof } from "./handshake.ts";
 import type { NodeId } from "./node.ts";
-import { type Body, type InboundHandler, PROTOCOL_VERSION, Remoting, type RemotingConfig } from "./remoting.ts";
+import { PROTOCOL_VERSION, Remoting, type RemotingConfig } from "./remoting.ts";
+import type { Body, InboundHandler } from "./transport.ts";
 import { freePort } from "../../tests/support/process.ts";
 import { eventually } from "../../tests/support/wait.ts";
 
@@ -231,8 +232,13 @@ Deno.test("an envelope for a previous incarnation at the same address is refused
     const refused = await raw.next();
     assert.ok(refused?.body.case === "failure");
     assert.match(refused.body.value.message, /was meant for a previous life of this node/);
+    assert.equal(refused.body.value.refusal, Refusal.WRONG_INCARNATION, "the refusal has its code");
     raw.close();
-    await assert.rejects(fresh.ask({ ...fresh.self, uid: previous.uid }, getUser("5"), 1000), /previous life/);
+    await assert.rejects(fresh.ask({ ...fresh.self, uid: previous.uid }, getUser("5"), 1000), (error: unknown) => {
+      assert.ok(error instanceof RemotingError && /previous life/.test(error.message));
+      assert.equal(error.refusal, Refusal.WRONG_INCARNATION, "asking itself, the same code");
+      return true;
+    });
   }));
 
 Deno.test("a reply counts only on the connection its request went out on", () =>
@@ -382,4 +388,27 @@ Deno.test("an ask for a newer incarnation replaces a connection to an older one 
     assert.deepEqual((await asked).from, { address, uid: 2 });
     stale.close();
     fresh.close();
+  }));
+
+Deno.test("a handler's refusal reaches the asker with its code; any other error has none", () =>
+  withRemotings(async (started) => {
+    const refusing = node({
+      handler: (message) => {
+        if (message.body.case !== "getUser") return undefined;
+        if (message.body.value.userId === "refused") {
+          throw new RemotingError("nodes with different counts cannot work together", Refusal.INCOMPATIBLE_NODE);
+        }
+        throw new Error("a bug");
+      },
+    });
+    const asker = node();
+    started.push(refusing, asker);
+    const failure = (userId: string) => asker.ask(refusing.self, getUser(userId), 3000).catch((error) => error);
+    const refused = await failure("refused");
+    assert.ok(refused instanceof RemotingError);
+    assert.equal(refused.refusal, Refusal.INCOMPATIBLE_NODE);
+    assert.equal(refused.message, "nodes with different counts cannot work together");
+    const bug = await failure("other");
+    assert.ok(bug instanceof RemotingError);
+    assert.equal(bug.refusal, Refusal.UNSPECIFIED);
   }));

@@ -30,7 +30,8 @@
  * @module
  */
 import { type MemberStatus } from "../membership/members.ts";
-import { compareAddresses, type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
+import { type NodeId, nodeKey, sameNode } from "../remoting/node.ts";
+import { leastLoaded, targetOf } from "./allocation.ts";
 import type { ShardSnapshot } from "./shard.ts";
 import { DEFAULT_SHARDING_TIMINGS, type ShardingTimings } from "../timings.ts";
 
@@ -531,10 +532,8 @@ export class Coordinator {
   /** The requester if it can host, else the usable region with the fewest shards. */
   #fallbackHome(requester?: NodeId, except?: NodeId): NodeId | undefined {
     if (requester && this.#isUsable(requester) && !(except && sameNode(except, requester))) return requester;
-    const load = (node: NodeId) => this.#load.get(nodeKey(node)) ?? 0;
-    return [...this.#regions.values()]
-      .filter((r) => this.#isUsable(r) && !(except && sameNode(except, r)))
-      .sort((a, b) => load(a) - load(b) || compareAddresses(a.address, b.address))[0];
+    const usable = [...this.#regions.values()].filter((r) => this.#isUsable(r));
+    return leastLoaded(usable, (node) => this.#load.get(nodeKey(node)) ?? 0, except);
   }
 
   #addLoad(node: NodeId, delta: number): void {
@@ -602,24 +601,21 @@ export class Coordinator {
   ): void {
     if (shard < 0 || shard >= this.shardCount || this.#moves.has(shard)) return;
     const home = this.#allocation.get(shard);
-    const desired = this.#desiredHome(shard);
-    if (!home) {
-      if (!mayStartFresh) return;
-      const to = desired ?? (this.#orphans.has(shard) ? this.#fallbackHome() : undefined);
-      if (to) moves.push({ shard, to });
-      return;
-    }
-    if (this.#statusOf(home) === "Leaving") {
-      const waited = now - (this.#leavingSince.get(nodeKey(home)) ?? now) >= this.#t.leavingGraceMs;
-      const to = desired && !sameNode(desired, home)
-        ? desired
-        : waited
-        ? this.#fallbackHome(undefined, home)
-        : undefined;
-      if (to) moves.push({ shard, from: home, to });
-    } else if (desired && !sameNode(desired, home)) {
-      moves.push({ shard, from: home, to: desired });
-    }
+    const leavingSince = home && this.#statusOf(home) === "Leaving"
+      ? this.#leavingSince.get(nodeKey(home)) ?? now
+      : undefined;
+    const to = targetOf({
+      home,
+      desired: this.#desiredHome(shard),
+      homeLeaving: leavingSince === undefined
+        ? undefined
+        : now - leavingSince >= this.#t.leavingGraceMs
+        ? "graceOver"
+        : "waiting",
+      mayStart: mayStartFresh,
+      orphaned: this.#orphans.has(shard),
+    }, (except) => this.#fallbackHome(undefined, except));
+    if (to) moves.push(home ? { shard, from: home, to } : { shard, to });
   }
 
   /** A target that went away before it started the shard: pick another. */

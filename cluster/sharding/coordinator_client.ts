@@ -9,9 +9,9 @@
 import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
 import { GetShardHomeSchema, RegisterRegionSchema } from "../../proto/gen/cluster_pb.ts";
-import { RemotingError } from "../remoting/errors.ts";
+import { Refusal, RemotingError } from "../remoting/errors.ts";
 import { nodeFromProto, type NodeId, sameNode } from "../remoting/node.ts";
-import type { Remoting } from "../remoting/remoting.ts";
+import type { Transport } from "../remoting/transport.ts";
 import type { ShardSnapshot } from "./shard.ts";
 import { snapshotToProto } from "./sharding_codec.ts";
 
@@ -19,7 +19,7 @@ const log = getLogger(["usershard", "sharding"]);
 
 /** How a {@linkcode CoordinatorClient} is set up. */
 export interface CoordinatorClientOptions {
-  readonly remoting: Remoting;
+  readonly remoting: Transport;
   /** The node the coordinator runs on (the oldest member), when known. */
   readonly coordinator: () => NodeId | undefined;
   readonly shardCount: number;
@@ -87,7 +87,7 @@ export class CoordinatorClient {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      if (/cannot work together/.test(message)) return message;
+      if (error instanceof RemotingError && error.refusal === Refusal.INCOMPATIBLE_NODE) return message;
       log.debug("registering with {coordinator} failed: {message}; retrying", {
         coordinator: coordinator.address,
         message,
@@ -123,14 +123,18 @@ export class CoordinatorClient {
   checkAuthority(from: NodeId, epoch: bigint): void {
     const coordinator = this.#o.coordinator();
     if (!coordinator || !sameNode(from, coordinator)) {
-      throw new Error(`${from.address} is not the shard coordinator this node knows`);
+      throw new RemotingError(
+        `${from.address} is not the shard coordinator this node knows`,
+        Refusal.NOT_THE_COORDINATOR,
+      );
     }
     this.heardEpoch(from, epoch);
     const registered = this.#registeredWith;
     if (!registered || !sameNode(registered.node, from) || registered.epoch !== epoch) {
-      throw new Error(
+      throw new RemotingError(
         `this region is not registered with coordinator epoch ${epoch} on ${from.address}` +
           (registered ? ` (it registered with epoch ${registered.epoch})` : ""),
+        Refusal.NOT_THE_COORDINATOR,
       );
     }
   }

@@ -26,8 +26,9 @@ import {
   type CoordinatorTimings,
   type MemberInfo,
 } from "./coordinator.ts";
+import { Refusal, RemotingError } from "../remoting/errors.ts";
 import { type NodeId, nodeKey, nodeToProto, sameNode } from "../remoting/node.ts";
-import type { Body, Inbound, Remoting } from "../remoting/remoting.ts";
+import type { Body, Inbound, Transport } from "../remoting/transport.ts";
 import { snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
 const log = getLogger(["usershard", "coordinator"]);
@@ -47,7 +48,7 @@ export interface CoordinatorRunnerOptions {
   readonly shardCount: number;
   /** Whether this node keeps shard state durably: the cluster's way, which every region must share. */
   readonly durableState: boolean;
-  readonly remoting: Remoting;
+  readonly remoting: Transport;
   readonly askTimeoutMs: number;
   readonly placement: PlacementSource;
   /** How often the placement is read even without a report of a change. */
@@ -270,7 +271,7 @@ export class CoordinatorRunner {
         this.#requests.delete(action.requestId);
         if (action.error) {
           log.error("refused a shard region: {error}", { error: action.error });
-          request?.reject(new Error(action.error));
+          request?.reject(new RemotingError(action.error, Refusal.INCOMPATIBLE_NODE));
         } else {
           request?.resolve({ case: "regionRegistered", value: create(RegionRegisteredSchema, { epoch: this.#epoch }) });
         }

@@ -18,7 +18,7 @@ import {
 } from "../../proto/gen/cluster_pb.ts";
 import { errorText } from "../error_text.ts";
 import { type NodeId, sameNode } from "../remoting/node.ts";
-import type { Body } from "../remoting/remoting.ts";
+import type { Body } from "../remoting/transport.ts";
 import { NO_PURCHASES } from "./entity.ts";
 import { HostedShard } from "./hosted_shard.ts";
 import type { ShardSnapshot } from "./shard.ts";

@@ -14,7 +14,7 @@ import { ApplyEventsSchema, GetUserSchema } from "../../proto/gen/cluster_pb.ts"
 import { errorText } from "../error_text.ts";
 import { RemotingError, within } from "../remoting/errors.ts";
 import { type NodeId, sameNode } from "../remoting/node.ts";
-import type { Body, Inbound, Remoting } from "../remoting/remoting.ts";
+import type { Body, Inbound, Transport } from "../remoting/transport.ts";
 import { DEFAULT_SHARDING_TIMINGS } from "../timings.ts";
 import { CoordinatorClient } from "./coordinator_client.ts";
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
@@ -52,7 +52,7 @@ export interface Delivery {
 export interface RegionOptions {
   readonly self: NodeId;
   readonly shardCount: number;
-  readonly remoting: Remoting;
+  readonly remoting: Transport;
   /** The node the coordinator runs on (the oldest member), when known. */
   readonly coordinator: () => NodeId | undefined;
   /** How long an ask may take before it fails (10 s by default, `--ask-timeout`). */
@@ -191,6 +191,11 @@ export class ShardRegion {
         return { lastOffset, local: false };
       },
     });
+  }
+
+  /** The shard that holds `userId`. */
+  shardOf(userId: string): number {
+    return this.#o.shardOf(userId);
   }
 
   /**

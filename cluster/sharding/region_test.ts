@@ -8,7 +8,8 @@ import {
 } from "../../proto/gen/cluster_pb.ts";
 import type { Member } from "../membership/members.ts";
 import type { NodeId } from "../remoting/node.ts";
-import { type Body, type InboundHandler, Remoting } from "../remoting/remoting.ts";
+import { Remoting } from "../remoting/remoting.ts";
+import type { Body, InboundHandler } from "../remoting/transport.ts";
 import { REGISTRATION_GRACE_MS } from "./coordinator.ts";
 import { CoordinatorRunner } from "./coordinator_runner.ts";
 import type { PurchaseEvent } from "./entity.ts";

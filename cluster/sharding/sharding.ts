@@ -11,14 +11,15 @@ import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
 import { AssignmentChangedSchema } from "../../proto/gen/cluster_pb.ts";
 import type { ClusterNode } from "../membership/cluster_node.ts";
-import { COORDINATOR_MESSAGES, CoordinatorRunner, type PlacementSource } from "./coordinator_runner.ts";
-import { json, type ManagementRoute } from "../management/management.ts";
-import { placementPage } from "../management/page.ts";
-import { clusterPlacement } from "../management/placement.ts";
+import {
+  COORDINATOR_MESSAGES,
+  CoordinatorRunner,
+  type CoordinatorView,
+  type PlacementSource,
+} from "./coordinator_runner.ts";
 import { sameNode } from "../remoting/node.ts";
-import { userIdProblem } from "./entity.ts";
 import type { HostingObserver } from "./hosting.ts";
-import { REGION_MESSAGES, ShardRegion, ShardUnavailableError } from "./region.ts";
+import { REGION_MESSAGES, ShardRegion } from "./region.ts";
 import type { ShardStorage } from "./shard_storage.ts";
 import { DEFAULT_SHARDING_TIMINGS, type ShardingTimings } from "../timings.ts";
 
@@ -157,76 +158,14 @@ export class Sharding {
     return false;
   }
 
-  /**
-   * `GET /cluster/shards/{typeName}`: this node's shards and their entity
-   * counts (Akka Management's shape), plus `consumedPartitions`, the
-   * partitions this node's consumer reads, so co-location can be checked.
-   */
-  managementRoute(consumedPartitions: () => readonly number[]): ManagementRoute {
-    const path = `/cluster/shards/${this.#o.typeName}`;
-    return (requested) => {
-      const one = requested.startsWith(`${path}/`) ? requested.slice(path.length + 1) : undefined;
-      if (one !== undefined) return this.#shardRoute(one);
-      if (requested !== path) return undefined;
-      return json({
-        regions: this.region.hostedShards().map((s) => ({ shardId: String(s.shardId), numEntities: s.numEntities })),
-        consumedPartitions: consumedPartitions(),
-      });
-    };
+  /** The options it was set up with (the management routes read them). */
+  get options(): ShardingOptions {
+    return this.#o;
   }
 
-  /**
-   * `GET /users/{id}`: one user's totals, from the one live copy wherever it
-   * is (as a gRPC query; the same shape as `usershard query --json`). 400 for
-   * an id a query refuses, 503 when the shard cannot be reached in time.
-   */
-  userRoute(): ManagementRoute {
-    return async (requested) => {
-      if (!requested.startsWith("/users/")) return undefined;
-      const id = requested.slice("/users/".length);
-      const problem = userIdProblem(id);
-      if (problem) return json({ message: problem }, 400);
-      try {
-        return json({ id, ...await this.region.userTotals(id) });
-      } catch (error) {
-        if (error instanceof ShardUnavailableError) return json({ message: error.message }, 503);
-        throw error;
-      }
-    };
-  }
-
-  /**
-   * The operator's view: `GET /` (the live placement page),
-   * `GET /cluster/placement` (the whole cluster's placement it draws, gathered
-   * from every member) and `GET /cluster/coordinator` (what the coordinator on
-   * this node is moving; `{"running": false}` elsewhere).
-   */
-  operatorRoutes(): ManagementRoute[] {
-    return [
-      (path) => path === "/" ? placementPage() : undefined,
-      async (path) =>
-        path === "/cluster/placement"
-          ? json(
-            await clusterPlacement({
-              snapshot: () => this.#o.node.snapshot(),
-              typeName: this.#o.typeName,
-              shardCount: this.#o.shardCount,
-            }),
-          )
-          : undefined,
-      (path) => path === "/cluster/coordinator" ? json(this.#runner.view ?? { running: false }) : undefined,
-    ];
-  }
-
-  // `GET /cluster/shards/{typeName}/{shardId}`: one hosted shard's whole state, for operators and tests.
-  #shardRoute(id: string): Response {
-    const state = /^\d+$/.test(id) ? this.region.shardState(Number(id)) : undefined;
-    if (!state) return json({ message: `shard ${id} is not hosted on ${this.#o.node.self.address}` }, 404);
-    return json({
-      shardId: String(state.shard),
-      lastOffset: state.lastOffset,
-      entities: state.entities.map(([userId, totals]) => ({ userId, ...totals })),
-    });
+  /** What the coordinator on this node is moving; `undefined` where it does not run. */
+  get coordinatorView(): CoordinatorView | undefined {
+    return this.#runner.view;
   }
 
   /** Stops timers, then every shard still hosted here (their writes in flight end first). */

@@ -6,7 +6,7 @@
  * every node.
  */
 import assert from "node:assert/strict";
-import { nodePorts, shardsOf, startProcessor, type Stream, withNodes } from "../support/cluster.ts";
+import { nodePorts, ready, shardsOf, startProcessor, type Stream, withNodes } from "../support/cluster.ts";
 import { createTopic, testKafka } from "../support/kafka.ts";
 import type { RunningUsershard } from "../support/process.ts";
 import { exactOnEveryNode, SteadyStream } from "../support/totals.ts";
@@ -22,7 +22,7 @@ async function threeNodes(started: RunningUsershard[], stream: Stream) {
   const ports = nodePorts(3);
   const nodes = ports.map((p) => startProcessor(p, ports.slice(0, 2), stream));
   started.push(...nodes);
-  await Promise.all(nodes.map((node) => node.waitForOutput(/node ready/, 90_000)));
+  await Promise.all(nodes.map((node, i) => ready(node, ports[i])));
   await settled(ports, stream);
   return { kafka, ports, nodes };
 }

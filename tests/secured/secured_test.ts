@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { runUsershard } from "../support/cli.ts";
-import { nodePorts, shardsOf, startProcessor, withNodes } from "../support/cluster.ts";
+import { nodePorts, ready, shardsOf, startProcessor, withNodes } from "../support/cluster.ts";
 import { BROKERS, createTopic, testKafka, withTopic } from "../support/kafka.ts";
 import { exactOnEveryNode, SteadyStream } from "../support/totals.ts";
 import { eventually } from "../support/wait.ts";
@@ -35,7 +35,7 @@ Deno.test("two nodes over SASL_SSL process, restore after kill -9 and answer exa
     const [a, b] = nodePorts(2);
     const nodes = [a, b].map((ports) => startProcessor(ports, [a, b], stream, SECURED));
     started.push(...nodes);
-    await Promise.all(nodes.map((node) => node.waitForOutput(/node ready/, 90_000)));
+    await Promise.all(nodes.map((node, i) => ready(node, [a, b][i])));
     const flow = new SteadyStream(stream.topic, { users: 40, perSecond: 200 });
     try {
       await eventually("both nodes host shards", async () => {
@@ -169,7 +169,7 @@ Deno.test("a missing ACL is one line naming the permission and the ACL; a runnin
 
       const node = startProcessor(ports, [ports], stream, SECURED);
       started.push(node);
-      await node.waitForOutput(/node ready/, 90_000);
+      await ready(node, ports);
       const flow = new SteadyStream(stream.topic, { users: 30, perSecond: 100 });
       try {
         await flow.reach(200);
@@ -231,7 +231,7 @@ Deno.test("with only the ACLs the README lists, a node processes, restores after
     const flags = ["--brokers", SASL_SSL, "--kafka-config", user.properties];
     const first = startProcessor(ports, [ports], stream, flags);
     started.push(first);
-    await first.waitForOutput(/node ready/, 90_000);
+    await ready(first, ports);
     const flow = new SteadyStream(stream.topic, { users: 30, perSecond: 100 });
     try {
       await flow.reach(300);
@@ -239,7 +239,7 @@ Deno.test("with only the ACLs the README lists, a node processes, restores after
       await first.exited();
       const second = startProcessor(ports, [ports], stream, flags);
       started.push(second);
-      await second.waitForOutput(/node ready/, 90_000);
+      await ready(second, ports);
       await flow.reach(flow.sent + 300);
     } finally {
       await flow.stop();
@@ -273,7 +273,7 @@ Deno.test("OAUTHBEARER with a token from a file: a node processes exactly; an ex
     const [ports] = nodePorts(1);
     const node = startProcessor(ports, [ports], stream, oauth(tokenFile));
     started.push(node);
-    await node.waitForOutput(/node ready/, 90_000);
+    await ready(node, ports);
     const flow = new SteadyStream(stream.topic, { users: 20, perSecond: 100 });
     try {
       await flow.reach(300);

@@ -122,6 +122,28 @@ export function startProcessor(
   );
 }
 
+/**
+ * Waits until `node` (on `ports`) answers `GET /ready` with 200: Up, and its
+ * region registered with the coordinator, so that it consumes from then on.
+ * Fails at once, quoting its log, when the process exits first.
+ */
+export async function ready(node: RunningUsershard, ports: NodePorts, timeoutMs = 90_000): Promise<void> {
+  let said = "no answer yet";
+  await eventually(
+    `${addressOf(ports)} ready`,
+    async () => {
+      if (!node.running) {
+        throw new Error(`usershard ${node.args.join(" ")} exited before it was ready:\n${node.stderr.slice(-4000)}`);
+      }
+      const response = await fetch(`http://127.0.0.1:${ports.mgmt}/ready`).catch(() => undefined);
+      said = response ? `${response.status} ${await response.text()}` : "no answer";
+      return response?.ok;
+    },
+    timeoutMs,
+    () => `/ready said: ${said}`,
+  );
+}
+
 /** `GET /cluster/shards/{group}`: shard ids hosted and the partitions consumed by a node. */
 export async function shardsOf(
   ports: NodePorts,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_TIMINGS } from "../timings.ts";
 import { leaderOf, mergeGossip, oldestOf, sameGossip, unreachableMembers } from "./gossip.ts";
 import { SimCluster } from "./membership_sim.ts";
+import { joinsTheirs } from "./membership.ts";
 
 const A = "127.0.0.1:2551";
 const B = "127.0.0.1:2552";
@@ -100,6 +101,36 @@ Deno.test("both seeds killed in turn while a third member lives on: restarted, t
     !sim.events.get(A)!.some((e) => e.type === "formedCluster"),
     "the restarted first seed joined the live cluster rather than forming one",
   );
+});
+
+Deno.test("a first seed restarted while cut off forms a cluster of its own; once the cut heals it gives way", () => {
+  // Found by cluster/sharding/cluster_sim_test.ts (seed 9): the two clusters stayed apart after the cut healed.
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  sim.kill(A);
+  sim.advanceUntil(() => sim.allSee({ [B]: "Up", [C]: "Up" }), 30_000, "A removed");
+  sim.partition(A, B);
+  sim.partition(A, C);
+  sim.start(A);
+  sim.advanceUntil(() => sim.nodes.get(A)!.isMember, 10_000, "A forming a cluster of its own");
+  sim.cut.clear();
+  sim.advanceUntil(
+    () => sim.events.get(A)!.some((e) => e.type === "selfRemoved" && e.reason === "anotherCluster"),
+    10_000,
+    "A giving way to the larger cluster",
+  );
+  const met = sim.events.get(A)!.find((e) => e.type === "metCluster");
+  assert.deepEqual(met && met.type === "metCluster" && [met.mine.members, met.theirs.members], [1, 2]);
+  assert.deepEqual(sim.statuses(B), { [B]: "Up", [C]: "Up" }, "the larger cluster carries on");
+  sim.start(A);
+  sim.advanceUntil(() => sim.allSee(allUp), 30_000, "A restarted into the other cluster");
+});
+
+Deno.test("of two clusters of a size, the one whose oldest member has the lower address is the one joined", () => {
+  assert.equal(joinsTheirs({ members: 2, oldest: "10.0.0.2:2551" }, { members: 2, oldest: "10.0.0.1:2551" }), true);
+  assert.equal(joinsTheirs({ members: 2, oldest: "10.0.0.1:2551" }, { members: 2, oldest: "10.0.0.2:2551" }), false);
+  assert.equal(joinsTheirs({ members: 3, oldest: "10.0.0.9:2551" }, { members: 2, oldest: "10.0.0.1:2551" }), false);
 });
 
 Deno.test("the only Up member dies while another is still Joining: the Joining one leads, downs it and goes Up", () => {

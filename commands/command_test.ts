@@ -1,18 +1,7 @@
 import assert from "node:assert/strict";
 import { CliError, defineCommand, runCommand } from "./command.ts";
 import { UsageError } from "./flags.ts";
-
-/** Runs `fn` with console.error captured; returns what it printed, line by line. */
-async function stderrOf(fn: () => Promise<unknown>): Promise<{ result: unknown; lines: string[] }> {
-  const lines: string[] = [];
-  const original = console.error;
-  console.error = (...args: unknown[]) => lines.push(args.map(String).join(" "));
-  try {
-    return { result: await fn(), lines };
-  } finally {
-    console.error = original;
-  }
-}
+import { stderrOf } from "../tests/support/cli.ts";
 
 function failing(error: unknown) {
   return defineCommand({ name: "demo", summary: "fails", usage: "usershard demo", flags: {} }, () => {

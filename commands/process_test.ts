@@ -1,18 +1,9 @@
 import assert from "node:assert/strict";
-import { runCommand } from "./command.ts";
+import { runInProcess } from "../tests/support/cli.ts";
 import { processCommand } from "./process.ts";
 
 /** Runs `usershard process` with `args`; returns the exit code and the lines on standard error. */
-async function process(...args: string[]): Promise<{ code: number; lines: string[] }> {
-  const lines: string[] = [];
-  const original = console.error;
-  console.error = (...parts: unknown[]) => lines.push(parts.map(String).join(" "));
-  try {
-    return { code: await runCommand(processCommand, args), lines };
-  } finally {
-    console.error = original;
-  }
-}
+const process = (...args: string[]) => runInProcess(processCommand, args);
 
 Deno.test("process refuses an empty secret before it touches Kafka: it would turn authentication off", async () => {
   assert.deepEqual(await process("--cluster-secret", "", "--brokers", "127.0.0.1:1"), {

@@ -1,18 +1,9 @@
 import assert from "node:assert/strict";
-import { runCommand } from "./command.ts";
+import { runInProcess } from "../tests/support/cli.ts";
 import { describeStats, queryCommand } from "./query.ts";
 
 /** Runs `usershard query` with `args`; returns the exit code and the lines on standard error. */
-async function query(...args: string[]): Promise<{ code: number; lines: string[] }> {
-  const lines: string[] = [];
-  const original = console.error;
-  console.error = (...parts: unknown[]) => lines.push(parts.map(String).join(" "));
-  try {
-    return { code: await runCommand(queryCommand, args), lines };
-  } finally {
-    console.error = original;
-  }
-}
+const query = (...args: string[]) => runInProcess(queryCommand, args);
 
 Deno.test("a user's totals read as a sentence, with purchase in the singular for one", () => {
   assert.equal(

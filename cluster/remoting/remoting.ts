@@ -175,6 +175,7 @@ export class Remoting implements Transport {
       return;
     }
     this.#meter(link, peer.address);
+    this.#connectedFrom(peer.address);
     await link.readEnvelopes((envelope) => this.#dispatch(link, peer, envelope));
   }
 
@@ -249,6 +250,20 @@ export class Remoting implements Transport {
         });
       }
     }
+  }
+
+  /**
+   * A peer at `address` has just connected here, so it is up: what is sent to
+   * it goes out now, not after the backoff that its previous life (killed,
+   * restarted at the same address) earned. Else a restarted seed's "are you
+   * in a cluster?" is answered only once that backoff ends, after it has
+   * formed a cluster of its own.
+   */
+  #connectedFrom(address: string): void {
+    const peer = this.#peers.get(address);
+    if (!peer || peer.connecting || (peer.link && !peer.link.isClosed)) return;
+    peer.failures = 0;
+    peer.retryAt = 0;
   }
 
   #peer(address: string): Peer {

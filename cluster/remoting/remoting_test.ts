@@ -304,6 +304,21 @@ Deno.test("a peer that cannot be reached is retried with backoff, and reached on
     }, 5000);
   }));
 
+Deno.test("a peer that connects is reached at once, whatever backoff its address earned before", () =>
+  withRemotings(async (started) => {
+    // Found in CI (tests/fault_test.ts): a seed restarted at its address was answered only after that backoff.
+    const a = node({ maxBackoffMs: 600_000 });
+    started.push(a);
+    const port = freePort();
+    const address = `127.0.0.1:${port}`;
+    for (let i = 0; i < 3; i++) await a.ask(address, getUser("1"), 1000).catch(() => {});
+    await assert.rejects(a.ask(address, getUser("1"), 1000), /unreachable \(next attempt in \d+ ms\)/);
+    const restarted = node({ port });
+    started.push(restarted);
+    assert.equal(await askedUser(restarted, a.self, "2"), "2", "it connects to a");
+    assert.equal(await askedUser(a, address, "3"), "3", "and a reaches it without waiting out the backoff");
+  }));
+
 Deno.test("a peer that does not read has its connection closed once too much is queued", () =>
   withRemotings(async (started) => {
     const a = node({ maxQueuedBytes: 256 * 1024 });

@@ -18,8 +18,8 @@
  *   and a shard it reports started is started again elsewhere.
  * - A region's repeated registration claims nothing: it may be older than
  *   commands the region has carried out since.
- * - An answer that names its command counts only for the move's last command,
- *   so a duplicate or overtaken answer cannot end a move.
+ * - An answer counts only for the move's last command, which it names, so a
+ *   duplicate or overtaken answer cannot end a move.
  * - The shards of a node that is gone (downed, removed, replaced) are lost
  *   with it and start empty elsewhere.
  *
@@ -69,8 +69,8 @@ export interface ShardMove {
 }
 
 /**
- * An input; every one carries the time. An answer to a command may name it
- * (`command`, from the action): then an answer to any other command — a
+ * An input; every one carries the time. An answer names its command
+ * (`command`, from the action): an answer to any other command — a
  * duplicate, or one a retry has overtaken — is ignored.
  */
 export type CoordinatorInput =
@@ -100,28 +100,28 @@ export type CoordinatorInput =
     readonly shard: number;
     readonly from: NodeId;
     readonly snapshot?: ShardSnapshot;
-    readonly command?: number;
+    readonly command: number;
     readonly now: number;
   }
   | {
     readonly type: "stopFailed";
     readonly shard: number;
     readonly from: NodeId;
-    readonly command?: number;
+    readonly command: number;
     readonly now: number;
   }
   | {
     readonly type: "started";
     readonly shard: number;
     readonly at: NodeId;
-    readonly command?: number;
+    readonly command: number;
     readonly now: number;
   }
   | {
     readonly type: "startFailed";
     readonly shard: number;
     readonly at: NodeId;
-    readonly command?: number;
+    readonly command: number;
     readonly now: number;
   }
   | { readonly type: "tick"; readonly now: number };
@@ -132,20 +132,20 @@ export interface MemberInfo {
   readonly status: MemberStatus;
 }
 
-/** A command or a report. Commands carry an id (`command`, always set) for their answers to name. */
+/** A command or a report. Commands carry an id (`command`) for their answers to name. */
 export type CoordinatorAction =
   | { readonly type: "registerReply"; readonly requestId: number; readonly error?: string }
   | { readonly type: "homeReply"; readonly requestId: number; readonly shard: number; readonly home: NodeId }
-  | { readonly type: "stopShard"; readonly shard: number; readonly at: NodeId; readonly command?: number }
+  | { readonly type: "stopShard"; readonly shard: number; readonly at: NodeId; readonly command: number }
   | {
     readonly type: "startShard";
     readonly shard: number;
     readonly at: NodeId;
     readonly snapshot?: ShardSnapshot;
-    readonly command?: number;
+    readonly command: number;
   }
-  | { readonly type: "rebalanceStarted"; readonly batch: number; readonly moves: readonly ShardMove[] }
-  | { readonly type: "rebalanceCompleted"; readonly batch: number; readonly shards: number; readonly ms: number }
+  | { readonly type: "rebalanceStarted"; readonly rebalance: number; readonly moves: readonly ShardMove[] }
+  | { readonly type: "rebalanceCompleted"; readonly rebalance: number; readonly shards: number; readonly ms: number }
   | {
     readonly type: "shardsLost";
     readonly shards: readonly number[];
@@ -173,7 +173,7 @@ interface Move {
   /** The id of the last command sent for this move. */
   command: number;
   retryAt: number;
-  readonly batch: Batch;
+  readonly rebalance: Rebalance;
 }
 
 /** A stop sent to a region that claimed a shard another node holds; repeated until it is answered. */
@@ -185,7 +185,7 @@ interface ConflictStop {
   retryAt: number;
 }
 
-interface Batch {
+interface Rebalance {
   readonly id: number;
   readonly startedAt: number;
   remaining: number;
@@ -216,7 +216,7 @@ export class Coordinator {
   #desired: ReadonlyMap<number, string> = new Map();
   #lastCommand = 0;
   #lastMove = 0;
-  #lastBatch = 0;
+  #lastRebalance = 0;
   /** Shards in the table or moving there, by node key: what the least loaded node is picked by. */
   readonly #load = new Map<string, number>();
   /** Members or registrations changed: every shard and move is looked at again. */
@@ -626,7 +626,12 @@ export class Coordinator {
   }
 
   #beginMoves(moves: readonly { shard: number; from?: NodeId; to: NodeId }[], now: number): void {
-    const batch: Batch = { id: ++this.#lastBatch, startedAt: now, remaining: moves.length, size: moves.length };
+    const rebalance: Rebalance = {
+      id: ++this.#lastRebalance,
+      startedAt: now,
+      remaining: moves.length,
+      size: moves.length,
+    };
     for (const { shard, from, to } of moves) {
       this.#unallocate(shard);
       const move: Move = {
@@ -639,7 +644,7 @@ export class Coordinator {
         inFlight: false,
         command: 0,
         retryAt: 0,
-        batch,
+        rebalance,
       };
       this.#moves.set(shard, move);
       this.#addLoad(to, 1);
@@ -647,7 +652,7 @@ export class Coordinator {
       this.#conflictStops.delete(`${shard}@${nodeKey(to)}`);
       this.#unsend(move, 0);
     }
-    this.#emit({ type: "rebalanceStarted", batch: batch.id, moves: moves.map((m) => ({ ...m })) });
+    this.#emit({ type: "rebalanceStarted", rebalance: rebalance.id, moves: moves.map((m) => ({ ...m })) });
   }
 
   #issueConflictStops(now: number): void {
@@ -659,16 +664,12 @@ export class Coordinator {
     }
   }
 
-  /**
-   * Whether a stop's answer is a conflict stop's: done when stopped, sent
-   * again later when it failed. Answers without a command id match by shard
-   * and region, when no move stops that shard there.
-   */
-  #conflictAnswered(shard: number, from: NodeId, command: number | undefined, ok: boolean, now: number): boolean {
+  /** Whether a stop's answer is a conflict stop's: done when stopped, sent again later when it failed. */
+  #conflictAnswered(shard: number, from: NodeId, command: number, ok: boolean, now: number): boolean {
     const key = `${shard}@${nodeKey(from)}`;
     const stop = this.#conflictStops.get(key);
     if (!stop || !stop.inFlight) return false;
-    if (command !== undefined ? command !== stop.command : this.#moves.get(shard)?.from !== undefined) return false;
+    if (command !== stop.command) return false;
     if (ok) this.#conflictStops.delete(key);
     else {
       stop.inFlight = false;
@@ -703,12 +704,12 @@ export class Coordinator {
   }
 
   /** The move an answer is for: none when the answer names a command other than the move's last. */
-  #answered(shard: number, command: number | undefined): Move | undefined {
+  #answered(shard: number, command: number): Move | undefined {
     const move = this.#moves.get(shard);
-    return move && (command === undefined || command === move.command) ? move : undefined;
+    return move && command === move.command ? move : undefined;
   }
 
-  #stopped(shard: number, from: NodeId, snapshot: ShardSnapshot | undefined, command: number | undefined): void {
+  #stopped(shard: number, from: NodeId, snapshot: ShardSnapshot | undefined, command: number): void {
     const move = this.#answered(shard, command);
     if (!move || move.phase !== "stopping" || !move.from || !sameNode(move.from, from)) return;
     move.phase = "starting";
@@ -718,7 +719,7 @@ export class Coordinator {
     if (move.snapshot) this.#orphans.set(shard, move.snapshot);
   }
 
-  #started(shard: number, at: NodeId, command: number | undefined, now: number): void {
+  #started(shard: number, at: NodeId, command: number, now: number): void {
     const move = this.#answered(shard, command);
     if (!move || move.phase !== "starting" || !sameNode(move.to, at)) return;
     if (!this.#isAlive(at)) {
@@ -734,12 +735,12 @@ export class Coordinator {
     this.#orphans.delete(shard);
     this.#allocate(shard, at);
     this.#touched.add(shard);
-    if (--move.batch.remaining === 0) {
+    if (--move.rebalance.remaining === 0) {
       this.#emit({
         type: "rebalanceCompleted",
-        batch: move.batch.id,
-        shards: move.batch.size,
-        ms: now - move.batch.startedAt,
+        rebalance: move.rebalance.id,
+        shards: move.rebalance.size,
+        ms: now - move.rebalance.startedAt,
       });
     }
   }

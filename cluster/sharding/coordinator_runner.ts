@@ -70,7 +70,7 @@ const UNSTABLE_RETRY_MS = 500;
 export interface RebalanceRecord {
   /** The coordinator instance that ran it, and its number there. */
   readonly epoch: string;
-  readonly batch: number;
+  readonly rebalance: number;
   /** Wall-clock time it started, in epoch milliseconds (for display). */
   readonly startedAt: number;
   readonly moves: readonly { readonly shard: number; readonly from?: string; readonly to: string }[];
@@ -353,7 +353,7 @@ export class CoordinatorRunner {
       case "rebalanceStarted":
         this.#rebalances.push({
           epoch: String(this.#epoch),
-          batch: action.batch,
+          rebalance: action.rebalance,
           startedAt: Date.now(),
           moves: action.moves.map((m) => ({ shard: m.shard, from: m.from?.address, to: m.to.address })),
         });
@@ -364,7 +364,9 @@ export class CoordinatorRunner {
         });
         break;
       case "rebalanceCompleted": {
-        const record = this.#rebalances.find((r) => r.batch === action.batch && r.epoch === String(this.#epoch));
+        const record = this.#rebalances.find((r) =>
+          r.rebalance === action.rebalance && r.epoch === String(this.#epoch)
+        );
         if (record) record.completedMs = Math.round(action.ms);
         log.info("rebalance of {count} shards completed in {ms} ms", {
           count: action.shards,

@@ -127,12 +127,6 @@ const CALM: Faults = { commandFails: 0, replyLost: 0, replyDuplicated: 0 };
 
 /** How the pieces around the coordinator behave in one run. */
 interface Setting {
-  /**
-   * Whether answers name the command they answer. Only then can the
-   * coordinator tell a duplicate answer from a new one, so only then are
-   * answers duplicated (a runner whose asks resolve once cannot duplicate).
-   */
-  readonly namedAnswers: boolean;
   /** Whether a region takes commands only once the coordinator has acknowledged its registration. */
   readonly registeredOnly: boolean;
 }
@@ -159,7 +153,7 @@ class Sim {
   #nextRequest = 1;
 
   constructor(readonly seed: number, readonly random: () => number, readonly setting: Setting) {
-    this.faults = { commandFails: 0.1, replyLost: 0.1, replyDuplicated: setting.namedAnswers ? 0.15 : 0 };
+    this.faults = { commandFails: 0.1, replyLost: 0.1, replyDuplicated: 0.15 };
     for (const address of ADDRESSES.slice(0, 3)) this.#join(address, "Up");
     this.coordinator = new Coordinator(SHARDS, this.now);
     this.feedMembers();
@@ -305,10 +299,9 @@ class Sim {
   #carryOut(command: Command): void {
     const region = this.incarnations.get(nodeKey(command.at));
     const { shard } = command;
-    const named = this.setting.namedAnswers ? command.command : undefined;
     const failed: Reply = command.type === "stopShard"
-      ? { type: "stopFailed", shard, from: command.at, command: named }
-      : { type: "startFailed", shard, at: command.at, command: named };
+      ? { type: "stopFailed", shard, from: command.at, command: command.command }
+      : { type: "startFailed", shard, at: command.at, command: command.command };
     const refused = this.setting.registeredOnly && region?.registeredEpoch !== this.epoch;
     if (!region?.alive || refused || this.random() < this.faults.commandFails) {
       this.trace(`${command.type} ${shard} at ${nodeKey(command.at)} fails`);
@@ -319,10 +312,10 @@ class Sim {
     if (command.type === "stopShard") {
       const snapshot = region.stop(shard, this.now);
       this.trace(`stopShard ${shard} at ${nodeKey(command.at)} → ${snapshot ? snapshot.lastOffset : "nothing"}`);
-      reply = { type: "stopped", shard, from: command.at, snapshot, command: named };
+      reply = { type: "stopped", shard, from: command.at, snapshot, command: command.command };
     } else {
       this.#start(region, shard, command.snapshot);
-      reply = { type: "started", shard, at: command.at, command: named };
+      reply = { type: "started", shard, at: command.at, command: command.command };
     }
     // Applied, but the answer does not come back in time: the coordinator hears of a failure and tries again.
     if (this.random() < this.faults.replyLost) reply = failed;
@@ -541,13 +534,13 @@ class Sim {
   }
 }
 
-/** Runs the seeds (or only `COORDINATOR_SIM_SEED`) with answers named as `namedAnswers` says. */
-function runSeeds(namedAnswers: boolean): void {
+/** Runs the seeds, or only `COORDINATOR_SIM_SEED`. */
+function runSeeds(): void {
   const only = Deno.env.get("COORDINATOR_SIM_SEED");
   const seeds = only ? [Number(only)] : Array.from({ length: 500 }, (_, i) => i + 1);
   for (const seed of seeds) {
     const random = seededRandom(seed);
-    const sim = new Sim(seed, random, { namedAnswers, registeredOnly: random() < 0.5 });
+    const sim = new Sim(seed, random, { registeredOnly: random() < 0.5 });
     sim.chaos();
     sim.settle();
     sim.checkFinal();
@@ -555,9 +548,5 @@ function runSeeds(namedAnswers: boolean): void {
 }
 
 Deno.test("random interleavings with faults, failovers and restarts never roll a shard back nor run it twice", () => {
-  runSeeds(true);
-});
-
-Deno.test("random interleavings stay safe when answers do not name their commands (and so are never duplicated)", () => {
-  runSeeds(false);
+  runSeeds();
 });

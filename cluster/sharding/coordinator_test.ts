@@ -66,8 +66,8 @@ class World {
       const type = command.type === "stopShard" ? "stopFailed" : "startFailed";
       this.feed(
         type === "stopFailed"
-          ? { type, shard: command.shard, from: command.at, now: this.now }
-          : { type, shard: command.shard, at: command.at, now: this.now },
+          ? { type, shard: command.shard, from: command.at, command: command.command, now: this.now }
+          : { type, shard: command.shard, at: command.at, command: command.command, now: this.now },
       );
       return;
     }
@@ -77,7 +77,14 @@ class World {
       const snapshot: ShardSnapshot | undefined = count === undefined
         ? undefined
         : { shard: command.shard, lastOffset: count, entities: [] };
-      this.feed({ type: "stopped", shard: command.shard, from: command.at, snapshot, now: this.now });
+      this.feed({
+        type: "stopped",
+        shard: command.shard,
+        from: command.at,
+        snapshot,
+        command: command.command,
+        now: this.now,
+      });
     } else {
       for (const [address, other] of this.hosted) {
         if (other.has(command.shard) && !this.dead.has(address)) {
@@ -85,7 +92,7 @@ class World {
         }
       }
       region.set(command.shard, command.snapshot?.lastOffset ?? 0);
-      this.feed({ type: "started", shard: command.shard, at: command.at, now: this.now });
+      this.feed({ type: "started", shard: command.shard, at: command.at, command: command.command, now: this.now });
     }
   }
 
@@ -349,11 +356,12 @@ Deno.test("a start answered by an incarnation already known to be gone does not 
   w.register(B);
   w.feed({ type: "getHome", shard: 0, requester: B, requestId: 1, now: 0 });
   assert.deepEqual(w.pending.map((c) => c.type === "startShard" && [c.shard, c.at]), [[0, B]]);
+  const start = w.pending[0].type === "startShard" ? w.pending[0].command : 0;
   // B starts the shard and dies; its answer comes in after the news of its death.
   w.pending = [];
   w.dead.add(B.address);
   w.feed({ type: "members", members: [{ node: A, status: "Up" }, { node: B, status: "Down" }], now: 1 });
-  w.feed({ type: "started", shard: 0, at: B, now: 2 });
+  w.feed({ type: "started", shard: 0, at: B, command: start, now: 2 });
   w.settle();
   assert.deepEqual(w.homes(A), [0], "shard 0 starts again on a live node");
   assert.ok(w.coordinator.allocation.get(0) && sameNode(w.coordinator.allocation.get(0)!, A));
@@ -446,7 +454,7 @@ Deno.test("a conflict's stop is sent again until the region that claimed the sha
   const first = register(B, [5], 2, 0).filter((a) => a.type === "stopShard");
   assert.equal(first.length, 1);
   assert.ok(first[0].type === "stopShard" && sameNode(first[0].at, B) && first[0].shard === 5);
-  const command = first[0].type === "stopShard" ? first[0].command : undefined;
+  const command = first[0].type === "stopShard" ? first[0].command : 0;
   // B refuses: our registration reply had not reached it yet.
   coordinator.step({ type: "stopFailed", shard: 5, from: B, command, now: 10 });
   assert.deepEqual(
@@ -455,7 +463,7 @@ Deno.test("a conflict's stop is sent again until the region that claimed the sha
   );
   const again = coordinator.step({ type: "tick", now: 10 + COMMAND_RETRY_MS }).filter((a) => a.type === "stopShard");
   assert.equal(again.length, 1, "the stop goes out again");
-  const retry = again[0].type === "stopShard" ? again[0].command : undefined;
+  const retry = again[0].type === "stopShard" ? again[0].command : 0;
   assert.notEqual(retry, command);
   coordinator.step({ type: "stopped", shard: 5, from: B, command: retry, now: 2000 });
   assert.deepEqual(

@@ -20,7 +20,7 @@ import { errorText } from "../error_text.ts";
 import { type NodeId, sameNode } from "../remoting/node.ts";
 import type { Body } from "../remoting/transport.ts";
 import { NO_PURCHASES } from "./entity.ts";
-import { HostedShard } from "./hosted_shard.ts";
+import { ShardCopy } from "./shard_copy.ts";
 import type { ShardSnapshot } from "./shard.ts";
 import type { ShardStorage, StateRefusedError } from "./shard_storage.ts";
 import { eventsFromProto, snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
@@ -64,7 +64,7 @@ export interface HostingOptions {
 /** What one node hosts. */
 export class ShardHosting {
   readonly #o: HostingOptions;
-  readonly #shards = new Map<number, HostedShard>();
+  readonly #shards = new Map<number, ShardCopy>();
   /** Shards stopped here lately, with the state handed over when the storage is not durable. */
   readonly #handedOff = new Map<number, { snapshot: ShardSnapshot | undefined; at: number }>();
   readonly #stopping = new Map<number, Promise<ShardSnapshot | undefined>>();
@@ -77,7 +77,7 @@ export class ShardHosting {
   }
 
   /** The hosted shard `id`, if any (it may still be restoring). */
-  get(id: number): HostedShard | undefined {
+  get(id: number): ShardCopy | undefined {
     return this.#shards.get(id);
   }
 
@@ -216,8 +216,8 @@ export class ShardHosting {
     };
   }
 
-  #host(id: number, snapshot?: ShardSnapshot): HostedShard {
-    const hosted: HostedShard = new HostedShard(id, this.#o.storage, {
+  #host(id: number, snapshot?: ShardSnapshot): ShardCopy {
+    const hosted: ShardCopy = new ShardCopy(id, this.#o.storage, {
       broken: (error) => this.#broken(hosted, error),
       refused: (error) => this.#o.onRefused?.(error),
     }, snapshot);
@@ -233,7 +233,7 @@ export class ShardHosting {
    * not the error, says who owns the shard. Reopening without asking could
    * fence the shard's rightful owner in turn.
    */
-  #broken(hosted: HostedShard, error: unknown): void {
+  #broken(hosted: ShardCopy, error: unknown): void {
     const id = hosted.id;
     if (this.#shards.get(id) !== hosted) return;
     this.#shards.delete(id);

@@ -18,7 +18,7 @@ import type { Body, Inbound, Transport } from "../remoting/transport.ts";
 import { DEFAULT_SHARDING_TIMINGS } from "../timings.ts";
 import { CoordinatorClient } from "./coordinator_client.ts";
 import { NO_PURCHASES, type PurchaseEvent, type UserTotals } from "./entity.ts";
-import type { HostedShard } from "./hosted_shard.ts";
+import type { ShardCopy } from "./shard_copy.ts";
 import { type HostingObserver, ShardHosting } from "./hosting.ts";
 import type { ShardSnapshot } from "./shard.ts";
 import type { ShardStorage, StateRefusedError } from "./shard_storage.ts";
@@ -313,6 +313,6 @@ export class ShardRegion {
 
 /** How {@linkcode ShardRegion}'s routing reaches a shard: here, or at its home. */
 interface Routes<T> {
-  readonly local: (shard: HostedShard, deadline: number) => Promise<T>;
+  readonly local: (shard: ShardCopy, deadline: number) => Promise<T>;
   readonly remote: (home: NodeId, timeoutMs: number) => Promise<T | undefined>;
 }

@@ -1,8 +1,10 @@
 /**
- * Runs the real `usershard` program as a child process, the way a user does.
+ * Runs the real `usershard` program as a child process, the way a user does,
+ * or one command in this process with what it prints captured.
  *
  * @module
  */
+import { type Command, runCommand } from "../../commands/command.ts";
 
 const decoder = new TextDecoder();
 
@@ -61,4 +63,25 @@ export async function runUsershard(
   const result = { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
   if (timedOut) throw new Error(`usershard ${args.join(" ")} did not finish in ${timeoutMs} ms:\n${result.stderr}`);
   return result;
+}
+
+/** Runs `fn` with console.error captured; returns what it resolved with and what it printed, line by line. */
+export async function stderrOf<T>(fn: () => Promise<T>): Promise<{ result: T; lines: string[] }> {
+  const lines: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => lines.push(args.map(String).join(" "));
+  try {
+    return { result: await fn(), lines };
+  } finally {
+    console.error = original;
+  }
+}
+
+/** Runs `command` with `args` in this process; its exit code and the lines it printed on standard error. */
+export async function runInProcess(
+  command: Command,
+  args: readonly string[],
+): Promise<{ code: number; lines: string[] }> {
+  const { result, lines } = await stderrOf(() => runCommand(command, args));
+  return { code: result, lines };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { UserTotals } from "./entity.ts";
-import { HostedShard, ShardClosedError } from "./hosted_shard.ts";
+import { ShardClosedError, ShardCopy } from "./shard_copy.ts";
 import type { ShardSnapshot } from "./shard.ts";
 import { MEMORY_STORAGE, type ShardLog, type ShardStorage } from "./shard_storage.ts";
 
@@ -42,7 +42,7 @@ class TestStorage implements ShardStorage {
 
 Deno.test("a batch is answered only once the store holds it, with every user it changed", async () => {
   const storage = new TestStorage();
-  const shard = new HostedShard(3, storage, {
+  const shard = new ShardCopy(3, storage, {
     broken: () => assert.fail("not broken"),
     refused: () => assert.fail("not refused"),
   });
@@ -68,7 +68,7 @@ Deno.test("a batch is answered only once the store holds it, with every user it 
 
 Deno.test("a query sees a batch only once its write has committed, and never a write that failed", async () => {
   const storage = new TestStorage();
-  const shard = new HostedShard(3, storage, IGNORED);
+  const shard = new ShardCopy(3, storage, IGNORED);
   await shard.apply([purchase(0, "7")]);
   const release = Promise.withResolvers<void>();
   storage.gate = release.promise;
@@ -98,7 +98,7 @@ Deno.test("a query sees a batch only once its write has committed, and never a w
 Deno.test("a shard restores from its store before it applies or answers", async () => {
   const storage = new TestStorage();
   storage.stored = { shard: 3, lastOffset: 41, entities: [["7", { totalPurchases: 5, amountSpent: 500 }]] };
-  const shard = new HostedShard(3, storage, IGNORED);
+  const shard = new ShardCopy(3, storage, IGNORED);
   assert.deepEqual(await shard.get("7"), { totalPurchases: 5, amountSpent: 500 });
   assert.deepEqual(await shard.apply([purchase(41, "7"), purchase(42, "7")]), {
     applied: 1,
@@ -111,7 +111,7 @@ Deno.test("a shard restores from its store before it applies or answers", async 
 Deno.test("opening retries while the store cannot be reached", async () => {
   const storage = new TestStorage();
   storage.failOpens = 1;
-  const shard = new HostedShard(3, storage, IGNORED);
+  const shard = new ShardCopy(3, storage, IGNORED);
   assert.equal(shard.isReady, false);
   await shard.ready;
   assert.equal(storage.opens, 2);
@@ -120,7 +120,7 @@ Deno.test("opening retries while the store cannot be reached", async () => {
 Deno.test("a failed write breaks the copy: the caller is refused, the owner told once, later batches refused", async () => {
   const storage = new TestStorage();
   const broken: unknown[] = [];
-  const shard = new HostedShard(3, storage, { broken: (error) => broken.push(error), refused: () => {} });
+  const shard = new ShardCopy(3, storage, { broken: (error) => broken.push(error), refused: () => {} });
   storage.failWrites = true;
   await assert.rejects(shard.apply([purchase(0, "7")]), /transaction timed out/);
   assert.equal(broken.length, 1);
@@ -132,7 +132,7 @@ Deno.test("a failed write breaks the copy: the caller is refused, the owner told
 
 Deno.test("closing waits for the write in flight, and refuses what comes after", async () => {
   const storage = new TestStorage();
-  const shard = new HostedShard(3, storage, IGNORED);
+  const shard = new ShardCopy(3, storage, IGNORED);
   await shard.ready;
   const release = Promise.withResolvers<void>();
   storage.gate = release.promise;
@@ -153,7 +153,7 @@ Deno.test("closing waits for the write in flight, and refuses what comes after",
 
 Deno.test("without durable storage a shard starts from the state handed over, and hands its own on close", async () => {
   const handed: ShardSnapshot = { shard: 3, lastOffset: 9, entities: [["7", { totalPurchases: 1, amountSpent: 100 }]] };
-  const shard = new HostedShard(3, MEMORY_STORAGE, IGNORED, handed);
+  const shard = new ShardCopy(3, MEMORY_STORAGE, IGNORED, handed);
   await shard.apply([purchase(10, "7")]);
   assert.deepEqual(await shard.close(), {
     shard: 3,

@@ -1,5 +1,5 @@
 /**
- * A shard while this node hosts it: the entities, the store that keeps them
+ * This node's live copy of a shard while it hosts it: the entities, the store that keeps them
  * (see `shard_storage.ts`), and the rule that ties the two together. Batches
  * apply one at a time, and a batch counts (its caller is answered) only once
  * the store holds it. A write that fails leaves memory ahead of the store, so
@@ -20,8 +20,8 @@ const log = getLogger(["usershard", "sharding"]);
 const OPEN_RETRY_MS = 250;
 const OPEN_RETRY_MAX_MS = 5000;
 
-/** What a hosted shard tells its host. */
-export interface HostedShardHooks {
+/** What a shard's copy tells its host. */
+export interface ShardCopyHooks {
   /** A write failed: the copy is broken and must be dropped (told once). */
   broken(error: unknown): void;
   /** The store refused to restore the shard (its state cannot be trusted): the node must stop. */
@@ -33,11 +33,11 @@ export class ShardClosedError extends Error {
   override name = "ShardClosedError";
 }
 
-/** One shard hosted on this node. */
-export class HostedShard {
+/** The copy of one shard on this node. */
+export class ShardCopy {
   readonly id: number;
   readonly #storage: ShardStorage;
-  readonly #hooks: HostedShardHooks;
+  readonly #hooks: ShardCopyHooks;
   #shard: Shard | undefined;
   #log: ShardLog | undefined;
   #chain: Promise<unknown> = Promise.resolve();
@@ -53,7 +53,7 @@ export class HostedShard {
    * the shard is closed); `snapshot` is the state handed over by the previous
    * home, used when the storage has none.
    */
-  constructor(id: number, storage: ShardStorage, hooks: HostedShardHooks, snapshot?: ShardSnapshot) {
+  constructor(id: number, storage: ShardStorage, hooks: ShardCopyHooks, snapshot?: ShardSnapshot) {
     this.id = id;
     this.#storage = storage;
     this.#hooks = hooks;

@@ -67,9 +67,11 @@ function settle(coordinator: Coordinator, first: CoordinatorAction[], clock: () 
       if (action.type === "stopShard") {
         const snapshot = { shard: action.shard, lastOffset: 1, entities: [] };
         const from = action.at;
-        next.push(...coordinator.step({ type: "stopped", shard: action.shard, from, snapshot, now: clock() }));
+        const { shard, command } = action;
+        next.push(...coordinator.step({ type: "stopped", shard, from, snapshot, command, now: clock() }));
       } else if (action.type === "startShard") {
-        next.push(...coordinator.step({ type: "started", shard: action.shard, at: action.at, now: clock() }));
+        const { shard, at, command } = action;
+        next.push(...coordinator.step({ type: "started", shard, at, command, now: clock() }));
       } else continue;
       steps++;
     }

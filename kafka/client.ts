@@ -54,7 +54,7 @@ function securityOptions(security: KafkaSecurity | undefined): Pick<BaseOptions,
     options.tls = { ca, cert, key, rejectUnauthorized: true };
   }
   const sasl = security.sasl;
-  if (sasl?.mechanism === "OAUTHBEARER") options.sasl = { mechanism: sasl.mechanism, token: () => sasl.token() };
+  if (sasl?.mechanism === "OAUTHBEARER") options.sasl = { mechanism: sasl.mechanism, token: sasl.token };
   else if (sasl) options.sasl = { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password };
   return options;
 }

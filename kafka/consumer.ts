@@ -137,9 +137,30 @@ export class ConsumerPipeline {
   /** Work in hand (deliveries, fetches, commits), for stopping. */
   readonly #inHand = new Set<Promise<unknown>>();
   readonly #refusals = new RefusalLog();
+  /** Who this node is to Kafka's ACLs, and the permissions its requests need. */
+  readonly #principal: string;
+  readonly #readGroup: Permission;
+  readonly #readTopic: Permission;
+  /** The requests a refusal is logged for, by name. */
+  readonly #requests: {
+    readonly join: string;
+    readonly commit: string;
+    readonly locate: string;
+    readonly fetch: string;
+  };
 
   constructor(options: PipelineOptions) {
     this.#o = options;
+    const { topic, group } = options;
+    this.#principal = kafkaPrincipal(options.kafka.security);
+    this.#readGroup = { operation: "Read", resource: "Group", name: group };
+    this.#readTopic = { operation: "Read", resource: "Topic", name: topic };
+    this.#requests = {
+      join: `joining group ${group}`,
+      commit: `committing offsets of ${group}`,
+      locate: `reading where ${topic} starts for ${group}`,
+      fetch: `reading ${topic}`,
+    };
   }
 
   /** Settles with the reason when consuming cannot go on (the topic has grown). */
@@ -189,7 +210,7 @@ export class ConsumerPipeline {
     // retries): join again a little later, as long as this run lasts.
     consumer.on("error", (error: unknown) => {
       if (this.#consumer !== consumer || !this.#running) return;
-      if (!this.#refused(`joining group ${o.group}`, error, [this.#readGroup, this.#readTopic])) {
+      if (!this.#refused(this.#requests.join, error, [this.#readGroup, this.#readTopic])) {
         log.warn("the Kafka consumer could not rejoin group {group} ({error}); trying again in {ms} ms", {
           group: o.group,
           error: errorText(error),
@@ -214,17 +235,9 @@ export class ConsumerPipeline {
     try {
       await consumer.joinGroup({});
     } catch (error) {
-      throw notAuthorized(error, [this.#readGroup, this.#readTopic], kafkaPrincipal(this.#o.kafka.security)) ?? error;
+      throw notAuthorized(error, [this.#readGroup, this.#readTopic], this.#principal) ?? error;
     }
-    this.#allowed(`joining group ${this.#o.group}`);
-  }
-
-  get #readGroup(): Permission {
-    return { operation: "Read", resource: "Group", name: this.#o.group };
-  }
-
-  get #readTopic(): Permission {
-    return { operation: "Read", resource: "Topic", name: this.#o.topic };
+    this.#allowed(this.#requests.join);
   }
 
   /**
@@ -233,7 +246,7 @@ export class ConsumerPipeline {
    * that loses a permission goes on where it stopped once it has it again.
    */
   #refused(what: string, error: unknown, needs: readonly Permission[]): boolean {
-    const refused = notAuthorized(error, needs, kafkaPrincipal(this.#o.kafka.security));
+    const refused = notAuthorized(error, needs, this.#principal);
     if (!refused) return false;
     if (this.#refusals.refused(what, refused.message, Date.now())) {
       log.warn("{what}: {refusal}; trying again until it is allowed, and nothing is lost meanwhile", {
@@ -292,11 +305,11 @@ export class ConsumerPipeline {
             leaderEpoch: -1,
           })),
         }).then(() => {
-          this.#allowed(`committing offsets of ${this.#o.group}`);
+          this.#allowed(this.#requests.commit);
           progress.committed(offsets);
         }, (error) => {
           progress.commitFailed(Date.now());
-          if (this.#refused(`committing offsets of ${this.#o.group}`, error, [this.#readGroup])) return;
+          if (this.#refused(this.#requests.commit, error, [this.#readGroup])) return;
           log.warn("committing offsets of {group} failed ({error}); trying again in a second", {
             group: this.#o.group,
             error: errorText(error),
@@ -340,7 +353,7 @@ export class ConsumerPipeline {
         ...this.#readTopic,
         operation: "Describe" as const,
       }];
-      if (this.#refused(`reading where ${topic} starts for ${this.#o.group}`, error, needs)) return;
+      if (this.#refused(this.#requests.locate, error, needs)) return;
       log.warn("could not read where partitions {partitions} of {topic} start ({error}); trying again in a second", {
         partitions: `[${partitions.map((p) => p.partition).join(",")}]`,
         topic,
@@ -374,7 +387,7 @@ export class ConsumerPipeline {
       }));
     } catch (error) {
       for (const at of wanted) progress.fetchFailed(at.partition, at.run, Date.now());
-      if (this.#refused(`reading ${topic}`, error, [this.#readTopic])) return;
+      if (this.#refused(this.#requests.fetch, error, [this.#readTopic])) return;
       log.warn("fetching {topic} failed ({error}); trying again in a second", { topic, error: errorText(error) });
     } finally {
       progress.fetchDone();
@@ -437,8 +450,9 @@ export class ConsumerPipeline {
     const authorization = AUTHORIZATION_FAILURES[answer.errorCode];
     if (authorization !== undefined) {
       progress.fetchFailed(partition, run, Date.now());
-      const refused = refusal(authorization, [this.#readTopic], kafkaPrincipal(this.#o.kafka.security));
-      this.#refused(`reading ${this.#o.topic}`, refused, [this.#readTopic]);
+      this.#refused(this.#requests.fetch, refusal(authorization, [this.#readTopic], this.#principal), [
+        this.#readTopic,
+      ]);
       return;
     }
     if (answer.errorCode !== 0) {
@@ -450,7 +464,7 @@ export class ConsumerPipeline {
       });
       return progress.fetchFailed(partition, run, Date.now());
     }
-    this.#allowed(`reading ${this.#o.topic}`);
+    this.#allowed(this.#requests.fetch);
     const { records, next } = committedRecords(answer, offset);
     if (next > offset) this.#fetched.keep(partition, run, offset, records);
     progress.fetched(partition, run, offset, next, records.length);

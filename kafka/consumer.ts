@@ -38,6 +38,7 @@ import {
 } from "./authorization.ts";
 import { errorText } from "../cluster/error_text.ts";
 import { DEFAULT_KAFKA_TIMINGS, type KafkaTimings } from "../cluster/timings.ts";
+import { watchMembership } from "./membership_watch.ts";
 
 const log = getLogger(["usershard", "consumer"]);
 
@@ -129,6 +130,7 @@ export class ConsumerPipeline {
   #assigned: readonly number[] = [];
   #summaryTimer: ReturnType<typeof setInterval> | undefined;
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopWatch: (() => void) | undefined;
   #lastSummary = { at: Date.now(), events: 0, local: 0, malformed: 0 };
   readonly #fatal = Promise.withResolvers<string>();
   #failed = false;
@@ -226,6 +228,19 @@ export class ConsumerPipeline {
     consumer.topics.track(o.topic);
     this.#running = true;
     await this.#join(consumer);
+    // A join longer than a session is one the client gave up without a word (see membership_watch.ts).
+    this.#stopWatch = watchMembership(consumer, {
+      afterMs: timings.sessionTimeoutMs,
+      everyMs: timings.heartbeatIntervalMs,
+      rejoin: (outForMs) => {
+        if (this.#consumer !== consumer || !this.#running) return;
+        log.warn("the Kafka consumer has been out of group {group} for {ms} ms and is not rejoining; joining again", {
+          group: o.group,
+          ms: outForMs,
+        });
+        this.#join(consumer).catch((e) => consumer.emit("error", e));
+      },
+    });
     const every = o.summaryEveryMs ?? 10_000;
     this.#summaryTimer = setInterval(() => this.#summary(), every);
     this.#pump();
@@ -631,6 +646,7 @@ export class ConsumerPipeline {
   async stop(): Promise<void> {
     clearInterval(this.#summaryTimer);
     clearTimeout(this.#wakeTimer);
+    this.#stopWatch?.();
     this.#summary();
     const consumer = this.#consumer;
     if (!consumer) return;

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { type Admin, Partitioners } from "kafkajs";
+import { Consumer } from "@platformatic/kafka";
 import type { PurchaseEvent } from "../cluster/sharding/entity.ts";
 import { ConsumerPipeline, type EventSink } from "../kafka/consumer.ts";
+import { clientOptions } from "../kafka/client.ts";
+import { watchMembership } from "../kafka/membership_watch.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import { purchaseMessage } from "../kafka/producer.ts";
 import { eventually } from "./support/cluster.ts";
@@ -302,5 +305,48 @@ Deno.test("a misplaced record while Kafka cannot say the partition count: neithe
     } finally {
       await pipeline.stop();
       await admin.disconnect();
+    }
+  }));
+
+Deno.test("a client whose own rejoin failed is out of its group without a word; the membership watch has it join again", () =>
+  withTopic("consumer-out", async (topic) => {
+    await createTopic(topic, 2);
+    const client = new Consumer({
+      ...clientOptions({ brokers: BROKERS, clientId: "usershard-test" }),
+      groupId: uniqueName("consumer-out-group"),
+      sessionTimeout: 10_000,
+      rebalanceTimeout: 10_000,
+      heartbeatInterval: 500,
+    });
+    let joins = 0;
+    let errors = 0;
+    client.on("consumer:group:join", () => joins++);
+    client.on("error", () => errors++);
+    let rejoins = 0;
+    let outWhenWatched = false;
+    const stopWatch = watchMembership(client, {
+      afterMs: 2000,
+      everyMs: 200,
+      rejoin: () => {
+        rejoins++;
+        outWhenWatched = !client.isActive();
+        client.joinGroup({}).catch(() => {});
+      },
+    });
+    try {
+      client.topics.track(topic);
+      await client.joinGroup({});
+      assert.ok(client.isActive(), "a member after its first join");
+      // The client's own rejoin after a commit met a rebalance is this call; the broker refuses it here as a
+      // frozen broker timed it out in CI.
+      await assert.rejects(client.joinGroup({ sessionTimeout: 3_600_000, rebalanceTimeout: 3_600_000 }));
+      assert.equal(client.isActive(), false, "out of the group once its join failed");
+      await eventually("the watch has the client join again", () => rejoins > 0, 20_000);
+      assert.ok(outWhenWatched, "the client was still out 2 s later: nobody else rejoins it");
+      assert.equal(errors, 0, "the client reported nothing");
+      await eventually("the client is a member again", () => client.isActive() && joins === 2, 20_000);
+    } finally {
+      stopWatch();
+      await client.close(true);
     }
   }));

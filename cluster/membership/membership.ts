@@ -90,6 +90,23 @@ export function joinsTheirs(mine: ClusterFigures, theirs: ClusterFigures): boole
   return compareAddresses(theirs.oldest, mine.oldest) < 0;
 }
 
+/**
+ * The cluster of `state` as `viewer` sees it: the members that take part and
+ * that it hears, and the oldest of them. A member left alone with the others
+ * dead (too few to down them) is a cluster of one.
+ */
+function figuresOf(state: GossipState, viewer: NodeId): ClusterFigures {
+  const { unreachable } = reachabilityOf(state, viewer);
+  const heard = liveMembers(state).filter((m) => TAKES_PART.includes(m.status) && !unreachable.has(m.node.address));
+  const oldest = heard.sort((a, b) => a.upNumber - b.upNumber || compareAddresses(a.node.address, b.node.address))[0];
+  return { members: heard.length, oldest: oldest?.node.address ?? viewer.address };
+}
+
+/** Whether two views have a member incarnation in common: views of one cluster always do (its oldest, at least). */
+function shareAMember(a: GossipState, b: GossipState): boolean {
+  return [...b.members.values()].some((m) => m.status !== "Removed" && memberOf(a, m.node) !== undefined);
+}
+
 /** What members say to each other about membership. */
 export type MembershipMessage =
   | { readonly type: "initJoin" }
@@ -187,6 +204,8 @@ export class Membership {
   readonly #tombstones = new Map<string, number>();
   // When each incarnation was last told that it (or a member it still counts) is gone.
   readonly #toldGone = new Map<string, number>();
+  /** When each node of another cluster was last told of this one. */
+  readonly #toldCluster = new Map<string, number>();
   #exitingSince: number | undefined;
   #lastSeedNotice = -Infinity;
 
@@ -287,10 +306,7 @@ export class Membership {
 
   /** Members that take part, and the oldest member's address: what this node tells of its cluster. */
   #figures(): ClusterFigures {
-    return {
-      members: liveMembers(this.#state).filter((m) => TAKES_PART.includes(m.status)).length,
-      oldest: oldestOf(this.#state)?.node.address ?? this.#self.address,
-    };
+    return figuresOf(this.#state, this.#self);
   }
 
   /**
@@ -300,11 +316,18 @@ export class Membership {
    * to give way, else it tells the other cluster's member of this one, so that
    * it gives way.
    */
-  #meetCluster(from: NodeId, theirs: ClusterFigures): void {
-    const sender = this.#state.members.get(from.address);
+  #meetCluster(from: NodeId, theirs: ClusterFigures, now: number): void {
+    const sender = memberOf(this.#state, from);
     if (sender && TAKES_PART.includes(sender.status)) return;
     const mine = this.#figures();
-    if (!joinsTheirs(mine, theirs)) return this.#send(from.address, { type: "initJoinAck", cluster: mine });
+    if (!joinsTheirs(mine, theirs)) {
+      // Once a gossip interval per node: two clusters that neither joins (alike in figures) would
+      // otherwise answer each other without end.
+      const key = nodeKey(from);
+      if (now - (this.#toldCluster.get(key) ?? -Infinity) < this.#t.gossipIntervalMs) return;
+      this.#toldCluster.set(key, now);
+      return this.#send(from.address, { type: "initJoinAck", cluster: mine });
+    }
     this.#emit({ type: "metCluster", via: from.address, theirs, mine });
     this.#gone("anotherCluster");
   }
@@ -374,7 +397,7 @@ export class Membership {
         return;
       }
       case "initJoinAck":
-        if (phase.name === "member" && message.cluster) return this.#meetCluster(from, message.cluster);
+        if (phase.name === "member" && message.cluster) return this.#meetCluster(from, message.cluster, now);
         if (phase.name !== "discovering") return;
         this.#phase = { name: "joining", via: from.address, since: now };
         this.#send(from.address, { type: "join", management: this.#management });
@@ -428,6 +451,11 @@ export class Membership {
       ? incoming
       : withoutIncarnations(incoming, (node) => this.#tombstones.has(nodeKey(node)));
     if (phase === "member") {
+      // A view with nobody of this one in it is another cluster's (one that formed while the two could not
+      // hear each other): merged, both clusters' shards would be hosted twice. One of them gives way instead.
+      if (!known && !shareAMember(this.#state, fresh)) {
+        return this.#meetCluster(from, figuresOf(fresh, from), now);
+      }
       this.#state = mergeGossip(this.#state, fresh);
       // A peer that missed a removal would otherwise hold the member for good: nobody gossips it any more.
       const stillCounted = forgotten.filter((m) => m.status !== "Removed").map((m) => m.node);

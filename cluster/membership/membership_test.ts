@@ -127,6 +127,36 @@ Deno.test("a first seed restarted while cut off forms a cluster of its own; once
   sim.advanceUntil(() => sim.allSee(allUp), 30_000, "A restarted into the other cluster");
 });
 
+Deno.test("a seed that formed a cluster while the only other live member was cut off does not merge its view: one of them gives way", () => {
+  // Found by cluster/sharding/cluster_sim_test.ts (seed 33): A, restarted while B was frozen and C dead, formed a
+  // cluster of its own and took B's gossip into it once B thawed; both hosted the same shards.
+  const sim = new SimCluster();
+  for (const address of [A, B, C]) sim.start(address);
+  sim.advanceUntil(() => sim.allSee(allUp), 20_000, "convergence");
+  sim.partition(B, A);
+  sim.partition(B, C);
+  sim.kill(C);
+  sim.kill(A);
+  sim.start(A);
+  sim.advanceUntil(() => sim.nodes.get(A)!.isMember, 10_000, "A forming a cluster of its own");
+  sim.cut.clear();
+  // B hears none of the members it still counts (too few to down them): a cluster of one, like A's, and
+  // of two clusters of a size the one whose oldest has the lower address is joined.
+  sim.advanceUntil(
+    () => sim.events.get(B)!.some((e) => e.type === "selfRemoved" && e.reason === "anotherCluster"),
+    10_000,
+    "B giving way to A's cluster",
+  );
+  const met = sim.events.get(B)!.find((e) => e.type === "metCluster");
+  assert.deepEqual(met && met.type === "metCluster" && [met.mine, met.theirs], [{ members: 1, oldest: B }, {
+    members: 1,
+    oldest: A,
+  }]);
+  assert.deepEqual(sim.statuses(A), { [A]: "Up" }, "A never took B's view into its own");
+  sim.start(B);
+  sim.advanceUntil(() => sim.allSee({ [A]: "Up", [B]: "Up" }), 30_000, "B restarted into A's cluster");
+});
+
 Deno.test("of two clusters of a size, the one whose oldest member has the lower address is the one joined", () => {
   assert.equal(joinsTheirs({ members: 2, oldest: "10.0.0.2:2551" }, { members: 2, oldest: "10.0.0.1:2551" }), true);
   assert.equal(joinsTheirs({ members: 2, oldest: "10.0.0.1:2551" }, { members: 2, oldest: "10.0.0.2:2551" }), false);

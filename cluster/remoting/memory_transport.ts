@@ -78,6 +78,11 @@ export class MemoryNetwork {
     if (!this.#frozen.has(address)) this.#frozen.set(address, []);
   }
 
+  /** Whether the node at `address` is frozen. */
+  isFrozen(address: string): boolean {
+    return this.#frozen.has(address);
+  }
+
   /** Lets a frozen node's held messages go, in the order they were held. */
   thaw(address: string): void {
     const held = this.#frozen.get(address) ?? [];

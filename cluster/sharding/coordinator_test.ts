@@ -20,8 +20,9 @@ const up = (...nodes: NodeId[]): MemberInfo[] => nodes.map((node) => ({ node, st
 /**
  * Regions simulated in memory: they host what they are told to, keep a counter
  * per shard (standing for its users' totals), and answer commands when the
- * test lets them, in any order (`coordinator_sim_test.ts` has them fail, lose
- * answers and die at random).
+ * test lets them, in any order. These scenarios pin the state machine's
+ * rules one by one; `cluster_sim_test.ts` runs the real regions, runner and
+ * client around it on a faulty network.
  */
 class World {
   now = 0;

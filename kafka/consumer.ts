@@ -75,6 +75,8 @@ const UNKNOWN_COUNT = "Kafka could not say the partition count of";
 export interface EventSink {
   /** Applies events of one partition in the shard of that partition; resolves once applied. */
   applyEvents(shard: number, events: readonly PurchaseEvent[]): Promise<{ lastOffset: number; local: boolean }>;
+  /** This node took partition `shard` over and reads it from `offset`, which the group committed. */
+  consumedFrom?(shard: number, offset: number): void;
 }
 
 /** How a pipeline is set up. */
@@ -128,6 +130,8 @@ export class ConsumerPipeline {
   readonly #fetched = new FetchedBatches();
   readonly stats: PipelineStats = { events: 0, local: 0, malformed: 0 };
   #assigned: readonly number[] = [];
+  /** Partitions taken over and not located yet. */
+  readonly #gained = new Set<number>();
   #summaryTimer: ReturnType<typeof setInterval> | undefined;
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
   #stopWatch: (() => void) | undefined;
@@ -282,6 +286,8 @@ export class ConsumerPipeline {
     const added = now.filter((p) => !before.has(p));
     const removed = this.#assigned.filter((p) => !now.includes(p));
     this.#assigned = now;
+    for (const partition of added) this.#gained.add(partition);
+    for (const partition of removed) this.#gained.delete(partition);
     this.#progress.assign(now);
     for (const partition of removed) this.#fetched.drop(partition);
     if (added.length > 0) {
@@ -359,8 +365,13 @@ export class ConsumerPipeline {
         : undefined;
       for (const { partition, run } of partitions) {
         const at = (committed?.[partition] ?? -1n) >= 0n ? committed![partition] : earliest?.[partition];
-        if (at === undefined) progress.locateFailed(partition, run, Date.now());
-        else progress.located(partition, run, Number(at));
+        if (at === undefined) {
+          progress.locateFailed(partition, run, Date.now());
+          continue;
+        }
+        progress.located(partition, run, Number(at));
+        // Only a partition taken over: one kept through a rebalance was consumed here all along.
+        if (this.#gained.delete(partition)) this.#o.sink.consumedFrom?.(partition, Number(at));
       }
     } catch (error) {
       for (const { partition, run } of partitions) progress.locateFailed(partition, run, Date.now());
@@ -663,6 +674,9 @@ export class ConsumerPipeline {
       })
     );
     await consumer.close(true);
+    // Out of the group, this node consumes nothing: what it is given when it joins again is taken over.
+    this.#assigned = [];
+    this.#gained.clear();
   }
 
   /** Resolves once nothing is at the sink and what it acknowledged is committed. */

@@ -65,6 +65,7 @@ Deno.test("a shard that refuses events for a while: the consumer keeps its place
     let refusals = 0;
     let otherDoneAt = Infinity;
     let joins = 0;
+    const takenOver: [number, number][] = [];
     const group = uniqueName("consumer-retry-group");
     const pipeline = new ConsumerPipeline({
       kafka: { brokers: BROKERS, clientId: "usershard-127.0.0.1-1" },
@@ -81,6 +82,7 @@ Deno.test("a shard that refuses events for a while: the consumer keeps its place
           if (shard === 1 && applied[1].size === expected[1]) otherDoneAt = Date.now();
           return Promise.resolve({ lastOffset: events.at(-1)!.offset, local: true });
         },
+        consumedFrom: (shard, offset) => void takenOver.push([shard, offset]),
       },
       onAssignment: () => joins++,
       partitionCount: () => Promise.resolve(2),
@@ -111,6 +113,7 @@ Deno.test("a shard that refuses events for a while: the consumer keeps its place
     }
     assert.ok(refusals >= 3, `the sink refused ${refusals} times`);
     assert.equal(joins, 1, "the consumer joined the group once and never rejoined");
+    assert.deepEqual(takenOver.sort(), [[0, 0], [1, 0]], "each partition taken over once, where the group had it");
     assert.ok(otherDoneAt < refuseUntil, "partition 1 went on while shard 0 refused");
     for (const p of [0, 1]) {
       assert.equal(applied[p].size, expected[p], `partition ${p}: every event applied`);

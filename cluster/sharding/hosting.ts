@@ -234,17 +234,47 @@ export class ShardHosting {
    * fence the shard's rightful owner in turn.
    */
   #broken(hosted: ShardCopy, error: unknown): void {
-    const id = hosted.id;
-    if (this.#shards.get(id) !== hosted) return;
-    this.#shards.delete(id);
-    this.#o.coordinator.forgetHome(id);
-    void hosted.close();
+    if (!this.#drop(hosted)) return;
     log.warn(
       "shard {shard}: a changelog write failed ({error}); its copy here is dropped, and it is reopened if the " +
         "coordinator still places it here",
-      { shard: id, error: errorText(error) },
+      { shard: hosted.id, error: errorText(error) },
+    );
+    void this.#reclaim(hosted.id);
+  }
+
+  /**
+   * This node's consumer took the shard's partition over and reads it from
+   * `offset` on, as the group committed it. A copy here that has not applied
+   * up to there was not the one that stored what the group committed:
+   * another copy of the shard did, in the other half of a cluster that split
+   * (gone since, or it would have given way), while this one sat here. Its
+   * next write would be fenced, but until then it would answer queries from
+   * behind the store, so it is dropped and reopened from the store. A gap the
+   * consumer skipped (malformed records, transaction markers) costs a
+   * restore, nothing more. Returns whether the copy was reopened.
+   */
+  reopenIfBehind(id: number, offset: number): boolean {
+    const hosted = this.#shards.get(id);
+    if (!hosted?.isReady || !this.#o.storage.durable || hosted.lastOffset >= offset - 1) return false;
+    this.#drop(hosted);
+    log.warn(
+      "shard {shard}: this node consumes its partition from offset {offset} on, and its copy here has applied " +
+        "up to {lastOffset} only: another copy stored the rest, so this one is reopened from the store",
+      { shard: id, offset, lastOffset: hosted.lastOffset },
     );
     void this.#reclaim(id);
+    return true;
+  }
+
+  /** Drops `hosted` if it is still this node's copy of its shard. */
+  #drop(hosted: ShardCopy): boolean {
+    const id = hosted.id;
+    if (this.#shards.get(id) !== hosted) return false;
+    this.#shards.delete(id);
+    this.#o.coordinator.forgetHome(id);
+    void hosted.close();
+    return true;
   }
 
   async #reclaim(id: number): Promise<void> {

@@ -142,3 +142,62 @@ Deno.test("without a stop, a reopen the coordinator confirms opens the shard aga
   assert.equal(storage.opens, 2);
   await hosting.close();
 });
+
+/** One shard's store shared by two copies: each open restores what the last write left. */
+class SharedStore implements ShardStorage {
+  readonly durable = true;
+  opens = 0;
+  stored: { lastOffset: number; totals: [string, { totalPurchases: number; amountSpent: number }][] } | undefined;
+
+  open(shard: number): Promise<ShardLog> {
+    this.opens++;
+    const stored = this.stored;
+    return Promise.resolve({
+      restored: stored && { shard, lastOffset: stored.lastOffset, entities: stored.totals },
+      write: (changed, lastOffset) => {
+        this.stored = { lastOffset, totals: changed.map(([user, totals]) => [user, { ...totals }]) };
+        return Promise.resolve();
+      },
+      close: () => Promise.resolve(),
+    });
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+Deno.test("a copy behind the offset its partition is taken over from is reopened from the store; one up to date is kept", async () => {
+  // Found by cluster/sharding/cluster_sim_test.ts (seed 140): the two halves of a split cluster each hosted the
+  // shard; the other half stored its last events and died, and this copy answered queries from before them.
+  const store = new SharedStore();
+  const homes = new HeldHomes();
+  const options = { shardCount: 8, storage: store, askTimeoutMs: 1000, handedOffTtlMs: 60_000 };
+  const here = new ShardHosting({ ...options, self: SELF, coordinator: homes });
+  const other = new ShardHosting({
+    ...options,
+    self: { address: "127.0.0.1:2552", uid: 2 },
+    coordinator: new HeldHomes(),
+  });
+  try {
+    here.start(3, undefined);
+    await here.get(3)!.ready;
+    await here.applyForwarded(3, [event(0), event(1)]);
+    other.start(3, undefined);
+    await other.get(3)!.ready;
+    await other.applyForwarded(3, [event(2), event(3)]);
+    await other.close();
+
+    assert.equal(here.reopenIfBehind(3, 2), false, "read from offset 2 on: this copy applied up to 1");
+    assert.equal(store.opens, 2);
+    assert.equal(here.reopenIfBehind(3, 4), true, "read from offset 4 on: events 2 and 3 were stored elsewhere");
+    assert.equal(here.get(3), undefined, "the stale copy is gone at once");
+    await settle();
+    homes.asked.at(-1)!.resolve(SELF);
+    await settle();
+    await here.get(3)!.ready;
+    assert.deepEqual(here.get(3)!.snapshot()?.entities, [["7", { totalPurchases: 4, amountSpent: 20 }]]);
+  } finally {
+    await here.close();
+  }
+});

@@ -138,6 +138,15 @@ export class ShardRegion {
     return this.#hosting.count;
   }
 
+  /**
+   * This node's consumer has taken partition `shard` over and reads it from
+   * `offset`, the group's committed offset: a copy here that is behind it is
+   * reopened from the store (`ShardHosting.reopenIfBehind` says why).
+   */
+  consumedFrom(shard: number, offset: number): boolean {
+    return this.#hosting.reopenIfBehind(shard, offset);
+  }
+
   /** Whether `shard` is hosted here (ready or still restoring). */
   hosts(shard: number): boolean {
     return this.#hosting.get(shard) !== undefined;

@@ -94,6 +94,11 @@ export class ShardCopy {
     return this.#shard !== undefined;
   }
 
+  /** The last offset of the partition applied here; -1 while restoring. */
+  get lastOffset(): number {
+    return this.#shard?.lastOffset ?? -1;
+  }
+
   /** Users with totals here; 0 while restoring. */
   get numEntities(): number {
     return this.#shard?.numEntities ?? 0;

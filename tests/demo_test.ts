@@ -7,7 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { portFree } from "../scripts/demo.ts";
+import { portFree } from "../scripts/demo/ports.ts";
 import { BROKERS, deleteTopics, uniqueName } from "./support/kafka.ts";
 
 const DEMO = new URL("../scripts/demo.ts", import.meta.url).pathname;

@@ -12,6 +12,8 @@ import {
   type NodePorts,
   nodePorts,
   ready,
+  rebalanceAfter,
+  rebalanceMark,
   shardsOf,
   startProcessor,
   type Stream,
@@ -65,12 +67,6 @@ async function startCluster(ports: readonly NodePorts[], stream: Stream, started
   started.push(...nodes);
   await Promise.all(nodes.map((node, i) => ready(node, ports[i], 60_000)));
   return nodes;
-}
-
-/** Waits for `pattern` in what `node` logs from now on. */
-function nextOutput(node: RunningUsershard, pattern: RegExp, timeoutMs = 60_000): Promise<unknown> {
-  const from = node.stderr.length;
-  return eventually(`${pattern} in the log`, () => Promise.resolve(pattern.test(node.stderr.slice(from))), timeoutMs);
 }
 
 Deno.test("kill -9 of a random node, three times during a steady stream: every total exact on every node", async () => {
@@ -186,10 +182,10 @@ Deno.test("the node running the coordinator killed while shards move: totals exa
     try {
       await steady.reach(800);
       // The first seed is the oldest member, so it runs the coordinator; the third node's join moves shards.
-      const moving = nextOutput(nodes[0], /rebalance started for \d+ shards/);
+      const mark = await rebalanceMark(ports[0]);
       nodes.push(startProcessor(ports[2], seeds, stream));
       started.push(nodes[2]);
-      await moving;
+      await rebalanceAfter(ports[0], mark);
       nodes[0].kill("SIGKILL");
       await nodes[0].exited();
       await settled(ports.slice(1), stream, 16, 120_000);
@@ -211,7 +207,7 @@ Deno.test("a shard whose state is far past one 16 MiB frame moves when a second 
     const kafka = testKafka();
     await createTopic(stream.topic, 2);
     const ports = nodePorts(2);
-    const [a] = await startCluster(ports.slice(0, 1), stream, started);
+    await startCluster(ports.slice(0, 1), stream, started);
     await settled(ports.slice(0, 1), stream, 2);
     // User ids near the query front end's 256-character limit: 70,000 users in each shard come
     // to about 18 MiB of state, past what one frame could carry.
@@ -232,9 +228,9 @@ Deno.test("a shard whose state is far past one 16 MiB frame moves when a second 
       120_000,
     );
 
-    const moved = nextOutput(a, /rebalance of \d+ shards completed/, 120_000);
+    const mark = await rebalanceMark(ports[0]);
     started.push(startProcessor(ports[1], ports.slice(0, 1), stream));
-    await moved;
+    await rebalanceAfter(ports[0], mark, { completed: true, timeoutMs: 120_000 });
     await settled(ports, stream, 2, 120_000);
     // The shard that moved counts its users once its restore is done.
     const views = await eventually("each node holds every user of its shard", async () => {
@@ -266,10 +262,10 @@ Deno.test("the broker frozen for 45 s while a node joins: the moves finish soon 
     let frozen = false;
     try {
       await steady.reach(800);
-      const moving = nextOutput(nodes[0], /rebalance started for \d+ shards/, 90_000);
+      const mark = await rebalanceMark(ports[0]);
       nodes.push(startProcessor(ports[2], ports.slice(0, 2), stream));
       started.push(nodes[2]);
-      await moving;
+      await rebalanceAfter(ports[0], mark, { timeoutMs: 90_000 });
       await signalBroker("SIGSTOP");
       frozen = true;
       // The fault itself lasts 45 s: a broker that stopped answering, with changelog writes in flight.

@@ -12,7 +12,8 @@ import { GrpcClient } from "../grpc/client.ts";
 import { GrpcError, Status } from "../grpc/status.ts";
 import { QueryError, UserStatsClient } from "../grpc/user_client.ts";
 import { PROMPT } from "../commands/query.ts";
-import { runUsershard, usershardCommand } from "./support/cli.ts";
+import { runUsershard } from "./support/cli.ts";
+import { usershardCommand } from "../scripts/usershard_process.ts";
 import {
   addressOf,
   eventually,

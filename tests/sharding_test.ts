@@ -5,7 +5,8 @@ import { UserPurchaseProtoSchema } from "../proto/gen/user_events_pb.ts";
 import { groupPlacement } from "../kafka/assignment.ts";
 import { partitionFor } from "../kafka/partitioner.ts";
 import type { Purchase } from "../kafka/purchase.ts";
-import { runUsershard, usershardCommand } from "./support/cli.ts";
+import { runUsershard } from "./support/cli.ts";
+import { usershardCommand } from "../scripts/usershard_process.ts";
 import { freePort } from "./support/process.ts";
 import { exactOnEveryNode, SteadyStream } from "./support/totals.ts";
 import {

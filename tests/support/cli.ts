@@ -5,6 +5,7 @@
  * @module
  */
 import { type Command, runCommand } from "../../commands/command.ts";
+import { usershardCommand } from "../../scripts/usershard_process.ts";
 
 const decoder = new TextDecoder();
 
@@ -13,28 +14,6 @@ export interface CliResult {
   readonly code: number;
   readonly stdout: string;
   readonly stderr: string;
-}
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-
-/**
- * The command line that runs `usershard` with `args`; `prefix` runs it through
- * another program (`setpriv --regid …`, say).
- */
-export function usershardCommand(
-  args: readonly string[],
-  options: Deno.CommandOptions = {},
-  prefix: readonly string[] = [],
-): Deno.Command {
-  const command = [...prefix, Deno.execPath(), "run", "-A", "--quiet", MAIN, ...args];
-  return new Deno.Command(command[0], {
-    args: command.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    ...options,
-    env: { NO_COLOR: "1", ...options.env },
-  });
 }
 
 /**

@@ -169,6 +169,43 @@ export async function shardsOf(
   }
 }
 
+/** The rebalances the coordinator on a node has started, from `GET /cluster/coordinator`; [] where it does not run. */
+async function rebalancesOf(ports: NodePorts): Promise<{ startedAt: number; completedMs?: number }[]> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${ports.mgmt}/cluster/coordinator`);
+    if (!response.ok) {
+      await response.body?.cancel();
+      return [];
+    }
+    const view = await response.json() as { rebalances?: { startedAt: number; completedMs?: number }[] };
+    return view.rebalances ?? [];
+  } catch {
+    return [];
+  }
+}
+
+/** When the newest rebalance the coordinator on `ports` started so far began (0 for none): a mark for {@linkcode rebalanceAfter}. */
+export async function rebalanceMark(ports: NodePorts): Promise<number> {
+  return Math.max(0, ...(await rebalancesOf(ports)).map((r) => r.startedAt));
+}
+
+/**
+ * Waits until the coordinator on `ports` has started a rebalance after
+ * `mark` (and, when `completed`, finished it: every shard at its new home).
+ */
+export async function rebalanceAfter(
+  ports: NodePorts,
+  mark: number,
+  { completed = false, timeoutMs = 60_000 }: { completed?: boolean; timeoutMs?: number } = {},
+): Promise<void> {
+  await eventually(
+    `a rebalance ${completed ? "completed" : "started"} by the coordinator on :${ports.mgmt}`,
+    async () =>
+      (await rebalancesOf(ports)).some((r) => r.startedAt > mark && (!completed || r.completedMs !== undefined)),
+    timeoutMs,
+  );
+}
+
 /** One hosted shard's state from `GET /cluster/shards/{group}/{id}`. */
 export interface ShardStateJson {
   shardId: string;

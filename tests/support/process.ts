@@ -1,36 +1,29 @@
 /**
- * A `usershard` child process whose output a test can wait on, line by line.
+ * A `usershard` child process whose output a test can wait on.
  *
  * @module
  */
-import { usershardCommand } from "./cli.ts";
+import { UsershardProcess } from "../../scripts/usershard_process.ts";
 
 /** A running `usershard` process with its output collected as it comes. */
 export class RunningUsershard {
-  readonly #child: Deno.ChildProcess;
+  readonly #process: UsershardProcess;
   #stdout = "";
   #stderr = "";
-  #waiters = new Set<() => void>();
-  readonly #pumps: Promise<void>;
-  #running = true;
+  readonly #waiters = new Set<() => void>();
   readonly args: readonly string[];
 
   /** @param prefix a program to run `usershard` through (`setpriv --regid …`, say) */
   constructor(args: readonly string[], env: Record<string, string> = {}, prefix: readonly string[] = []) {
     this.args = args;
-    this.#child = usershardCommand(args, { env }, prefix).spawn();
-    this.#child.status.then(() => (this.#running = false));
-    this.#pumps = Promise.all([
-      this.#pump(this.#child.stdout, (text) => (this.#stdout += text)),
-      this.#pump(this.#child.stderr, (text) => (this.#stderr += text)),
-    ]).then(() => {});
-  }
-
-  async #pump(stream: ReadableStream<Uint8Array>, append: (text: string) => void): Promise<void> {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      append(text);
+    const decoders = [new TextDecoder(), new TextDecoder()];
+    const hear = (which: 0 | 1) => (chunk: Uint8Array) => {
+      const text = decoders[which].decode(chunk, { stream: true });
+      if (which === 0) this.#stdout += text;
+      else this.#stderr += text;
       for (const wake of this.#waiters) wake();
-    }
+    };
+    this.#process = new UsershardProcess(args, { env, prefix, stdout: hear(0), stderr: hear(1) });
   }
 
   /** Everything written to standard output so far. */
@@ -45,12 +38,12 @@ export class RunningUsershard {
 
   /** Whether the process still runs. */
   get running(): boolean {
-    return this.#running;
+    return this.#process.status === undefined;
   }
 
   /** The process id. */
   get pid(): number {
-    return this.#child.pid;
+    return this.#process.pid;
   }
 
   /**
@@ -78,14 +71,10 @@ export class RunningUsershard {
         timeoutMs,
       );
       this.#waiters.add(check);
-      this.#child.status.then(() =>
-        this.#pumps.then(() => {
-          check();
-          finish(() =>
-            reject(new Error(`usershard ${this.args.join(" ")} exited before ${pattern}:\n${this.#tail()}`))
-          );
-        })
-      );
+      this.#process.done.then(() => {
+        check();
+        finish(() => reject(new Error(`usershard ${this.args.join(" ")} exited before ${pattern}:\n${this.#tail()}`)));
+      });
       check();
     });
   }
@@ -96,14 +85,10 @@ export class RunningUsershard {
 
   /** Sends `signal` to the process. */
   kill(signal: Deno.Signal = "SIGTERM"): void {
-    try {
-      this.#child.kill(signal);
-    } catch (error) {
-      if (!(error instanceof TypeError)) throw error; // already exited
-    }
+    this.#process.kill(signal);
   }
 
-  /** Waits for the exit (and the end of its output); kills it after `timeoutMs`. */
+  /** Waits for the exit (and the end of its output); kills it after `timeoutMs`, and fails. */
   async exited(timeoutMs = 30_000): Promise<Deno.CommandStatus> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -113,9 +98,7 @@ export class RunningUsershard {
       }, timeoutMs);
     });
     try {
-      const status = await Promise.race([this.#child.status, timeout]);
-      await this.#pumps;
-      return status;
+      return await Promise.race([this.#process.done, timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -124,8 +107,7 @@ export class RunningUsershard {
   /** Kills the process if it still runs and waits for it; for test clean-up. */
   async stop(): Promise<void> {
     this.kill("SIGKILL");
-    await this.#child.status;
-    await this.#pumps;
+    await this.#process.done;
   }
 }
 

@@ -136,6 +136,14 @@ export interface MemberInfo {
 export type CoordinatorAction =
   | { readonly type: "registerReply"; readonly requestId: number; readonly error?: string }
   | { readonly type: "homeReply"; readonly requestId: number; readonly shard: number; readonly home: NodeId }
+  /**
+   * A request this instance will not answer: its region has not registered
+   * with it (`registerFirst`: it must, before this instance can tell where
+   * anything is), or it waited past its time or its asker is gone (`expired`).
+   */
+  | { readonly type: "requestRefused"; readonly requestId: number; readonly why: "registerFirst" | "expired" }
+  /** A member whose region has not registered with this instance is told to. */
+  | { readonly type: "callRegion"; readonly region: NodeId }
   | { readonly type: "stopShard"; readonly shard: number; readonly at: NodeId; readonly command: number }
   | {
     readonly type: "startShard";
@@ -282,6 +290,12 @@ export class Coordinator {
         this.#register(input, input.handedOff ?? []);
         break;
       case "getHome":
+        // A region that registered with an earlier instance (on this node, even) would wait for an answer
+        // this one cannot give before it knows what that region hosts.
+        if (!this.#regions.has(nodeKey(input.requester))) {
+          this.#emit({ type: "requestRefused", requestId: input.requestId, why: "registerFirst" });
+          break;
+        }
         this.#getHome(input.shard, input.requester, input.requestId, input.now);
         this.#touched.add(input.shard);
         break;
@@ -312,11 +326,8 @@ export class Coordinator {
         this.#started(input.shard, input.at, input.command, input.now);
         break;
       case "tick":
-        for (const [shard, waiters] of this.#waiters) {
-          const live = waiters.filter((w) => w.expires > input.now);
-          if (live.length > 0) this.#waiters.set(shard, live);
-          else this.#waiters.delete(shard);
-        }
+        this.#dropWaiters((w) => w.expires <= input.now);
+        this.#callRegions();
         break;
     }
     this.#issueConflictStops(input.now);
@@ -363,10 +374,34 @@ export class Coordinator {
         this.#retargetable.add(move);
       }
     }
-    for (const [shard, waiters] of this.#waiters) {
-      this.#waiters.set(shard, waiters.filter((w) => this.#isAlive(w.requester)));
-    }
+    this.#dropWaiters((w) => !this.#isAlive(w.requester));
     for (const [key, stop] of this.#conflictStops) if (!this.#isAlive(stop.at)) this.#conflictStops.delete(key);
+  }
+
+  /** Forgets the waiters `drop` picks, each answered as expired: its asker has given up, or is gone. */
+  #dropWaiters(drop: (waiter: Waiter) => boolean): void {
+    for (const [shard, waiters] of this.#waiters) {
+      const kept = waiters.filter((w) => !drop(w));
+      for (const w of waiters) {
+        if (drop(w)) this.#emit({ type: "requestRefused", requestId: w.requestId, why: "expired" });
+      }
+      if (kept.length > 0) this.#waiters.set(shard, kept);
+      else this.#waiters.delete(shard);
+    }
+  }
+
+  /**
+   * Tells every Up or Leaving member whose region this instance does not know
+   * to register. A region registered with an earlier instance thinks it is
+   * registered still, and one whose work is all local would never ask
+   * anything that tells it otherwise; until it registers, no shard can start
+   * fresh anywhere.
+   */
+  #callRegions(): void {
+    for (const member of this.#members.values()) {
+      if (member.status !== "Up" && member.status !== "Leaving") continue;
+      if (!this.#regions.has(nodeKey(member.node))) this.#emit({ type: "callRegion", region: member.node });
+    }
   }
 
   /** Alive unless its member entry says it is gone or was replaced by a newer incarnation. */

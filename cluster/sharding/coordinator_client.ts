@@ -134,7 +134,7 @@ export class CoordinatorClient {
       throw new RemotingError(
         `this region is not registered with coordinator epoch ${epoch} on ${from.address}` +
           (registered ? ` (it registered with epoch ${registered.epoch})` : ""),
-        Refusal.NOT_THE_COORDINATOR,
+        Refusal.WRONG_EPOCH,
       );
     }
   }

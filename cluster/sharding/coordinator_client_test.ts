@@ -79,8 +79,8 @@ Deno.test("a command from another node or another epoch is refused with its code
       return "accepted";
     };
     assert.equal(refusal(REGION, 7n), Refusal.NOT_THE_COORDINATOR, "not the coordinator's node");
-    assert.equal(refusal(COORDINATOR, 6n), Refusal.NOT_THE_COORDINATOR, "an older epoch");
-    assert.equal(refusal(COORDINATOR, 8n), Refusal.NOT_THE_COORDINATOR, "a newer instance, not registered with");
+    assert.equal(refusal(COORDINATOR, 6n), Refusal.WRONG_EPOCH, "an older epoch");
+    assert.equal(refusal(COORDINATOR, 8n), Refusal.WRONG_EPOCH, "a newer instance, not registered with");
     assert.equal(client.isRegistered, false, "the newer epoch makes the region register again");
   }));
 

@@ -27,7 +27,7 @@ import {
   type MemberInfo,
 } from "./coordinator.ts";
 import { Refusal, RemotingError } from "../remoting/errors.ts";
-import { type NodeId, nodeKey, nodeToProto, sameNode } from "../remoting/node.ts";
+import { type NodeId, nodeToProto, sameNode } from "../remoting/node.ts";
 import type { Body, Inbound, Transport } from "../remoting/transport.ts";
 import { snapshotFromProto, snapshotToProto } from "./sharding_codec.ts";
 
@@ -94,7 +94,6 @@ const REBALANCES_KEPT = 10;
 interface Request {
   readonly resolve: (body: Body) => void;
   readonly reject: (error: Error) => void;
-  readonly expires: number;
 }
 
 /** The coordinator's I/O loop on one node. */
@@ -111,8 +110,6 @@ export class CoordinatorRunner {
   #lastPlacement = 0;
   /** Which coordinator instance this node runs: every one gets a new epoch, carried by its messages. */
   #epoch = 0n;
-  /** Regions registered with this instance (node keys): others are told to register first. */
-  #registered = new Set<string>();
   readonly #rebalances: RebalanceRecord[] = [];
 
   readonly #now: () => number;
@@ -165,7 +162,6 @@ export class CoordinatorRunner {
         epoch: String(this.#epoch + 1n),
       });
       this.#epoch++;
-      this.#registered = new Set();
       this.#coordinator = new Coordinator(this.#o.shardCount, this.#now(), this.#o.timings, this.#o.durableState);
       this.#refreshPlacement();
     } else if (!oldest && this.#coordinator) {
@@ -187,7 +183,7 @@ export class CoordinatorRunner {
         this.#refreshPlacement();
         return undefined;
       case "registerRegion": {
-        const { requestId, reply } = this.#request(now);
+        const { requestId, reply } = this.#request();
         this.#feed({
           type: "register",
           region: from,
@@ -198,19 +194,10 @@ export class CoordinatorRunner {
           requestId,
           now,
         });
-        const registered = this.#registered;
-        return reply.then((answer) => {
-          registered.add(nodeKey(from));
-          return answer;
-        });
+        return reply;
       }
       case "getShardHome": {
-        // A region that registered with an earlier instance (this node's, even) would wait for an
-        // answer this one cannot give before it knows what that region hosts.
-        if (!this.#registered.has(nodeKey(from))) {
-          return Promise.resolve({ case: "registerFirst", value: create(RegisterFirstSchema, { epoch: this.#epoch }) });
-        }
-        const { requestId, reply } = this.#request(now);
+        const { requestId, reply } = this.#request();
         this.#feed({ type: "getHome", shard: body.value.shard, requester: from, requestId, now });
         return reply;
       }
@@ -219,43 +206,25 @@ export class CoordinatorRunner {
     }
   }
 
-  #request(now: number): { requestId: number; reply: Promise<Body> } {
+  /** A request the coordinator answers through an action that names `requestId`. */
+  #request(): { requestId: number; reply: Promise<Body> } {
     const requestId = this.#nextRequest++;
-    const reply = new Promise<Body>((resolve, reject) => {
-      this.#requests.set(requestId, { resolve, reject, expires: now + 2 * this.#o.askTimeoutMs });
-    });
+    const reply = new Promise<Body>((resolve, reject) => this.#requests.set(requestId, { resolve, reject }));
     return { requestId, reply };
+  }
+
+  /** The request `requestId`, answered: no longer pending. */
+  #answer(requestId: number): Request | undefined {
+    const request = this.#requests.get(requestId);
+    this.#requests.delete(requestId);
+    return request;
   }
 
   #tick(): void {
     const now = this.#now();
-    for (const [id, request] of this.#requests) {
-      if (request.expires > now) continue;
-      this.#requests.delete(id);
-      request.reject(new Error("no answer in time"));
-    }
     if (!this.#coordinator) return;
-    this.#callRegions();
     if (now - this.#lastPlacement >= (this.#o.reconcileIntervalMs ?? 5000)) this.#refreshPlacement();
     this.#feed({ type: "tick", now });
-  }
-
-  /**
-   * Tells every Up or Leaving member whose region this instance does not know
-   * to register. A region registered with an earlier instance on this node
-   * thinks it is registered still, and one whose work is all local would
-   * never ask anything that tells it otherwise; until it registers, no shard
-   * can start fresh anywhere.
-   */
-  #callRegions(): void {
-    for (const member of this.#members) {
-      if (member.status !== "Up" && member.status !== "Leaving") continue;
-      if (this.#registered.has(nodeKey(member.node))) continue;
-      this.#o.remoting.tell(member.node, {
-        case: "registerFirst",
-        value: create(RegisterFirstSchema, { epoch: this.#epoch }),
-      });
-    }
   }
 
   #feed(input: CoordinatorInput): void {
@@ -267,8 +236,7 @@ export class CoordinatorRunner {
   #carryOut(coordinator: Coordinator, action: CoordinatorAction): void {
     switch (action.type) {
       case "registerReply": {
-        const request = this.#requests.get(action.requestId);
-        this.#requests.delete(action.requestId);
+        const request = this.#answer(action.requestId);
         if (action.error) {
           log.error("refused a shard region: {error}", { error: action.error });
           request?.reject(new RemotingError(action.error, Refusal.INCOMPATIBLE_NODE));
@@ -277,9 +245,20 @@ export class CoordinatorRunner {
         }
         break;
       }
+      case "requestRefused": {
+        const request = this.#answer(action.requestId);
+        if (action.why === "expired") request?.reject(new Error("no answer in time"));
+        else request?.resolve({ case: "registerFirst", value: create(RegisterFirstSchema, { epoch: this.#epoch }) });
+        break;
+      }
+      case "callRegion":
+        this.#o.remoting.tell(action.region, {
+          case: "registerFirst",
+          value: create(RegisterFirstSchema, { epoch: this.#epoch }),
+        });
+        break;
       case "homeReply": {
-        const request = this.#requests.get(action.requestId);
-        this.#requests.delete(action.requestId);
+        const request = this.#answer(action.requestId);
         request?.resolve({
           case: "shardHome",
           value: create(ShardHomeSchema, { shard: action.shard, node: nodeToProto(action.home), epoch: this.#epoch }),

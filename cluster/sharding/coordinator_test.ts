@@ -229,9 +229,49 @@ Deno.test("requests for a home that stays unknown are forgotten after a while, n
   w.register(B);
   w.feed({ type: "getHome", shard: 1, requester: A, requestId: 77, now: 0 });
   w.tick(WAITER_TTL_MS + 1);
+  assert.deepEqual(w.log.at(-1), { type: "requestRefused", requestId: 77, why: "expired" }, "its asker hears so");
   w.feed({ type: "getHome", shard: 1, requester: A, requestId: 78, now: w.now });
   w.complete();
   assert.deepEqual(w.log.filter((a) => a.type === "homeReply").map((a) => a.type === "homeReply" && a.requestId), [78]);
+});
+
+Deno.test("a home asked by a region that has not registered with this instance is refused: it must register first", () => {
+  const w = new World(2, [A, B]);
+  w.feed({ type: "members", members: up(A, B), now: 0 });
+  w.register(A);
+  // B registered with the previous coordinator; this one cannot know what B hosts until B tells it.
+  w.feed({ type: "getHome", shard: 0, requester: B, requestId: 5, now: 0 });
+  assert.deepEqual(w.log.at(-1), { type: "requestRefused", requestId: 5, why: "registerFirst" });
+  w.register(B);
+  w.feed({ type: "getHome", shard: 0, requester: B, requestId: 6, now: 0 });
+  w.settle();
+  assert.ok(w.log.some((a) => a.type === "homeReply" && a.requestId === 6));
+});
+
+Deno.test("each tick calls the regions of Up and Leaving members that have not registered, and only those", () => {
+  const w = new World(2, [A, B, C]);
+  w.feed({
+    type: "members",
+    members: [{ node: A, status: "Up" }, { node: B, status: "Leaving" }, { node: C, status: "Joining" }],
+    now: 0,
+  });
+  w.register(A);
+  const called = () => w.coordinator.step({ type: "tick", now: 1 }).filter((a) => a.type === "callRegion");
+  assert.deepEqual(called(), [{ type: "callRegion", region: B }], "not A (registered) nor C (Joining)");
+  w.register(B);
+  assert.deepEqual(called(), []);
+});
+
+Deno.test("a request whose asker is gone is answered as expired at once", () => {
+  const w = new World(2, [A, B]);
+  w.feed({ type: "members", members: up(A, B), now: 0 });
+  w.register(A);
+  w.register(B);
+  w.feed({ type: "placement", desired: new Map([[0, B.address]]), now: 0 });
+  w.pending = [];
+  w.feed({ type: "getHome", shard: 1, requester: B, requestId: 9, now: 0 });
+  w.feed({ type: "members", members: [{ node: A, status: "Up" }, { node: B, status: "Down" }], now: 1 });
+  assert.ok(w.log.some((a) => a.type === "requestRefused" && a.requestId === 9 && a.why === "expired"));
 });
 
 Deno.test("a late repeat of a region's registration does not make the coordinator forget a shard it started there", () => {

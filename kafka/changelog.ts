@@ -36,6 +36,7 @@ import { PartitionReader } from "./partition_reader.ts";
 import { clientOptions } from "./client.ts";
 import { TransactionalProducer } from "./transactional_producer.ts";
 import type { KafkaSecurity } from "./security.ts";
+import { kafkaErrorCode } from "./error_codes.ts";
 
 const log = getLogger(["usershard", "changelog"]);
 
@@ -498,12 +499,6 @@ function writePermissions(topic: string): Permission[] {
 }
 
 /** Kafka's ways of saying that a newer producer holds the transactional id, wherever the client nests them. */
-function isFenced(error: unknown, depth = 0): boolean {
-  if (!(error instanceof Error) || depth > 4) return false;
-  const { apiId, errors, cause } = error as Error & { apiId?: unknown; errors?: unknown; cause?: unknown };
-  if (apiId === "INVALID_PRODUCER_EPOCH" || apiId === "PRODUCER_FENCED" || /fence|old epoch/i.test(error.message)) {
-    return true;
-  }
-  const inner = Array.isArray(errors) ? errors : [];
-  return inner.some((e) => isFenced(e, depth + 1)) || isFenced(cause, depth + 1);
+function isFenced(error: unknown): boolean {
+  return kafkaErrorCode(error, (code) => code === "INVALID_PRODUCER_EPOCH" || code === "PRODUCER_FENCED") !== undefined;
 }

@@ -58,6 +58,15 @@ const SLOW_DELIVERY_MS = 1000;
 const REJOIN_AFTER_MS = 1000;
 /** How long stopping waits for deliveries in hand, to commit what they applied. */
 const STOP_DRAIN_MS = 3000;
+/** How long stopping waits for Kafka to take the leave, and then for the client to close. */
+const CLOSE_MS = 5000;
+
+/** Resolves with `promise`, or after `ms` whatever it does (its failure is the caller's to log). */
+async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([promise.catch(() => {}), new Promise((resolve) => timer = setTimeout(resolve, ms))]);
+  clearTimeout(timer);
+}
 
 /** Kafka's error code for a fetch below a partition's log start or past its end. */
 const OFFSET_OUT_OF_RANGE = 1;
@@ -135,6 +144,11 @@ export class ConsumerPipeline {
   #summaryTimer: ReturnType<typeof setInterval> | undefined;
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
   #stopWatch: (() => void) | undefined;
+  /** Whether the owner wants the pipeline running: between start() and stop(). */
+  #wanted = false;
+  #replacing = false;
+  /** Joins of ours under way. */
+  #joining = 0;
   #lastSummary = { at: Date.now(), events: 0, local: 0, malformed: 0 };
   readonly #fatal = Promise.withResolvers<string>();
   #failed = false;
@@ -181,6 +195,12 @@ export class ConsumerPipeline {
 
   /** Joins the group and consumes from the offsets it committed (the earliest where none); after {@linkcode stop}, joins again. */
   async start(): Promise<void> {
+    this.#wanted = true;
+    await this.#open();
+  }
+
+  /** A new client, in the group, consuming. */
+  async #open(): Promise<void> {
     const o = this.#o;
     const timings = o.timings ?? DEFAULT_KAFKA_TIMINGS;
     this.#progress = new ConsumerProgress();
@@ -236,11 +256,13 @@ export class ConsumerPipeline {
     this.#stopWatch = watchMembership(consumer, {
       afterMs: timings.sessionTimeoutMs,
       everyMs: timings.heartbeatIntervalMs,
-      rejoin: (outForMs) => {
+      act: (action) => {
         if (this.#consumer !== consumer || !this.#running) return;
+        // A join of ours still waiting is a rebalance taking its time, not a wedged client.
+        if (action === "replace") return void (this.#joining === 0 && this.#replaceClient());
         log.warn("the Kafka consumer has been out of group {group} for {ms} ms and is not rejoining; joining again", {
           group: o.group,
-          ms: outForMs,
+          ms: timings.sessionTimeoutMs,
         });
         this.#join(consumer).catch((e) => consumer.emit("error", e));
       },
@@ -251,10 +273,13 @@ export class ConsumerPipeline {
   }
 
   async #join(consumer: Consumer): Promise<void> {
+    this.#joining++;
     try {
       await consumer.joinGroup({});
     } catch (error) {
       throw notAuthorized(error, [this.#readGroup, this.#readTopic], this.#principal) ?? error;
+    } finally {
+      this.#joining--;
     }
     this.#allowed(this.#requests.join);
   }
@@ -655,6 +680,46 @@ export class ConsumerPipeline {
    * not applied by then stays uncommitted, for the next owner.
    */
   async stop(): Promise<void> {
+    this.#wanted = false;
+    await this.#halt();
+  }
+
+  /**
+   * Replaces a client that a join of ours did not bring back into its group
+   * (`membership_watch.ts`). Nothing is lost: what was not committed is
+   * fetched again by the new client, and a shard skips what it applied.
+   */
+  async #replaceClient(): Promise<void> {
+    if (this.#replacing) return;
+    this.#replacing = true;
+    const group = this.#o.group;
+    try {
+      log.warn("the Kafka consumer is still out of group {group} after joining again: it is replaced by a new client", {
+        group,
+      });
+      await this.#halt();
+      while (this.#wanted) {
+        try {
+          await this.#open();
+          if (!this.#wanted) await this.#halt();
+          return;
+        } catch (error) {
+          log.warn("the new Kafka client could not join group {group} ({error}); trying again in {ms} ms", {
+            group,
+            error: errorText(error),
+            ms: REJOIN_AFTER_MS,
+          });
+          await this.#halt();
+          await new Promise((resolve) => setTimeout(resolve, REJOIN_AFTER_MS));
+        }
+      }
+    } finally {
+      this.#replacing = false;
+    }
+  }
+
+  /** Stops consuming and closes the client, leaving the group if Kafka answers in time. */
+  async #halt(): Promise<void> {
     clearInterval(this.#summaryTimer);
     clearTimeout(this.#wakeTimer);
     this.#stopWatch?.();
@@ -665,15 +730,19 @@ export class ConsumerPipeline {
     await Promise.race([drained, new Promise((resolve) => setTimeout(resolve, STOP_DRAIN_MS).unref?.())]);
     this.#running = false;
     this.#consumer = undefined;
-    await new Promise<void>((resolve) =>
-      consumer.leaveGroup(true, (error) => {
-        if (error) {
-          log.debug("leaving group {group} failed: {error}", { group: this.#o.group, error: errorText(error) });
-        }
-        resolve();
-      })
+    // Bounded: a client that cannot reach Kafka is closed all the same, and the group evicts it after a session.
+    await waitAtMost(
+      new Promise<void>((resolve) =>
+        consumer.leaveGroup(true, (error) => {
+          if (error) {
+            log.debug("leaving group {group} failed: {error}", { group: this.#o.group, error: errorText(error) });
+          }
+          resolve();
+        })
+      ),
+      CLOSE_MS,
     );
-    await consumer.close(true);
+    await waitAtMost(consumer.close(true), CLOSE_MS);
     // Out of the group, this node consumes nothing: what it is given when it joins again is taken over.
     this.#assigned = [];
     this.#gained.clear();

@@ -8,32 +8,49 @@
  * cancelled its heartbeat and says nothing: it is out of the group for good,
  * still fetching the partitions it had, while the group gives them to the
  * other members. The watch sees such a client (`isActive()` false) and has
- * it join again once it has been out longer than a join takes.
+ * it join again once it has been out longer than a join takes, and has it
+ * replaced if that does not bring it back.
  *
  * @module
  */
 
-/** When to join again, from whether the client is a member; time is an input. */
+/**
+ * What to do about a client out of its group: join again, or, when a join of
+ * ours did not bring it back either, replace the client. A client can be
+ * wedged for good (after a broker froze, every request of one seen failing
+ * with "Connection closed" for minutes, none reaching the broker, while a
+ * new client of the same process connected at once).
+ */
+export type WatchAction = "rejoin" | "replace";
+
+/** When to join again, or replace the client, from whether it is a member; time is an input. */
 export class MembershipWatch {
   readonly #afterMs: number;
   #outSince: number | undefined;
+  #rejoined = false;
 
   /** `afterMs`: how long a client may be out of its group before it is made to join (a join in progress is out too). */
   constructor(afterMs: number) {
     this.#afterMs = afterMs;
   }
 
-  /** Hears whether the client is a member at `now`; true when it must join again now. */
-  check(active: boolean, now: number): boolean {
+  /** Hears whether the client is a member at `now`; what to do about it now, if anything. */
+  check(active: boolean, now: number): WatchAction | undefined {
     if (active) {
       this.#outSince = undefined;
-      return false;
+      this.#rejoined = false;
+      return undefined;
     }
     this.#outSince ??= now;
-    if (now - this.#outSince < this.#afterMs) return false;
-    // The join it starts is out of the group too while it runs: give it as long again.
+    if (now - this.#outSince < this.#afterMs) return undefined;
+    // What it does is out of the group too while it runs: give it as long again.
     this.#outSince = now;
-    return true;
+    if (!this.#rejoined) {
+      this.#rejoined = true;
+      return "rejoin";
+    }
+    this.#rejoined = false;
+    return "replace";
   }
 }
 
@@ -44,16 +61,18 @@ export interface GroupClient {
 }
 
 /**
- * Checks `client` every `everyMs` and calls `rejoin` when it has been out of
- * its group for `afterMs`; returns the function that stops the watch.
+ * Checks `client` every `everyMs` and calls `act` when it has been out of its
+ * group for `afterMs` (see {@linkcode MembershipWatch}); returns the function
+ * that stops the watch.
  */
 export function watchMembership(
   client: GroupClient,
-  { afterMs, everyMs, rejoin }: { afterMs: number; everyMs: number; rejoin: (outForMs: number) => void },
+  { afterMs, everyMs, act }: { afterMs: number; everyMs: number; act: (action: WatchAction) => void },
 ): () => void {
   const watch = new MembershipWatch(afterMs);
   const timer = setInterval(() => {
-    if (watch.check(client.isActive(), Date.now())) rejoin(afterMs);
+    const action = watch.check(client.isActive(), Date.now());
+    if (action) act(action);
   }, everyMs);
   return () => clearInterval(timer);
 }

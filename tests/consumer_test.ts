@@ -330,7 +330,8 @@ Deno.test("a client whose own rejoin failed is out of its group without a word; 
     const stopWatch = watchMembership(client, {
       afterMs: 2000,
       everyMs: 200,
-      rejoin: () => {
+      act: (action) => {
+        assert.equal(action, "rejoin", "a join first");
         rejoins++;
         outWhenWatched = !client.isActive();
         client.joinGroup({}).catch(() => {});

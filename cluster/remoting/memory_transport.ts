@@ -15,6 +15,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Envelope, EnvelopeSchema } from "../../proto/gen/cluster_pb.ts";
 import { seededRandom } from "../seeded_random.ts";
 import { failureError, failureOf, Refusal, RemotingError } from "./errors.ts";
+import { fromWire, toWire } from "./body.ts";
 import { type NodeId, nodeKey } from "./node.ts";
 import type { Body, Inbound, InboundHandler, Target, Transport, TransportFactory } from "./transport.ts";
 
@@ -163,7 +164,7 @@ export class MemoryTransport implements Transport {
 
   tell(target: Target, body: Body): void {
     if (this.#closed) return;
-    const envelope = create(EnvelopeSchema, { correlationId: 0, toUid: uidOf(target), body });
+    const envelope = create(EnvelopeSchema, { correlationId: 0, toUid: uidOf(target), body: toWire(body) });
     this.#network.carry(this.self, addressOf(target), envelope, (there, arrived) => there.#receive(this.self, arrived));
   }
 
@@ -177,7 +178,7 @@ export class MemoryTransport implements Transport {
       reject(new RemotingError(`${addressOf(target)} did not answer ${body.case} within ${timeoutMs} ms`));
     }, timeoutMs);
     this.#pending.set(id, { resolve, reject, timer });
-    const envelope = create(EnvelopeSchema, { correlationId: id, toUid: uidOf(target), body });
+    const envelope = create(EnvelopeSchema, { correlationId: id, toUid: uidOf(target), body: toWire(body) });
     this.#network.carry(this.self, addressOf(target), envelope, (there, arrived) => there.#receive(this.self, arrived));
     return promise;
   }
@@ -200,12 +201,13 @@ export class MemoryTransport implements Transport {
     if (this.#closed) return;
     if (envelope.reply) return this.#replied(from, envelope);
     const isRequest = envelope.correlationId !== 0;
-    const answer = (body: Body) => {
+    const reply = (body: Envelope["body"]) => {
       if (!isRequest || this.#closed) return;
-      const reply = create(EnvelopeSchema, { correlationId: envelope.correlationId, reply: true, body });
-      this.#network.carry(this.self, from.address, reply, (there, arrived) => there.#receive(this.self, arrived));
+      const envelopeOut = create(EnvelopeSchema, { correlationId: envelope.correlationId, reply: true, body });
+      this.#network.carry(this.self, from.address, envelopeOut, (there, arrived) => there.#receive(this.self, arrived));
     };
-    const fail = (error: unknown) => answer({ case: "failure", value: failureOf(error) });
+    const answer = (body: Body) => reply(toWire(body));
+    const fail = (error: unknown) => reply({ case: "failure", value: failureOf(error) });
     if (envelope.toUid !== 0n && envelope.toUid !== BigInt(this.self.uid)) {
       return fail(
         new RemotingError(
@@ -215,8 +217,10 @@ export class MemoryTransport implements Transport {
         ),
       );
     }
+    const body = fromWire(envelope.body);
+    if (!body) return fail(new RemotingError(`${envelope.body.case ?? "an empty message"} is no layer's message`));
     try {
-      Promise.resolve(this.#handler({ from, body: envelope.body }, isRequest)).then(
+      Promise.resolve(this.#handler({ from, body }, isRequest)).then(
         (body) => body ? answer(body) : fail("no reply"),
         fail,
       );
@@ -230,11 +234,10 @@ export class MemoryTransport implements Transport {
     if (!pending) return;
     this.#pending.delete(envelope.correlationId);
     clearTimeout(pending.timer);
-    if (envelope.body.case === "failure") {
-      pending.reject(failureError(envelope.body.value));
-    } else {
-      pending.resolve({ from, body: envelope.body });
-    }
+    const body = fromWire(envelope.body);
+    if (envelope.body.case === "failure") pending.reject(failureError(envelope.body.value));
+    else if (body) pending.resolve({ from, body });
+    else pending.reject(new RemotingError(`${from.address} answered with no message this node knows`));
   }
 
   async #askSelf(target: Target, body: Body): Promise<Inbound> {
@@ -246,7 +249,6 @@ export class MemoryTransport implements Transport {
     }
     const reply = await this.#handler({ from: this.self, body }, true);
     if (!reply) throw new RemotingError(`no reply to ${body.case}`);
-    if (reply.case === "failure") throw failureError(reply.value);
     return { from: this.self, body: reply };
   }
 }

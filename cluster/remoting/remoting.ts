@@ -20,18 +20,19 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { getLogger } from "@logtape/logtape";
-import { type Envelope, EnvelopeSchema } from "../../proto/gen/cluster_pb.ts";
+import { type Envelope, EnvelopeSchema, type Failure } from "../../proto/gen/cluster_pb.ts";
 import { errorText } from "../error_text.ts";
 import { BindError, failureError, failureOf, Refusal, RemotingError, within } from "./errors.ts";
 import { FrameSeal, helloProof, NONCE_BYTES, sameBytes, welcomeProof } from "./handshake.ts";
 import { Link, MAX_QUEUED_BYTES } from "./link.ts";
 import { nodeFromProto, type NodeId, nodeKey, nodeToProto, splitAddress } from "./node.ts";
 import type { Body, Inbound, InboundHandler, Target, Transport } from "./transport.ts";
+import { fromWire, toWire } from "./body.ts";
 
 const log = getLogger(["usershard", "remoting"]);
 
 /** Bumped whenever the envelope changes incompatibly; peers must agree. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Hears of every frame after a handshake (the node's metrics). */
 export interface RemotingObserver {
@@ -180,7 +181,7 @@ export class Remoting implements Transport {
   }
 
   #refusal(
-    hello: Extract<Body, { case: "handshake" }>["value"],
+    hello: Extract<Envelope["body"], { case: "handshake" }>["value"],
     challenge: Uint8Array,
   ): string | undefined {
     const { clusterName, self, secret } = this.#config;
@@ -209,16 +210,19 @@ export class Remoting implements Transport {
       if (!pending || pending.link !== link) return;
       this.#pending.delete(envelope.correlationId);
       clearTimeout(pending.timer);
+      const body = fromWire(envelope.body);
       if (envelope.body.case === "failure") pending.reject(failureError(envelope.body.value));
-      else pending.resolve({ from, body: envelope.body });
+      else if (body) pending.resolve({ from, body });
+      else pending.reject(new RemotingError(`${from.address} answered with no message this node knows`));
       return;
     }
     const isRequest = envelope.correlationId !== 0;
-    const answer = (body: Body) => {
+    const reply = (body: Envelope["body"]) => {
       if (!isRequest || link.isClosed) return;
       link.send(create(EnvelopeSchema, { correlationId: envelope.correlationId, reply: true, body }));
     };
-    const fail = (error: unknown) => answer({ case: "failure", value: failureOf(error) });
+    const answer = (body: Body) => reply(toWire(body));
+    const fail = (error: unknown) => reply({ case: "failure", value: failureOf(error) });
     const self = this.#config.self;
     if (envelope.toUid !== 0n && envelope.toUid !== BigInt(self.uid)) {
       const refusal = `${self.address} is incarnation ${self.uid}, not ${envelope.toUid}: ` +
@@ -227,8 +231,13 @@ export class Remoting implements Transport {
       fail(new RemotingError(refusal, Refusal.WRONG_INCARNATION));
       return;
     }
+    const body = fromWire(envelope.body);
+    if (!body) {
+      fail(new RemotingError(`${envelope.body.case ?? "an empty message"} is no message of a layer this node knows`));
+      return;
+    }
     try {
-      const result = this.#handler({ from, body: envelope.body }, isRequest);
+      const result = this.#handler({ from, body }, isRequest);
       if (result instanceof Promise) {
         result.then((body) => body ? answer(body) : fail("no reply"), fail).catch((error) =>
           log.warn("could not answer {kind} from {from}: {error}", {
@@ -409,7 +418,7 @@ export class Remoting implements Transport {
     this.#linkTo(target).then(
       (link) => {
         try {
-          link.send(create(EnvelopeSchema, { toUid: uidOf(target), body }));
+          link.send(create(EnvelopeSchema, { toUid: uidOf(target), body: toWire(body) }));
         } catch (error) {
           log.debug("dropped {kind} to {target}: {error}", {
             kind: body.case,
@@ -427,7 +436,7 @@ export class Remoting implements Transport {
     if (this.#isSelf(target)) {
       const reply = await this.#toSelf(target, body, true);
       if (!reply) throw new RemotingError(`no reply to ${body.case}`);
-      if (reply.case === "failure") throw failureError(reply.value);
+      if ("failure" in reply) throw failureError(reply.failure);
       return { from: this.#config.self, body: reply };
     }
     const deadline = Date.now() + timeoutMs;
@@ -443,7 +452,7 @@ export class Remoting implements Transport {
     }, Math.max(1, deadline - Date.now()));
     this.#pending.set(id, { resolve, reject, timer, link });
     try {
-      link.send(create(EnvelopeSchema, { correlationId: id, toUid: uidOf(target), body }));
+      link.send(create(EnvelopeSchema, { correlationId: id, toUid: uidOf(target), body: toWire(body) }));
     } catch (error) {
       this.#pending.delete(id);
       clearTimeout(timer);
@@ -457,7 +466,7 @@ export class Remoting implements Transport {
   }
 
   // A message to this node itself skips the network (and the encoding), not the incarnation check.
-  async #toSelf(target: Target, body: Body, isRequest: boolean): Promise<Body | undefined> {
+  async #toSelf(target: Target, body: Body, isRequest: boolean): Promise<Body | { failure: Failure } | undefined> {
     try {
       if (typeof target !== "string" && target.uid !== this.#config.self.uid) {
         throw new RemotingError(
@@ -468,7 +477,7 @@ export class Remoting implements Transport {
       return await this.#handler({ from: this.#config.self, body }, isRequest);
     } catch (error) {
       if (!isRequest) throw error;
-      return { case: "failure", value: failureOf(error) };
+      return { failure: failureOf(error) };
     }
   }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { EnvelopeSchema } from "../../proto/gen/cluster_pb.ts";
 import { RawPeer } from "../../tests/support/raw_peer.ts";
+import { fromWire, toWire } from "./body.ts";
 import { Refusal, RemotingError } from "./errors.ts";
 import { FrameSeal, helloProof, NONCE_BYTES, welcomeProof } from "./handshake.ts";
 import type { NodeId } from "./node.ts";
@@ -163,12 +164,12 @@ Deno.test("with a secret a tampered, replayed or unsealed frame closes the conne
     const a = node({ secret });
     started.push(a, b);
     const me = { address: "127.0.0.1:1", uid: 1 };
-    const request = (userId: string) => create(EnvelopeSchema, { correlationId: 1, body: getUser(userId) });
+    const request = (userId: string) => create(EnvelopeSchema, { correlationId: 1, body: toWire(getUser(userId)) });
 
     const honest = await authenticatedPeer(b, secret, me);
     await honest.peer.send(request("honest"), honest.seal);
-    const answer = await honest.peer.next(honest.seal);
-    assert.ok(answer?.body.case === "userTotals" && answer.body.value.userId === "honest");
+    const answer = fromWire((await honest.peer.next(honest.seal))!.body);
+    assert.ok(answer?.case === "userTotals" && answer.value.userId === "honest");
     honest.peer.close();
 
     const tamper = await authenticatedPeer(b, secret, me);
@@ -228,7 +229,9 @@ Deno.test("an envelope for a previous incarnation at the same address is refused
       },
     }));
     await raw.next();
-    await raw.send(create(EnvelopeSchema, { correlationId: 5, toUid: BigInt(previous.uid), body: getUser("4") }));
+    await raw.send(
+      create(EnvelopeSchema, { correlationId: 5, toUid: BigInt(previous.uid), body: toWire(getUser("4")) }),
+    );
     const refused = await raw.next();
     assert.ok(refused?.body.case === "failure");
     assert.match(refused.body.value.message, /was meant for a previous life of this node/);
@@ -262,7 +265,7 @@ Deno.test("a reply counts only on the connection its request went out on", () =>
       await forger.send(create(EnvelopeSchema, {
         correlationId: id,
         reply: true,
-        body: { case: "userTotals", value: { $typeName: "usershard.cluster.UserTotals", ...totals("forged") } },
+        body: toWire({ case: "userTotals", value: { $typeName: "usershard.cluster.UserTotals", ...totals("forged") } }),
       }));
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -388,17 +391,19 @@ Deno.test("an ask for a newer incarnation replaces a connection to an older one 
     a.tell(address, getUser("hello"));
     // The old incarnation's host died without a FIN: its connection stays open and silent.
     const stale = await acceptAs(listener, address, 1n);
-    assert.equal((await stale.next())?.body.case, "getUser");
+    assert.equal(fromWire((await stale.next())!.body)?.case, "getUser");
     const asked = a.ask({ address, uid: 2 }, getUser("for the new one"), 3000);
     const fresh = await acceptAs(listener, address, 2n);
     listener.close();
     const request = await fresh.next();
-    assert.ok(request?.body.case === "getUser" && request.body.value.userId === "for the new one");
+    assert.ok(request, "the request arrived");
+    const asking = fromWire(request.body);
+    assert.ok(asking?.case === "getUser" && asking.value.userId === "for the new one");
     assert.equal(request.toUid, 2n);
     await fresh.send(create(EnvelopeSchema, {
       correlationId: request.correlationId,
       reply: true,
-      body: { case: "userTotals", value: { $typeName: "usershard.cluster.UserTotals", ...totals("new") } },
+      body: toWire({ case: "userTotals", value: { $typeName: "usershard.cluster.UserTotals", ...totals("new") } }),
     }));
     assert.deepEqual((await asked).from, { address, uid: 2 });
     stale.close();

@@ -6,11 +6,10 @@
  *
  * @module
  */
-import type { Envelope } from "../../proto/gen/cluster_pb.ts";
+import type { Body } from "./body.ts";
 import type { NodeId } from "./node.ts";
 
-/** The message part of an envelope (everything but the handshake). */
-export type Body = Envelope["body"];
+export type { Body };
 
 /** A message that arrived, with the verified identity of its sender. */
 export interface Inbound {

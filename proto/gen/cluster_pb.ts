@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  */
 export const file_cluster: GenFile = /*@__PURE__*/
   fileDesc(
-    "Cg1jbHVzdGVyLnByb3RvEhF1c2Vyc2hhcmQuY2x1c3RlciIkCgROb2RlEg8KB2FkZHJlc3MYASABKAkSCwoDdWlkGAIgASgEIocMCghFbnZlbG9wZRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoDRINCgVyZXBseRgCIAEoCBIOCgZ0b191aWQYAyABKAQSMQoJY2hhbGxlbmdlGAogASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuQ2hhbGxlbmdlSAASMQoJaGFuZHNoYWtlGAsgASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuSGFuZHNoYWtlSAASOAoNaGFuZHNoYWtlX2FjaxgMIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkhhbmRzaGFrZUFja0gAEi0KB2ZhaWx1cmUYDSABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5GYWlsdXJlSAASMAoJaW5pdF9qb2luGBQgASgLMhsudXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5IABI3Cg1pbml0X2pvaW5fYWNrGBUgASgLMh4udXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5BY2tIABI5Cg5pbml0X2pvaW5fbmFjaxgWIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkluaXRKb2luTmFja0gAEicKBGpvaW4YFyABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Kb2luSAASLQoHd2VsY29tZRgYIAEoCzIaLnVzZXJzaGFyZC5jbHVzdGVyLldlbGNvbWVIABIrCgZnb3NzaXAYGSABKAsyGS51c2Vyc2hhcmQuY2x1c3Rlci5Hb3NzaXBIABIxCgloZWFydGJlYXQYGiABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5IZWFydGJlYXRIABI4Cg1oZWFydGJlYXRfYWNrGBsgASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuSGVhcnRiZWF0QWNrSAASPAoPcmVnaXN0ZXJfcmVnaW9uGCggASgLMiEudXNlcnNoYXJkLmNsdXN0ZXIuUmVnaXN0ZXJSZWdpb25IABJAChFyZWdpb25fcmVnaXN0ZXJlZBgpIAEoCzIjLnVzZXJzaGFyZC5jbHVzdGVyLlJlZ2lvblJlZ2lzdGVyZWRIABI5Cg5nZXRfc2hhcmRfaG9tZRgqIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkdldFNoYXJkSG9tZUgAEjIKCnNoYXJkX2hvbWUYKyABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZEhvbWVIABJCChJhc3NpZ25tZW50X2NoYW5nZWQYLCABKAsyJC51c2Vyc2hhcmQuY2x1c3Rlci5Bc3NpZ25tZW50Q2hhbmdlZEgAEjIKCnN0b3Bfc2hhcmQYLSABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5TdG9wU2hhcmRIABI4Cg1zaGFyZF9zdG9wcGVkGC4gASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTdG9wcGVkSAASNAoLc3RhcnRfc2hhcmQYLyABKAsyHS51c2Vyc2hhcmQuY2x1c3Rlci5TdGFydFNoYXJkSAASOAoNc2hhcmRfc3RhcnRlZBgwIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLlNoYXJkU3RhcnRlZEgAEjYKDGFwcGx5X2V2ZW50cxgyIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkFwcGx5RXZlbnRzSAASOgoOZXZlbnRzX2FwcGxpZWQYMyABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5FdmVudHNBcHBsaWVkSAASLgoIZ2V0X3VzZXIYNCABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5HZXRVc2VySAASNAoLdXNlcl90b3RhbHMYNSABKAsyHS51c2Vyc2hhcmQuY2x1c3Rlci5Vc2VyVG90YWxzSAASLgoIbm90X2hlcmUYNiABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5Ob3RIZXJlSAASOgoOcmVnaXN0ZXJfZmlyc3QYNyABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5SZWdpc3RlckZpcnN0SABCBgoEYm9keSIaCglDaGFsbGVuZ2USDQoFbm9uY2UYASABKAwilAEKCUhhbmRzaGFrZRIUCgxjbHVzdGVyX25hbWUYASABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgCIAEoDRIlCgRmcm9tGAMgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRINCgVwcm9vZhgEIAEoDBINCgVub25jZRgFIAEoDBISCgp0b19hZGRyZXNzGAYgASgJImYKDEhhbmRzaGFrZUFjaxIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSJQoEZnJvbRgDIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLk5vZGUSDQoFcHJvb2YYBCABKAwiRwoHRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJEisKB3JlZnVzYWwYAiABKA4yGi51c2Vyc2hhcmQuY2x1c3Rlci5SZWZ1c2FsIgoKCEluaXRKb2luIi4KC0luaXRKb2luQWNrEg8KB21lbWJlcnMYASABKA0SDgoGb2xkZXN0GAIgASgJIg4KDEluaXRKb2luTmFjayIaCgRKb2luEhIKCm1hbmFnZW1lbnQYASABKAkiOAoHV2VsY29tZRItCgVzdGF0ZRgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcFN0YXRlIjcKBkdvc3NpcBItCgVzdGF0ZRgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcFN0YXRlIh0KCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoDSIgCgxIZWFydGJlYXRBY2sSEAoIc2VxdWVuY2UYASABKA0ihwEKBk1lbWJlchIlCgRub2RlGAEgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRIvCgZzdGF0dXMYAiABKA4yHy51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXJTdGF0dXMSEQoJdXBfbnVtYmVyGAMgASgNEhIKCm1hbmFnZW1lbnQYBCABKAkidwoLT2JzZXJ2YXRpb24SKQoIb2JzZXJ2ZXIYASABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlEg8KB3ZlcnNpb24YAiABKAQSLAoLdW5yZWFjaGFibGUYAyADKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlIm8KC0dvc3NpcFN0YXRlEioKB21lbWJlcnMYASADKAsyGS51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXISNAoMb2JzZXJ2YXRpb25zGAIgAygLMh4udXNlcnNoYXJkLmNsdXN0ZXIuT2JzZXJ2YXRpb24iggEKDlJlZ2lzdGVyUmVnaW9uEhMKC3NoYXJkX2NvdW50GAEgASgNEg4KBnNoYXJkcxgCIAMoDRI0CgpoYW5kZWRfb2ZmGAMgAygLMiAudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTbmFwc2hvdBIVCg1kdXJhYmxlX3N0YXRlGAQgASgIIiEKEFJlZ2lvblJlZ2lzdGVyZWQSDQoFZXBvY2gYASABKAQiHQoMR2V0U2hhcmRIb21lEg0KBXNoYXJkGAEgASgNIlAKCVNoYXJkSG9tZRINCgVzaGFyZBgBIAEoDRIlCgRub2RlGAIgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRINCgVlcG9jaBgDIAEoBCIeCg1SZWdpc3RlckZpcnN0Eg0KBWVwb2NoGAEgASgEIhMKEUFzc2lnbm1lbnRDaGFuZ2VkIikKCVN0b3BTaGFyZBINCgVzaGFyZBgBIAEoDRINCgVlcG9jaBgCIAEoBCJSCgxTaGFyZFN0b3BwZWQSDgoGaG9zdGVkGAEgASgIEjIKCHNuYXBzaG90GAIgASgLMiAudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTbmFwc2hvdCJeCgpTdGFydFNoYXJkEg0KBXNoYXJkGAEgASgNEjIKCHNuYXBzaG90GAIgASgLMiAudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTbmFwc2hvdBINCgVlcG9jaBgDIAEoBCIOCgxTaGFyZFN0YXJ0ZWQiZQoNU2hhcmRTbmFwc2hvdBINCgVzaGFyZBgBIAEoDRITCgtsYXN0X29mZnNldBgCIAEoAxIwCghlbnRpdGllcxgDIAMoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkVudGl0eVN0YXRlIk0KC0VudGl0eVN0YXRlEg8KB3VzZXJfaWQYASABKAkSFwoPdG90YWxfcHVyY2hhc2VzGAIgASgDEhQKDGFtb3VudF9zcGVudBgDIAEoAyJOCgtBcHBseUV2ZW50cxINCgVzaGFyZBgBIAEoDRIwCgZldmVudHMYAiADKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5QdXJjaGFzZUV2ZW50IlcKDVB1cmNoYXNlRXZlbnQSDgoGb2Zmc2V0GAEgASgDEg8KB3VzZXJfaWQYAiABKAkSEAoIcXVhbnRpdHkYBCABKAMSDQoFcHJpY2UYBSABKANKBAgDEAQiNQoNRXZlbnRzQXBwbGllZBITCgtsYXN0X29mZnNldBgBIAEoAxIPCgdhcHBsaWVkGAIgASgNIikKB0dldFVzZXISDwoHdXNlcl9pZBgBIAEoCRINCgVzaGFyZBgCIAEoDSJMCgpVc2VyVG90YWxzEg8KB3VzZXJfaWQYASABKAkSFwoPdG90YWxfcHVyY2hhc2VzGAIgASgDEhQKDGFtb3VudF9zcGVudBgDIAEoAyIYCgdOb3RIZXJlEg0KBXNoYXJkGAEgASgNKpoBCgdSZWZ1c2FsEhcKE1JFRlVTQUxfVU5TUEVDSUZJRUQQABIfChtSRUZVU0FMX05PVF9USEVfQ09PUkRJTkFUT1IQARIdChlSRUZVU0FMX0lOQ09NUEFUSUJMRV9OT0RFEAISHQoZUkVGVVNBTF9XUk9OR19JTkNBUk5BVElPThADEhcKE1JFRlVTQUxfV1JPTkdfRVBPQ0gQBCpzCgxNZW1iZXJTdGF0dXMSHQoZTUVNQkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEgsKB0pPSU5JTkcQARIGCgJVUBACEgsKB0xFQVZJTkcQAxILCgdFWElUSU5HEAQSCAoERE9XThAFEgsKB1JFTU9WRUQQBmIGcHJvdG8z",
+    "Cg1jbHVzdGVyLnByb3RvEhF1c2Vyc2hhcmQuY2x1c3RlciIkCgROb2RlEg8KB2FkZHJlc3MYASABKAkSCwoDdWlkGAIgASgEIsADCghFbnZlbG9wZRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoDRINCgVyZXBseRgCIAEoCBIOCgZ0b191aWQYAyABKAQSMQoJY2hhbGxlbmdlGAogASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuQ2hhbGxlbmdlSAASMQoJaGFuZHNoYWtlGAsgASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuSGFuZHNoYWtlSAASOAoNaGFuZHNoYWtlX2FjaxgMIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkhhbmRzaGFrZUFja0gAEi0KB2ZhaWx1cmUYDSABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5GYWlsdXJlSAASOgoKbWVtYmVyc2hpcBgUIAEoCzIkLnVzZXJzaGFyZC5jbHVzdGVyLk1lbWJlcnNoaXBNZXNzYWdlSAASNgoIc2hhcmRpbmcYFSABKAsyIi51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZGluZ01lc3NhZ2VIABIyCgZlbnRpdHkYFiABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5FbnRpdHlNZXNzYWdlSABCBgoEYm9keSKzAwoRTWVtYmVyc2hpcE1lc3NhZ2USMAoJaW5pdF9qb2luGAEgASgLMhsudXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5IABI3Cg1pbml0X2pvaW5fYWNrGAIgASgLMh4udXNlcnNoYXJkLmNsdXN0ZXIuSW5pdEpvaW5BY2tIABI5Cg5pbml0X2pvaW5fbmFjaxgDIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLkluaXRKb2luTmFja0gAEicKBGpvaW4YBCABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Kb2luSAASLQoHd2VsY29tZRgFIAEoCzIaLnVzZXJzaGFyZC5jbHVzdGVyLldlbGNvbWVIABIrCgZnb3NzaXAYBiABKAsyGS51c2Vyc2hhcmQuY2x1c3Rlci5Hb3NzaXBIABIxCgloZWFydGJlYXQYByABKAsyHC51c2Vyc2hhcmQuY2x1c3Rlci5IZWFydGJlYXRIABI4Cg1oZWFydGJlYXRfYWNrGAggASgLMh8udXNlcnNoYXJkLmNsdXN0ZXIuSGVhcnRiZWF0QWNrSABCBgoEYm9keSLmBAoPU2hhcmRpbmdNZXNzYWdlEjwKD3JlZ2lzdGVyX3JlZ2lvbhgBIAEoCzIhLnVzZXJzaGFyZC5jbHVzdGVyLlJlZ2lzdGVyUmVnaW9uSAASQAoRcmVnaW9uX3JlZ2lzdGVyZWQYAiABKAsyIy51c2Vyc2hhcmQuY2x1c3Rlci5SZWdpb25SZWdpc3RlcmVkSAASOgoOcmVnaXN0ZXJfZmlyc3QYAyABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5SZWdpc3RlckZpcnN0SAASOQoOZ2V0X3NoYXJkX2hvbWUYBCABKAsyHy51c2Vyc2hhcmQuY2x1c3Rlci5HZXRTaGFyZEhvbWVIABIyCgpzaGFyZF9ob21lGAUgASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRIb21lSAASQgoSYXNzaWdubWVudF9jaGFuZ2VkGAYgASgLMiQudXNlcnNoYXJkLmNsdXN0ZXIuQXNzaWdubWVudENoYW5nZWRIABIyCgpzdG9wX3NoYXJkGAcgASgLMhwudXNlcnNoYXJkLmNsdXN0ZXIuU3RvcFNoYXJkSAASOAoNc2hhcmRfc3RvcHBlZBgIIAEoCzIfLnVzZXJzaGFyZC5jbHVzdGVyLlNoYXJkU3RvcHBlZEgAEjQKC3N0YXJ0X3NoYXJkGAkgASgLMh0udXNlcnNoYXJkLmNsdXN0ZXIuU3RhcnRTaGFyZEgAEjgKDXNoYXJkX3N0YXJ0ZWQYCiABKAsyHy51c2Vyc2hhcmQuY2x1c3Rlci5TaGFyZFN0YXJ0ZWRIAEIGCgRib2R5IqECCg1FbnRpdHlNZXNzYWdlEjYKDGFwcGx5X2V2ZW50cxgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkFwcGx5RXZlbnRzSAASOgoOZXZlbnRzX2FwcGxpZWQYAiABKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5FdmVudHNBcHBsaWVkSAASLgoIZ2V0X3VzZXIYAyABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5HZXRVc2VySAASNAoLdXNlcl90b3RhbHMYBCABKAsyHS51c2Vyc2hhcmQuY2x1c3Rlci5Vc2VyVG90YWxzSAASLgoIbm90X2hlcmUYBSABKAsyGi51c2Vyc2hhcmQuY2x1c3Rlci5Ob3RIZXJlSABCBgoEYm9keSIaCglDaGFsbGVuZ2USDQoFbm9uY2UYASABKAwilAEKCUhhbmRzaGFrZRIUCgxjbHVzdGVyX25hbWUYASABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgCIAEoDRIlCgRmcm9tGAMgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRINCgVwcm9vZhgEIAEoDBINCgVub25jZRgFIAEoDBISCgp0b19hZGRyZXNzGAYgASgJImYKDEhhbmRzaGFrZUFjaxIQCghhY2NlcHRlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSJQoEZnJvbRgDIAEoCzIXLnVzZXJzaGFyZC5jbHVzdGVyLk5vZGUSDQoFcHJvb2YYBCABKAwiRwoHRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJEisKB3JlZnVzYWwYAiABKA4yGi51c2Vyc2hhcmQuY2x1c3Rlci5SZWZ1c2FsIgoKCEluaXRKb2luIi4KC0luaXRKb2luQWNrEg8KB21lbWJlcnMYASABKA0SDgoGb2xkZXN0GAIgASgJIg4KDEluaXRKb2luTmFjayIaCgRKb2luEhIKCm1hbmFnZW1lbnQYASABKAkiOAoHV2VsY29tZRItCgVzdGF0ZRgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcFN0YXRlIjcKBkdvc3NpcBItCgVzdGF0ZRgBIAEoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkdvc3NpcFN0YXRlIh0KCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoDSIgCgxIZWFydGJlYXRBY2sSEAoIc2VxdWVuY2UYASABKA0ihwEKBk1lbWJlchIlCgRub2RlGAEgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRIvCgZzdGF0dXMYAiABKA4yHy51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXJTdGF0dXMSEQoJdXBfbnVtYmVyGAMgASgNEhIKCm1hbmFnZW1lbnQYBCABKAkidwoLT2JzZXJ2YXRpb24SKQoIb2JzZXJ2ZXIYASABKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlEg8KB3ZlcnNpb24YAiABKAQSLAoLdW5yZWFjaGFibGUYAyADKAsyFy51c2Vyc2hhcmQuY2x1c3Rlci5Ob2RlIm8KC0dvc3NpcFN0YXRlEioKB21lbWJlcnMYASADKAsyGS51c2Vyc2hhcmQuY2x1c3Rlci5NZW1iZXISNAoMb2JzZXJ2YXRpb25zGAIgAygLMh4udXNlcnNoYXJkLmNsdXN0ZXIuT2JzZXJ2YXRpb24iggEKDlJlZ2lzdGVyUmVnaW9uEhMKC3NoYXJkX2NvdW50GAEgASgNEg4KBnNoYXJkcxgCIAMoDRI0CgpoYW5kZWRfb2ZmGAMgAygLMiAudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTbmFwc2hvdBIVCg1kdXJhYmxlX3N0YXRlGAQgASgIIiEKEFJlZ2lvblJlZ2lzdGVyZWQSDQoFZXBvY2gYASABKAQiHQoMR2V0U2hhcmRIb21lEg0KBXNoYXJkGAEgASgNIlAKCVNoYXJkSG9tZRINCgVzaGFyZBgBIAEoDRIlCgRub2RlGAIgASgLMhcudXNlcnNoYXJkLmNsdXN0ZXIuTm9kZRINCgVlcG9jaBgDIAEoBCIeCg1SZWdpc3RlckZpcnN0Eg0KBWVwb2NoGAEgASgEIhMKEUFzc2lnbm1lbnRDaGFuZ2VkIikKCVN0b3BTaGFyZBINCgVzaGFyZBgBIAEoDRINCgVlcG9jaBgCIAEoBCJSCgxTaGFyZFN0b3BwZWQSDgoGaG9zdGVkGAEgASgIEjIKCHNuYXBzaG90GAIgASgLMiAudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTbmFwc2hvdCJeCgpTdGFydFNoYXJkEg0KBXNoYXJkGAEgASgNEjIKCHNuYXBzaG90GAIgASgLMiAudXNlcnNoYXJkLmNsdXN0ZXIuU2hhcmRTbmFwc2hvdBINCgVlcG9jaBgDIAEoBCIOCgxTaGFyZFN0YXJ0ZWQiZQoNU2hhcmRTbmFwc2hvdBINCgVzaGFyZBgBIAEoDRITCgtsYXN0X29mZnNldBgCIAEoAxIwCghlbnRpdGllcxgDIAMoCzIeLnVzZXJzaGFyZC5jbHVzdGVyLkVudGl0eVN0YXRlIk0KC0VudGl0eVN0YXRlEg8KB3VzZXJfaWQYASABKAkSFwoPdG90YWxfcHVyY2hhc2VzGAIgASgDEhQKDGFtb3VudF9zcGVudBgDIAEoAyJOCgtBcHBseUV2ZW50cxINCgVzaGFyZBgBIAEoDRIwCgZldmVudHMYAiADKAsyIC51c2Vyc2hhcmQuY2x1c3Rlci5QdXJjaGFzZUV2ZW50IlcKDVB1cmNoYXNlRXZlbnQSDgoGb2Zmc2V0GAEgASgDEg8KB3VzZXJfaWQYAiABKAkSEAoIcXVhbnRpdHkYBCABKAMSDQoFcHJpY2UYBSABKANKBAgDEAQiNQoNRXZlbnRzQXBwbGllZBITCgtsYXN0X29mZnNldBgBIAEoAxIPCgdhcHBsaWVkGAIgASgNIikKB0dldFVzZXISDwoHdXNlcl9pZBgBIAEoCRINCgVzaGFyZBgCIAEoDSJMCgpVc2VyVG90YWxzEg8KB3VzZXJfaWQYASABKAkSFwoPdG90YWxfcHVyY2hhc2VzGAIgASgDEhQKDGFtb3VudF9zcGVudBgDIAEoAyIYCgdOb3RIZXJlEg0KBXNoYXJkGAEgASgNKpoBCgdSZWZ1c2FsEhcKE1JFRlVTQUxfVU5TUEVDSUZJRUQQABIfChtSRUZVU0FMX05PVF9USEVfQ09PUkRJTkFUT1IQARIdChlSRUZVU0FMX0lOQ09NUEFUSUJMRV9OT0RFEAISHQoZUkVGVVNBTF9XUk9OR19JTkNBUk5BVElPThADEhcKE1JFRlVTQUxfV1JPTkdfRVBPQ0gQBCpzCgxNZW1iZXJTdGF0dXMSHQoZTUVNQkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEgsKB0pPSU5JTkcQARIGCgJVUBACEgsKB0xFQVZJTkcQAxILCgdFWElUSU5HEAQSCAoERE9XThAFEgsKB1JFTU9WRUQQBmIGcHJvdG8z",
   );
 
 /**
@@ -74,6 +74,8 @@ export type Envelope = Message<"usershard.cluster.Envelope"> & {
    */
   body: {
     /**
+     * Remoting's own: the handshake, and a request that could not be served.
+     *
      * @generated from field: usershard.cluster.Challenge challenge = 10;
      */
     value: Challenge;
@@ -98,142 +100,24 @@ export type Envelope = Message<"usershard.cluster.Envelope"> & {
     case: "failure";
   } | {
     /**
-     * @generated from field: usershard.cluster.InitJoin init_join = 20;
+     * One message set per layer above it.
+     *
+     * @generated from field: usershard.cluster.MembershipMessage membership = 20;
      */
-    value: InitJoin;
-    case: "initJoin";
+    value: MembershipMessage;
+    case: "membership";
   } | {
     /**
-     * @generated from field: usershard.cluster.InitJoinAck init_join_ack = 21;
+     * @generated from field: usershard.cluster.ShardingMessage sharding = 21;
      */
-    value: InitJoinAck;
-    case: "initJoinAck";
+    value: ShardingMessage;
+    case: "sharding";
   } | {
     /**
-     * @generated from field: usershard.cluster.InitJoinNack init_join_nack = 22;
+     * @generated from field: usershard.cluster.EntityMessage entity = 22;
      */
-    value: InitJoinNack;
-    case: "initJoinNack";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.Join join = 23;
-     */
-    value: Join;
-    case: "join";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.Welcome welcome = 24;
-     */
-    value: Welcome;
-    case: "welcome";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.Gossip gossip = 25;
-     */
-    value: Gossip;
-    case: "gossip";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.Heartbeat heartbeat = 26;
-     */
-    value: Heartbeat;
-    case: "heartbeat";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.HeartbeatAck heartbeat_ack = 27;
-     */
-    value: HeartbeatAck;
-    case: "heartbeatAck";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.RegisterRegion register_region = 40;
-     */
-    value: RegisterRegion;
-    case: "registerRegion";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.RegionRegistered region_registered = 41;
-     */
-    value: RegionRegistered;
-    case: "regionRegistered";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.GetShardHome get_shard_home = 42;
-     */
-    value: GetShardHome;
-    case: "getShardHome";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.ShardHome shard_home = 43;
-     */
-    value: ShardHome;
-    case: "shardHome";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.AssignmentChanged assignment_changed = 44;
-     */
-    value: AssignmentChanged;
-    case: "assignmentChanged";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.StopShard stop_shard = 45;
-     */
-    value: StopShard;
-    case: "stopShard";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.ShardStopped shard_stopped = 46;
-     */
-    value: ShardStopped;
-    case: "shardStopped";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.StartShard start_shard = 47;
-     */
-    value: StartShard;
-    case: "startShard";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.ShardStarted shard_started = 48;
-     */
-    value: ShardStarted;
-    case: "shardStarted";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.ApplyEvents apply_events = 50;
-     */
-    value: ApplyEvents;
-    case: "applyEvents";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.EventsApplied events_applied = 51;
-     */
-    value: EventsApplied;
-    case: "eventsApplied";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.GetUser get_user = 52;
-     */
-    value: GetUser;
-    case: "getUser";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.UserTotals user_totals = 53;
-     */
-    value: UserTotals;
-    case: "userTotals";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.NotHere not_here = 54;
-     */
-    value: NotHere;
-    case: "notHere";
-  } | {
-    /**
-     * @generated from field: usershard.cluster.RegisterFirst register_first = 55;
-     */
-    value: RegisterFirst;
-    case: "registerFirst";
+    value: EntityMessage;
+    case: "entity";
   } | { case: undefined; value?: undefined };
 };
 
@@ -243,6 +127,201 @@ export type Envelope = Message<"usershard.cluster.Envelope"> & {
  */
 export const EnvelopeSchema: GenMessage<Envelope> = /*@__PURE__*/
   messageDesc(file_cluster, 1);
+
+/**
+ * Membership: joining, gossip and the failure detector's heartbeats.
+ *
+ * @generated from message usershard.cluster.MembershipMessage
+ */
+export type MembershipMessage = Message<"usershard.cluster.MembershipMessage"> & {
+  /**
+   * @generated from oneof usershard.cluster.MembershipMessage.body
+   */
+  body: {
+    /**
+     * @generated from field: usershard.cluster.InitJoin init_join = 1;
+     */
+    value: InitJoin;
+    case: "initJoin";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.InitJoinAck init_join_ack = 2;
+     */
+    value: InitJoinAck;
+    case: "initJoinAck";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.InitJoinNack init_join_nack = 3;
+     */
+    value: InitJoinNack;
+    case: "initJoinNack";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.Join join = 4;
+     */
+    value: Join;
+    case: "join";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.Welcome welcome = 5;
+     */
+    value: Welcome;
+    case: "welcome";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.Gossip gossip = 6;
+     */
+    value: Gossip;
+    case: "gossip";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.Heartbeat heartbeat = 7;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.HeartbeatAck heartbeat_ack = 8;
+     */
+    value: HeartbeatAck;
+    case: "heartbeatAck";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message usershard.cluster.MembershipMessage.
+ * Use `create(MembershipMessageSchema)` to create a new message.
+ */
+export const MembershipMessageSchema: GenMessage<MembershipMessage> = /*@__PURE__*/
+  messageDesc(file_cluster, 2);
+
+/**
+ * Sharding: regions and the coordinator (registration, homes, moves).
+ *
+ * @generated from message usershard.cluster.ShardingMessage
+ */
+export type ShardingMessage = Message<"usershard.cluster.ShardingMessage"> & {
+  /**
+   * @generated from oneof usershard.cluster.ShardingMessage.body
+   */
+  body: {
+    /**
+     * @generated from field: usershard.cluster.RegisterRegion register_region = 1;
+     */
+    value: RegisterRegion;
+    case: "registerRegion";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.RegionRegistered region_registered = 2;
+     */
+    value: RegionRegistered;
+    case: "regionRegistered";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.RegisterFirst register_first = 3;
+     */
+    value: RegisterFirst;
+    case: "registerFirst";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.GetShardHome get_shard_home = 4;
+     */
+    value: GetShardHome;
+    case: "getShardHome";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.ShardHome shard_home = 5;
+     */
+    value: ShardHome;
+    case: "shardHome";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.AssignmentChanged assignment_changed = 6;
+     */
+    value: AssignmentChanged;
+    case: "assignmentChanged";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.StopShard stop_shard = 7;
+     */
+    value: StopShard;
+    case: "stopShard";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.ShardStopped shard_stopped = 8;
+     */
+    value: ShardStopped;
+    case: "shardStopped";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.StartShard start_shard = 9;
+     */
+    value: StartShard;
+    case: "startShard";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.ShardStarted shard_started = 10;
+     */
+    value: ShardStarted;
+    case: "shardStarted";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message usershard.cluster.ShardingMessage.
+ * Use `create(ShardingMessageSchema)` to create a new message.
+ */
+export const ShardingMessageSchema: GenMessage<ShardingMessage> = /*@__PURE__*/
+  messageDesc(file_cluster, 3);
+
+/**
+ * Entities: events for a shard's home, and queries of one user's totals.
+ *
+ * @generated from message usershard.cluster.EntityMessage
+ */
+export type EntityMessage = Message<"usershard.cluster.EntityMessage"> & {
+  /**
+   * @generated from oneof usershard.cluster.EntityMessage.body
+   */
+  body: {
+    /**
+     * @generated from field: usershard.cluster.ApplyEvents apply_events = 1;
+     */
+    value: ApplyEvents;
+    case: "applyEvents";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.EventsApplied events_applied = 2;
+     */
+    value: EventsApplied;
+    case: "eventsApplied";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.GetUser get_user = 3;
+     */
+    value: GetUser;
+    case: "getUser";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.UserTotals user_totals = 4;
+     */
+    value: UserTotals;
+    case: "userTotals";
+  } | {
+    /**
+     * @generated from field: usershard.cluster.NotHere not_here = 5;
+     */
+    value: NotHere;
+    case: "notHere";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message usershard.cluster.EntityMessage.
+ * Use `create(EntityMessageSchema)` to create a new message.
+ */
+export const EntityMessageSchema: GenMessage<EntityMessage> = /*@__PURE__*/
+  messageDesc(file_cluster, 4);
 
 /**
  * Sent by the accepting side as soon as a connection opens. With a shared
@@ -265,7 +344,7 @@ export type Challenge = Message<"usershard.cluster.Challenge"> & {
  * Use `create(ChallengeSchema)` to create a new message.
  */
 export const ChallengeSchema: GenMessage<Challenge> = /*@__PURE__*/
-  messageDesc(file_cluster, 2);
+  messageDesc(file_cluster, 5);
 
 /**
  * The connecting side's answer: who it is and, with a shared secret,
@@ -315,7 +394,7 @@ export type Handshake = Message<"usershard.cluster.Handshake"> & {
  * Use `create(HandshakeSchema)` to create a new message.
  */
 export const HandshakeSchema: GenMessage<Handshake> = /*@__PURE__*/
-  messageDesc(file_cluster, 3);
+  messageDesc(file_cluster, 6);
 
 /**
  * @generated from message usershard.cluster.HandshakeAck
@@ -347,7 +426,7 @@ export type HandshakeAck = Message<"usershard.cluster.HandshakeAck"> & {
  * Use `create(HandshakeAckSchema)` to create a new message.
  */
 export const HandshakeAckSchema: GenMessage<HandshakeAck> = /*@__PURE__*/
-  messageDesc(file_cluster, 4);
+  messageDesc(file_cluster, 7);
 
 /**
  * The reply to a request that could not be served.
@@ -371,7 +450,7 @@ export type Failure = Message<"usershard.cluster.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_cluster, 5);
+  messageDesc(file_cluster, 8);
 
 /**
  * Membership: "is anyone here in a cluster?" to each seed.
@@ -385,7 +464,7 @@ export type InitJoin = Message<"usershard.cluster.InitJoin"> & {};
  * Use `create(InitJoinSchema)` to create a new message.
  */
 export const InitJoinSchema: GenMessage<InitJoin> = /*@__PURE__*/
-  messageDesc(file_cluster, 6);
+  messageDesc(file_cluster, 9);
 
 /**
  * "Yes, in a cluster": the answer to InitJoin, and what a member tells, unasked,
@@ -415,7 +494,7 @@ export type InitJoinAck = Message<"usershard.cluster.InitJoinAck"> & {
  * Use `create(InitJoinAckSchema)` to create a new message.
  */
 export const InitJoinAckSchema: GenMessage<InitJoinAck> = /*@__PURE__*/
-  messageDesc(file_cluster, 7);
+  messageDesc(file_cluster, 10);
 
 /**
  * @generated from message usershard.cluster.InitJoinNack
@@ -427,7 +506,7 @@ export type InitJoinNack = Message<"usershard.cluster.InitJoinNack"> & {};
  * Use `create(InitJoinNackSchema)` to create a new message.
  */
 export const InitJoinNackSchema: GenMessage<InitJoinNack> = /*@__PURE__*/
-  messageDesc(file_cluster, 8);
+  messageDesc(file_cluster, 11);
 
 /**
  * @generated from message usershard.cluster.Join
@@ -446,7 +525,7 @@ export type Join = Message<"usershard.cluster.Join"> & {
  * Use `create(JoinSchema)` to create a new message.
  */
 export const JoinSchema: GenMessage<Join> = /*@__PURE__*/
-  messageDesc(file_cluster, 9);
+  messageDesc(file_cluster, 12);
 
 /**
  * @generated from message usershard.cluster.Welcome
@@ -463,7 +542,7 @@ export type Welcome = Message<"usershard.cluster.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_cluster, 10);
+  messageDesc(file_cluster, 13);
 
 /**
  * @generated from message usershard.cluster.Gossip
@@ -480,7 +559,7 @@ export type Gossip = Message<"usershard.cluster.Gossip"> & {
  * Use `create(GossipSchema)` to create a new message.
  */
 export const GossipSchema: GenMessage<Gossip> = /*@__PURE__*/
-  messageDesc(file_cluster, 11);
+  messageDesc(file_cluster, 14);
 
 /**
  * @generated from message usershard.cluster.Heartbeat
@@ -497,7 +576,7 @@ export type Heartbeat = Message<"usershard.cluster.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_cluster, 12);
+  messageDesc(file_cluster, 15);
 
 /**
  * @generated from message usershard.cluster.HeartbeatAck
@@ -514,7 +593,7 @@ export type HeartbeatAck = Message<"usershard.cluster.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_cluster, 13);
+  messageDesc(file_cluster, 16);
 
 /**
  * @generated from message usershard.cluster.Member
@@ -550,7 +629,7 @@ export type Member = Message<"usershard.cluster.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_cluster, 14);
+  messageDesc(file_cluster, 17);
 
 /**
  * One observer's failure-detector verdicts; a higher version replaces a lower.
@@ -579,7 +658,7 @@ export type Observation = Message<"usershard.cluster.Observation"> & {
  * Use `create(ObservationSchema)` to create a new message.
  */
 export const ObservationSchema: GenMessage<Observation> = /*@__PURE__*/
-  messageDesc(file_cluster, 15);
+  messageDesc(file_cluster, 18);
 
 /**
  * @generated from message usershard.cluster.GossipState
@@ -601,7 +680,7 @@ export type GossipState = Message<"usershard.cluster.GossipState"> & {
  * Use `create(GossipStateSchema)` to create a new message.
  */
 export const GossipStateSchema: GenMessage<GossipState> = /*@__PURE__*/
-  messageDesc(file_cluster, 16);
+  messageDesc(file_cluster, 19);
 
 /**
  * Sharding: a region tells the coordinator which shards it hosts (after the
@@ -641,7 +720,7 @@ export type RegisterRegion = Message<"usershard.cluster.RegisterRegion"> & {
  * Use `create(RegisterRegionSchema)` to create a new message.
  */
 export const RegisterRegionSchema: GenMessage<RegisterRegion> = /*@__PURE__*/
-  messageDesc(file_cluster, 17);
+  messageDesc(file_cluster, 20);
 
 /**
  * @generated from message usershard.cluster.RegionRegistered
@@ -660,7 +739,7 @@ export type RegionRegistered = Message<"usershard.cluster.RegionRegistered"> & {
  * Use `create(RegionRegisteredSchema)` to create a new message.
  */
 export const RegionRegisteredSchema: GenMessage<RegionRegistered> = /*@__PURE__*/
-  messageDesc(file_cluster, 18);
+  messageDesc(file_cluster, 21);
 
 /**
  * Where does this shard live? The coordinator answers once it has a home.
@@ -679,7 +758,7 @@ export type GetShardHome = Message<"usershard.cluster.GetShardHome"> & {
  * Use `create(GetShardHomeSchema)` to create a new message.
  */
 export const GetShardHomeSchema: GenMessage<GetShardHome> = /*@__PURE__*/
-  messageDesc(file_cluster, 19);
+  messageDesc(file_cluster, 22);
 
 /**
  * @generated from message usershard.cluster.ShardHome
@@ -706,7 +785,7 @@ export type ShardHome = Message<"usershard.cluster.ShardHome"> & {
  * Use `create(ShardHomeSchema)` to create a new message.
  */
 export const ShardHomeSchema: GenMessage<ShardHome> = /*@__PURE__*/
-  messageDesc(file_cluster, 20);
+  messageDesc(file_cluster, 23);
 
 /**
  * The answer to a region this coordinator instance does not know (it has just
@@ -726,7 +805,7 @@ export type RegisterFirst = Message<"usershard.cluster.RegisterFirst"> & {
  * Use `create(RegisterFirstSchema)` to create a new message.
  */
 export const RegisterFirstSchema: GenMessage<RegisterFirst> = /*@__PURE__*/
-  messageDesc(file_cluster, 21);
+  messageDesc(file_cluster, 24);
 
 /**
  * A node's Kafka assignment changed: the coordinator should look at the group.
@@ -740,7 +819,7 @@ export type AssignmentChanged = Message<"usershard.cluster.AssignmentChanged"> &
  * Use `create(AssignmentChangedSchema)` to create a new message.
  */
 export const AssignmentChangedSchema: GenMessage<AssignmentChanged> = /*@__PURE__*/
-  messageDesc(file_cluster, 22);
+  messageDesc(file_cluster, 25);
 
 /**
  * Handoff: the old home stops the shard and hands its state over.
@@ -767,7 +846,7 @@ export type StopShard = Message<"usershard.cluster.StopShard"> & {
  * Use `create(StopShardSchema)` to create a new message.
  */
 export const StopShardSchema: GenMessage<StopShard> = /*@__PURE__*/
-  messageDesc(file_cluster, 23);
+  messageDesc(file_cluster, 26);
 
 /**
  * @generated from message usershard.cluster.ShardStopped
@@ -789,7 +868,7 @@ export type ShardStopped = Message<"usershard.cluster.ShardStopped"> & {
  * Use `create(ShardStoppedSchema)` to create a new message.
  */
 export const ShardStoppedSchema: GenMessage<ShardStopped> = /*@__PURE__*/
-  messageDesc(file_cluster, 24);
+  messageDesc(file_cluster, 27);
 
 /**
  * @generated from message usershard.cluster.StartShard
@@ -818,7 +897,7 @@ export type StartShard = Message<"usershard.cluster.StartShard"> & {
  * Use `create(StartShardSchema)` to create a new message.
  */
 export const StartShardSchema: GenMessage<StartShard> = /*@__PURE__*/
-  messageDesc(file_cluster, 25);
+  messageDesc(file_cluster, 28);
 
 /**
  * @generated from message usershard.cluster.ShardStarted
@@ -830,7 +909,7 @@ export type ShardStarted = Message<"usershard.cluster.ShardStarted"> & {};
  * Use `create(ShardStartedSchema)` to create a new message.
  */
 export const ShardStartedSchema: GenMessage<ShardStarted> = /*@__PURE__*/
-  messageDesc(file_cluster, 26);
+  messageDesc(file_cluster, 29);
 
 /**
  * A shard's whole state: its users' totals and the last Kafka offset applied.
@@ -859,7 +938,7 @@ export type ShardSnapshot = Message<"usershard.cluster.ShardSnapshot"> & {
  * Use `create(ShardSnapshotSchema)` to create a new message.
  */
 export const ShardSnapshotSchema: GenMessage<ShardSnapshot> = /*@__PURE__*/
-  messageDesc(file_cluster, 27);
+  messageDesc(file_cluster, 30);
 
 /**
  * @generated from message usershard.cluster.EntityState
@@ -886,7 +965,7 @@ export type EntityState = Message<"usershard.cluster.EntityState"> & {
  * Use `create(EntityStateSchema)` to create a new message.
  */
 export const EntityStateSchema: GenMessage<EntityState> = /*@__PURE__*/
-  messageDesc(file_cluster, 28);
+  messageDesc(file_cluster, 31);
 
 /**
  * Events of one partition, in offset order, for the shard of that partition.
@@ -910,7 +989,7 @@ export type ApplyEvents = Message<"usershard.cluster.ApplyEvents"> & {
  * Use `create(ApplyEventsSchema)` to create a new message.
  */
 export const ApplyEventsSchema: GenMessage<ApplyEvents> = /*@__PURE__*/
-  messageDesc(file_cluster, 29);
+  messageDesc(file_cluster, 32);
 
 /**
  * @generated from message usershard.cluster.PurchaseEvent
@@ -942,7 +1021,7 @@ export type PurchaseEvent = Message<"usershard.cluster.PurchaseEvent"> & {
  * Use `create(PurchaseEventSchema)` to create a new message.
  */
 export const PurchaseEventSchema: GenMessage<PurchaseEvent> = /*@__PURE__*/
-  messageDesc(file_cluster, 30);
+  messageDesc(file_cluster, 33);
 
 /**
  * @generated from message usershard.cluster.EventsApplied
@@ -964,7 +1043,7 @@ export type EventsApplied = Message<"usershard.cluster.EventsApplied"> & {
  * Use `create(EventsAppliedSchema)` to create a new message.
  */
 export const EventsAppliedSchema: GenMessage<EventsApplied> = /*@__PURE__*/
-  messageDesc(file_cluster, 31);
+  messageDesc(file_cluster, 34);
 
 /**
  * @generated from message usershard.cluster.GetUser
@@ -986,7 +1065,7 @@ export type GetUser = Message<"usershard.cluster.GetUser"> & {
  * Use `create(GetUserSchema)` to create a new message.
  */
 export const GetUserSchema: GenMessage<GetUser> = /*@__PURE__*/
-  messageDesc(file_cluster, 32);
+  messageDesc(file_cluster, 35);
 
 /**
  * @generated from message usershard.cluster.UserTotals
@@ -1013,7 +1092,7 @@ export type UserTotals = Message<"usershard.cluster.UserTotals"> & {
  * Use `create(UserTotalsSchema)` to create a new message.
  */
 export const UserTotalsSchema: GenMessage<UserTotals> = /*@__PURE__*/
-  messageDesc(file_cluster, 33);
+  messageDesc(file_cluster, 36);
 
 /**
  * The shard is not (or no longer) hosted here: ask the coordinator again.
@@ -1032,7 +1111,7 @@ export type NotHere = Message<"usershard.cluster.NotHere"> & {
  * Use `create(NotHereSchema)` to create a new message.
  */
 export const NotHereSchema: GenMessage<NotHere> = /*@__PURE__*/
-  messageDesc(file_cluster, 34);
+  messageDesc(file_cluster, 37);
 
 /**
  * Why a request was refused, for the asker to act on: callers switch on

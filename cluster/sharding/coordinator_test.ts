@@ -252,7 +252,7 @@ Deno.test("the shards of a node that died are lost and start empty where Kafka n
   }));
 
 Deno.test("when every member is stopping, a region's shards stop with it rather than count as lost", () =>
-  settledOnAB(2, async (w) => {
+  settledOnAB(2, (w) => {
     w.feed({ type: "members", members: [{ node: A, status: "Leaving" }, { node: B, status: "Exiting" }], now: w.now });
     w.feed({ type: "members", members: [{ node: A, status: "Leaving" }], now: w.now });
     assert.deepEqual(w.log.filter((a) => a.type === "shardsLost"), [
@@ -304,7 +304,7 @@ Deno.test("a home asked by a region that has not registered with this instance i
   }));
 
 Deno.test("each tick calls the regions of Up and Leaving members that have not registered, and only those", () =>
-  inWorld(2, [A, B, C], async (w) => {
+  inWorld(2, [A, B, C], (w) => {
     w.feed({
       type: "members",
       members: [{ node: A, status: "Up" }, { node: B, status: "Leaving" }, { node: C, status: "Joining" }],
@@ -318,7 +318,7 @@ Deno.test("each tick calls the regions of Up and Leaving members that have not r
   }));
 
 Deno.test("a request whose asker is gone is answered as expired at once", () =>
-  inWorld(2, [A, B], async (w) => {
+  inWorld(2, [A, B], (w) => {
     w.feed({ type: "members", members: up(A, B), now: 0 });
     w.register(A);
     w.register(B);
@@ -355,7 +355,7 @@ Deno.test("a new coordinator rebuilds its table from the regions and moves nothi
   }));
 
 Deno.test("a coordinator stops waiting for a region that never registers after the grace period", () =>
-  inWorld(2, [A, B], async (w) => {
+  inWorld(2, [A, B], (w) => {
     w.feed({ type: "members", members: up(A, B), now: 0 });
     w.register(A);
     w.tick(REGISTRATION_GRACE_MS);
@@ -363,7 +363,7 @@ Deno.test("a coordinator stops waiting for a region that never registers after t
   }));
 
 Deno.test("a region with another shard count is refused", () =>
-  inWorld(128, [A], async (w) => {
+  inWorld(128, [A], (w) => {
     w.feed({ type: "members", members: up(A), now: 0 });
     w.feed({ type: "register", region: A, shards: [], shardCount: 64, durableState: true, requestId: 1, now: 0 });
     const reply = w.log.find((a) => a.type === "registerReply");
@@ -371,7 +371,7 @@ Deno.test("a region with another shard count is refused", () =>
   }));
 
 Deno.test("a region that keeps shard state another way (--state) is refused, and takes no shard", () =>
-  inWorld(4, [A], async (w) => {
+  inWorld(4, [A], (w) => {
     w.feed({ type: "members", members: up(A), now: 0 });
     w.feed({ type: "register", region: A, shards: [], shardCount: 4, durableState: false, requestId: 1, now: 0 });
     const reply = w.log.find((a) => a.type === "registerReply");
@@ -498,7 +498,7 @@ Deno.test("a registration from an incarnation known to be gone is refused and cl
   }));
 
 Deno.test("an answer naming an earlier command (a duplicate, or one a retry overtook) is ignored", () =>
-  inWorld(1, [A, B], async (w) => {
+  inWorld(1, [A, B], (w) => {
     w.feed({ type: "members", members: up(A, B), now: 0 });
     w.register(A);
     w.register(B);

@@ -147,8 +147,11 @@ export class ConsumerPipeline {
   /** Whether the owner wants the pipeline running: between start() and stop(). */
   #wanted = false;
   #replacing = false;
-  /** Joins of ours under way. */
+  /** Joins of ours under way, and since when the oldest of them has waited. */
   #joining = 0;
+  #joiningSince = 0;
+  /** Counts the owner's starts and stops: a replacement under way gives way to them. */
+  #owner = 0;
   #lastSummary = { at: Date.now(), events: 0, local: 0, malformed: 0 };
   readonly #fatal = Promise.withResolvers<string>();
   #failed = false;
@@ -196,11 +199,13 @@ export class ConsumerPipeline {
   /** Joins the group and consumes from the offsets it committed (the earliest where none); after {@linkcode stop}, joins again. */
   async start(): Promise<void> {
     this.#wanted = true;
+    this.#owner++;
     await this.#open();
   }
 
-  /** A new client, in the group, consuming. */
+  /** A new client, in the group, consuming; one still open is closed first. */
   async #open(): Promise<void> {
+    if (this.#consumer) await this.#halt();
     const o = this.#o;
     const timings = o.timings ?? DEFAULT_KAFKA_TIMINGS;
     this.#progress = new ConsumerProgress();
@@ -252,14 +257,21 @@ export class ConsumerPipeline {
     consumer.topics.track(o.topic);
     this.#running = true;
     await this.#join(consumer);
+    // Halted while it joined (stopped, or replaced): the client is closed, and whoever halted it goes on.
+    if (this.#consumer !== consumer) return;
     // A join longer than a session is one the client gave up without a word (see membership_watch.ts).
     this.#stopWatch = watchMembership(consumer, {
       afterMs: timings.sessionTimeoutMs,
       everyMs: timings.heartbeatIntervalMs,
       act: (action) => {
         if (this.#consumer !== consumer || !this.#running) return;
-        // A join of ours still waiting is a rebalance taking its time, not a wedged client.
-        if (action === "replace") return void (this.#joining === 0 && this.#replaceClient());
+        if (action === "replace") {
+          // A join of ours waiting less than a rebalance may take is a rebalance taking its time, not a wedged
+          // client; one waiting longer is as good as failed.
+          const joining = this.#joining > 0 && performance.now() - this.#joiningSince < timings.rebalanceTimeoutMs;
+          if (!joining) void this.#replaceClient();
+          return;
+        }
         log.warn("the Kafka consumer has been out of group {group} for {ms} ms and is not rejoining; joining again", {
           group: o.group,
           ms: timings.sessionTimeoutMs,
@@ -273,7 +285,7 @@ export class ConsumerPipeline {
   }
 
   async #join(consumer: Consumer): Promise<void> {
-    this.#joining++;
+    if (this.#joining++ === 0) this.#joiningSince = performance.now();
     try {
       await consumer.joinGroup({});
     } catch (error) {
@@ -394,9 +406,10 @@ export class ConsumerPipeline {
           progress.locateFailed(partition, run, Date.now());
           continue;
         }
-        progress.located(partition, run, Number(at));
-        // Only a partition taken over: one kept through a rebalance was consumed here all along.
-        if (this.#gained.delete(partition)) this.#o.sink.consumedFrom?.(partition, Number(at));
+        // Only a partition taken over (one kept through a rebalance was consumed here all along), and only
+        // for this client's current run of it: an older run's answer may name an older offset.
+        const current = progress.located(partition, run, Number(at)) && progress === this.#progress;
+        if (current && this.#gained.delete(partition)) this.#o.sink.consumedFrom?.(partition, Number(at));
       }
     } catch (error) {
       for (const { partition, run } of partitions) progress.locateFailed(partition, run, Date.now());
@@ -681,6 +694,7 @@ export class ConsumerPipeline {
    */
   async stop(): Promise<void> {
     this.#wanted = false;
+    this.#owner++;
     await this.#halt();
   }
 
@@ -693,17 +707,20 @@ export class ConsumerPipeline {
     if (this.#replacing) return;
     this.#replacing = true;
     const group = this.#o.group;
+    // The owner's own stop or start (the minority rule's, say) wins over a replacement under way.
+    const owner = this.#owner;
+    const mine = () => this.#wanted && this.#owner === owner;
     try {
       log.warn("the Kafka consumer is still out of group {group} after joining again: it is replaced by a new client", {
         group,
       });
       await this.#halt();
-      while (this.#wanted) {
+      while (mine()) {
         try {
           await this.#open();
-          if (!this.#wanted) await this.#halt();
           return;
         } catch (error) {
+          if (!mine()) return;
           log.warn("the new Kafka client could not join group {group} ({error}); trying again in {ms} ms", {
             group,
             error: errorText(error),
@@ -743,9 +760,12 @@ export class ConsumerPipeline {
       CLOSE_MS,
     );
     await waitAtMost(consumer.close(true), CLOSE_MS);
-    // Out of the group, this node consumes nothing: what it is given when it joins again is taken over.
-    this.#assigned = [];
-    this.#gained.clear();
+    // Out of the group, this node consumes nothing: what it is given when it joins again is taken over
+    // (unless a new client has joined meanwhile: what it was given is its own).
+    if (this.#consumer === undefined) {
+      this.#assigned = [];
+      this.#gained.clear();
+    }
   }
 
   /** Resolves once nothing is at the sink and what it acknowledged is committed. */

@@ -151,14 +151,18 @@ export class ConsumerProgress {
     }
   }
 
-  /** `partition`'s first offset to read: where the group's committed offset (or the log start) says. */
-  located(partition: number, run: number, offset: number): void {
+  /**
+   * `partition`'s first offset to read: where the group's committed offset (or
+   * the log start) says. False when the answer is for a run that is over.
+   */
+  located(partition: number, run: number, offset: number): boolean {
     const state = this.#current(partition, run);
-    if (!state || !state.locating) return;
+    if (!state || !state.locating) return false;
     state.locating = false;
     state.position = offset;
     state.acknowledged = offset;
     state.committed = offset;
+    return true;
   }
 
   /** Kafka could not say where `partition` starts; ask again later. */

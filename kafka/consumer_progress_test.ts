@@ -49,7 +49,7 @@ function step(progress: ConsumerProgress, clock: { now: number }, line: string):
     case "assign":
       return progress.assign(positional);
     case "located":
-      return progress.located(p, run, named.get("at")!);
+      return void progress.located(p, run, named.get("at")!);
     case "locate-failed":
       return progress.locateFailed(p, run, clock.now);
     case "fetched":
@@ -114,3 +114,16 @@ for (const entry of [...Deno.readDirSync(DIR)].sort((a, b) => a.name.localeCompa
     assert.equal(actual, expected, `${entry.name}: what the code does now differs from the transcript`);
   });
 }
+
+Deno.test("a located answer says whether it was taken: not for a run that is over", () => {
+  const progress = new ConsumerProgress();
+  progress.assign([3]);
+  const [first] = progress.ready(0).locate;
+  progress.assign([]);
+  progress.assign([3]);
+  const [second] = progress.ready(0).locate;
+  assert.notEqual(first.run, second.run, "revoked and given back: a new run");
+  assert.equal(progress.located(3, first.run, 10), false, "the revoked run's answer");
+  assert.equal(progress.located(3, second.run, 12), true);
+  assert.equal(progress.located(3, second.run, 12), false, "answered already");
+});

@@ -53,6 +53,7 @@ export class UsershardProcess {
   readonly startedAt = Date.now();
   readonly #child: Deno.ChildProcess;
   #status: Deno.CommandStatus | undefined;
+  #exited = false;
   /** Settles once the process has exited and its output has been handed on. */
   readonly done: Promise<Deno.CommandStatus>;
 
@@ -60,7 +61,13 @@ export class UsershardProcess {
     this.args = args;
     this.#child = usershardCommand(args, { env: options.env }, options.prefix).spawn();
     const output = Promise.all([pump(this.#child.stdout, options.stdout), pump(this.#child.stderr, options.stderr)]);
+    this.#child.status.then(() => (this.#exited = true));
     this.done = Promise.all([this.#child.status, output]).then(([status]) => (this.#status = status));
+  }
+
+  /** Whether the process has exited (its output may still be coming). */
+  get exited(): boolean {
+    return this.#exited;
   }
 
   /** Its exit status, once it has exited and its output is handed on. */
@@ -97,9 +104,18 @@ export class UsershardProcess {
   }
 }
 
+/** Reads `stream` to its end, handing each chunk on; a listener that fails is not handed more, but the pipe is still drained. */
 async function pump(
   stream: ReadableStream<Uint8Array>,
   hear: ((chunk: Uint8Array) => void | Promise<void>) | undefined,
 ): Promise<void> {
-  for await (const chunk of stream) await hear?.(chunk);
+  let listening = hear;
+  for await (const chunk of stream) {
+    try {
+      await listening?.(chunk);
+    } catch {
+      // A full pipe would block the child: it is read on, unheard.
+      listening = undefined;
+    }
+  }
 }

@@ -98,7 +98,9 @@ export function joinsTheirs(mine: ClusterFigures, theirs: ClusterFigures): boole
 function figuresOf(state: GossipState, viewer: NodeId): ClusterFigures {
   const { unreachable } = reachabilityOf(state, viewer);
   const heard = liveMembers(state).filter((m) => TAKES_PART.includes(m.status) && !unreachable.has(m.node.address));
-  const oldest = heard.sort((a, b) => a.upNumber - b.upNumber || compareAddresses(a.node.address, b.node.address))[0];
+  // As oldestOf: a Joining member has no up-number yet, and is nobody's oldest.
+  const oldest = heard.filter((m) => isActive(m.status))
+    .sort((a, b) => a.upNumber - b.upNumber || compareAddresses(a.node.address, b.node.address))[0];
   return { members: heard.length, oldest: oldest?.node.address ?? viewer.address };
 }
 
@@ -325,6 +327,9 @@ export class Membership {
       // otherwise answer each other without end.
       const key = nodeKey(from);
       if (now - (this.#toldCluster.get(key) ?? -Infinity) < this.#t.gossipIntervalMs) return;
+      for (const [told, at] of this.#toldCluster) {
+        if (now - at >= this.#t.gossipIntervalMs) this.#toldCluster.delete(told);
+      }
       this.#toldCluster.set(key, now);
       return this.#send(from.address, { type: "initJoinAck", cluster: mine });
     }

@@ -212,7 +212,9 @@ export class MemoryTransport implements Transport {
       return fail(
         new RemotingError(
           `${this.self.address} is incarnation ${this.self.uid}, not ${envelope.toUid}: ` +
-            `${envelope.body.case ?? "the message"} was meant for a previous life of this node`,
+            `${
+              fromWire(envelope.body)?.case ?? envelope.body.case ?? "the message"
+            } was meant for a previous life of this node`,
           Refusal.WRONG_INCARNATION,
         ),
       );

@@ -224,14 +224,16 @@ export class Remoting implements Transport {
     const answer = (body: Body) => reply(toWire(body));
     const fail = (error: unknown) => reply({ case: "failure", value: failureOf(error) });
     const self = this.#config.self;
+    const body = fromWire(envelope.body);
+    // Named by its own kind, not by its layer's set.
+    const kind = body?.case ?? envelope.body.case ?? "an empty message";
     if (envelope.toUid !== 0n && envelope.toUid !== BigInt(self.uid)) {
       const refusal = `${self.address} is incarnation ${self.uid}, not ${envelope.toUid}: ` +
-        `${envelope.body.case ?? "the message"} was meant for a previous life of this node`;
-      log.debug("refused {kind} from {from}: {refusal}", { kind: envelope.body.case, from: from.address, refusal });
+        `${kind} was meant for a previous life of this node`;
+      log.debug("refused {kind} from {from}: {refusal}", { kind, from: from.address, refusal });
       fail(new RemotingError(refusal, Refusal.WRONG_INCARNATION));
       return;
     }
-    const body = fromWire(envelope.body);
     if (!body) {
       fail(new RemotingError(`${envelope.body.case ?? "an empty message"} is no message of a layer this node knows`));
       return;
@@ -241,7 +243,7 @@ export class Remoting implements Transport {
       if (result instanceof Promise) {
         result.then((body) => body ? answer(body) : fail("no reply"), fail).catch((error) =>
           log.warn("could not answer {kind} from {from}: {error}", {
-            kind: envelope.body.case,
+            kind,
             from: from.address,
             error: errorText(error),
           })
@@ -253,7 +255,7 @@ export class Remoting implements Transport {
       if (isRequest) fail(error);
       else {
         log.warn("handling {kind} from {from} failed: {error}", {
-          kind: envelope.body.case,
+          kind,
           from: from.address,
           error: errorText(error),
         });

@@ -25,18 +25,21 @@ export class Child {
     this.name = name;
     this.logPath = logPath;
     const writer = log.writable.getWriter();
-    const decoder = new TextDecoder();
-    const hear = async (chunk: Uint8Array) => {
-      await writer.write(chunk);
-      this.#tail = (this.#tail + decoder.decode(chunk, { stream: true })).slice(-4096);
+    const hear = () => {
+      // One decoder per pipe: a character split across chunks of one must not meet the other's.
+      const decoder = new TextDecoder();
+      return async (chunk: Uint8Array) => {
+        await writer.write(chunk);
+        this.#tail = (this.#tail + decoder.decode(chunk, { stream: true })).slice(-4096);
+      };
     };
     this.#process = new UsershardProcess(args, {
       // At info level, as text: a log that reads like the walkthrough it follows.
       env: { USERSHARD_LOG_LEVEL: "info", USERSHARD_LOG_FORMAT: "text" },
-      stdout: hear,
-      stderr: hear,
+      stdout: hear(),
+      stderr: hear(),
     });
-    this.#process.done.finally(() => writer.close());
+    this.#process.done.finally(() => writer.close()).catch(() => {});
   }
 
   /** When it was started. */

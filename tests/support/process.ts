@@ -38,7 +38,7 @@ export class RunningUsershard {
 
   /** Whether the process still runs. */
   get running(): boolean {
-    return this.#process.status === undefined;
+    return !this.#process.exited;
   }
 
   /** The process id. */

@@ -17,9 +17,9 @@
 /**
  * What to do about a client out of its group: join again, or, when a join of
  * ours did not bring it back either, replace the client. A client can be
- * wedged for good (after a broker froze, every request of one seen failing
- * with "Connection closed" for minutes, none reaching the broker, while a
- * new client of the same process connected at once).
+ * wedged (after a broker froze, every request of one was seen failing with
+ * "Connection closed" for as long as the test waited, a minute, none of its
+ * joins in the broker's log, while the other clients of its node went on).
  */
 export type WatchAction = "rejoin" | "replace";
 

@@ -9,6 +9,8 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
+import { failureError, RemotingError } from "./errors.ts";
+import type { NodeId } from "./node.ts";
 import {
   type EntityMessage,
   EntityMessageSchema,
@@ -92,4 +94,13 @@ export function fromWire(body: Envelope["body"]): Body | undefined {
     default:
       return undefined;
   }
+}
+
+/** What a reply from `from` says: the layer's message it carries, or the failure it reports (a `RemotingError`). */
+export function replyOf(from: NodeId, body: Envelope["body"]): { from: NodeId; body: Body } | RemotingError {
+  if (body.case === "failure") return failureError(body.value);
+  const message = fromWire(body);
+  return message
+    ? { from, body: message }
+    : new RemotingError(`${from.address} answered with no message this node knows`);
 }

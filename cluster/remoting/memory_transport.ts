@@ -14,8 +14,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Envelope, EnvelopeSchema } from "../../proto/gen/cluster_pb.ts";
 import { seededRandom } from "../seeded_random.ts";
-import { failureError, failureOf, Refusal, RemotingError } from "./errors.ts";
-import { fromWire, toWire } from "./body.ts";
+import { failureOf, Refusal, RemotingError } from "./errors.ts";
+import { fromWire, replyOf, toWire } from "./body.ts";
 import { type NodeId, nodeKey } from "./node.ts";
 import type { Body, Inbound, InboundHandler, Target, Transport, TransportFactory } from "./transport.ts";
 
@@ -236,10 +236,9 @@ export class MemoryTransport implements Transport {
     if (!pending) return;
     this.#pending.delete(envelope.correlationId);
     clearTimeout(pending.timer);
-    const body = fromWire(envelope.body);
-    if (envelope.body.case === "failure") pending.reject(failureError(envelope.body.value));
-    else if (body) pending.resolve({ from, body });
-    else pending.reject(new RemotingError(`${from.address} answered with no message this node knows`));
+    const reply = replyOf(from, envelope.body);
+    if (reply instanceof RemotingError) pending.reject(reply);
+    else pending.resolve(reply);
   }
 
   async #askSelf(target: Target, body: Body): Promise<Inbound> {

@@ -27,7 +27,7 @@ import { FrameSeal, helloProof, NONCE_BYTES, sameBytes, welcomeProof } from "./h
 import { Link, MAX_QUEUED_BYTES } from "./link.ts";
 import { nodeFromProto, type NodeId, nodeKey, nodeToProto, splitAddress } from "./node.ts";
 import type { Body, Inbound, InboundHandler, Target, Transport } from "./transport.ts";
-import { fromWire, toWire } from "./body.ts";
+import { fromWire, replyOf, toWire } from "./body.ts";
 
 const log = getLogger(["usershard", "remoting"]);
 
@@ -210,10 +210,9 @@ export class Remoting implements Transport {
       if (!pending || pending.link !== link) return;
       this.#pending.delete(envelope.correlationId);
       clearTimeout(pending.timer);
-      const body = fromWire(envelope.body);
-      if (envelope.body.case === "failure") pending.reject(failureError(envelope.body.value));
-      else if (body) pending.resolve({ from, body });
-      else pending.reject(new RemotingError(`${from.address} answered with no message this node knows`));
+      const reply = replyOf(from, envelope.body);
+      if (reply instanceof RemotingError) pending.reject(reply);
+      else pending.resolve(reply);
       return;
     }
     const isRequest = envelope.correlationId !== 0;

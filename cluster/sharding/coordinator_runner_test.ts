@@ -9,6 +9,7 @@ import { nodeFromProto, type NodeId } from "../remoting/node.ts";
 import type { Body, Inbound } from "../remoting/transport.ts";
 import { DEFAULT_SHARDING_TIMINGS } from "../timings.ts";
 import { CoordinatorRunner } from "./coordinator_runner.ts";
+import { settleTicking } from "../../tests/support/fake_clock.ts";
 
 const COORDINATOR: NodeId = { address: "10.0.0.1:2551", uid: 1 };
 const REGION: NodeId = { address: "10.0.0.2:2551", uid: 2 };
@@ -59,15 +60,8 @@ async function withRunner(
     askTimeoutMs: 1000,
     placement: () => Promise.resolve(new Map([[0, REGION.address]])),
   });
-  const ask = async (question: Body): Promise<Body> => {
-    const answer = region.ask(COORDINATOR, question, 120_000).then((inbound) => inbound.body);
-    let outcome: { value: Body } | { error: unknown } | undefined;
-    answer.then((value) => outcome = { value }, (error) => outcome = { error });
-    for (let t = 0; outcome === undefined && t < 120_000; t += 100) await clock.tickAsync(100);
-    if (!outcome) throw new Error("no answer, not even a failure");
-    if ("error" in outcome) throw outcome.error;
-    return outcome.value;
-  };
+  const ask = (question: Body): Promise<Body> =>
+    settleTicking(clock, region.ask(COORDINATOR, question, 120_000).then((inbound) => inbound.body), 120_000);
   try {
     runner.update(snapshot());
     // The coordinator's own node has a region too, registered: fresh starts wait for every Up member's.

@@ -27,6 +27,7 @@ import type { PurchaseEvent } from "./entity.ts";
 import { ShardRegion } from "./region.ts";
 import { Sharding } from "./sharding.ts";
 import { MEMORY_STORAGE } from "./shard_storage.ts";
+import { settleTicking, tickUntil } from "../../tests/support/fake_clock.ts";
 
 const SHARDS = 4;
 const A = "10.0.0.1:2551";
@@ -80,21 +81,13 @@ class Nodes {
   }
 
   /** Moves the clock on, 50 ms at a time, until `condition` holds; fails after `limitMs` of simulated time. */
-  async until(condition: () => boolean, limitMs: number, what: string): Promise<number> {
-    for (let waited = 0; waited <= limitMs; waited += 50) {
-      if (condition()) return waited;
-      await this.clock.tickAsync(50);
-    }
-    throw new Error(`${what}: not within ${limitMs} ms (simulated)`);
+  until(condition: () => boolean, limitMs: number, what: string): Promise<number> {
+    return tickUntil(this.clock, condition, limitMs, what);
   }
 
   /** Settles `promise` while the clock moves on. */
-  async settle<T>(promise: Promise<T>, limitMs = 30_000): Promise<T> {
-    let outcome: { value: T } | { error: unknown } | undefined;
-    promise.then((value) => outcome = { value }, (error) => outcome = { error });
-    await this.until(() => outcome !== undefined, limitMs, "an answer");
-    if ("error" in outcome!) throw outcome.error;
-    return outcome!.value;
+  settle<T>(promise: Promise<T>, limitMs = 30_000): Promise<T> {
+    return settleTicking(this.clock, promise, limitMs);
   }
 
   async close(): Promise<void> {
